@@ -1,0 +1,176 @@
+//! Kafka plumbing shared by the outbox relay, the projector and the tests: one place that turns
+//! settings into `rdkafka` client configs, creates topics and probes the brokers.
+//!
+//! Domain code never depends on this crate.
+#![deny(missing_docs)]
+
+use std::time::Duration;
+
+use eventfold_runtime::{Env, SettingsError};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+
+/// A Kafka operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// The client library reported an error.
+    #[error("kafka: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    /// Topic creation was refused for a reason other than "already exists".
+    #[error("cannot create topic {topic}: {code:?}")]
+    TopicCreation {
+        /// The topic.
+        topic: String,
+        /// The broker's error code.
+        code: RDKafkaErrorCode,
+    },
+    /// A blocking client call could not run.
+    #[error("kafka client task failed: {0}")]
+    Task(String),
+}
+
+/// Where the brokers are and how to authenticate to them.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `KAFKA_BOOTSTRAP_SERVERS`: comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// `KAFKA_SECURITY_PROTOCOL`: `plaintext` (default), `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: String,
+    /// `KAFKA_SASL_MECHANISM`, e.g. `SCRAM-SHA-512`, when SASL is used.
+    pub sasl_mechanism: Option<String>,
+    /// `KAFKA_SASL_USERNAME`.
+    pub sasl_username: Option<String>,
+    /// `KAFKA_SASL_PASSWORD`.
+    pub sasl_password: Option<String>,
+}
+
+impl KafkaSettings {
+    /// Reads the Kafka variables; the bootstrap list defaults to the local stack's broker.
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        let security_protocol = env.string("KAFKA_SECURITY_PROTOCOL", "plaintext");
+        if !matches!(
+            security_protocol.to_ascii_lowercase().as_str(),
+            "plaintext" | "ssl" | "sasl_plaintext" | "sasl_ssl"
+        ) {
+            return Err(SettingsError::Invalid {
+                var: "KAFKA_SECURITY_PROTOCOL".into(),
+                value: security_protocol,
+                reason: "expected plaintext, ssl, sasl_plaintext or sasl_ssl".into(),
+            });
+        }
+        Ok(Self {
+            bootstrap_servers: env.string("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            security_protocol,
+            sasl_mechanism: env.raw("KAFKA_SASL_MECHANISM").map(str::to_owned),
+            sasl_username: env.raw("KAFKA_SASL_USERNAME").map(str::to_owned),
+            sasl_password: env.raw("KAFKA_SASL_PASSWORD").map(str::to_owned),
+        })
+    }
+
+    /// Settings for a plaintext broker list (tests, local stack).
+    pub fn plaintext(bootstrap_servers: impl Into<String>) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            security_protocol: "plaintext".into(),
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+        }
+    }
+
+    /// A client config with the connection and security settings applied.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("security.protocol", &self.security_protocol)
+            .set("socket.keepalive.enable", "true");
+        if let Some(m) = &self.sasl_mechanism {
+            config.set("sasl.mechanism", m);
+        }
+        if let Some(u) = &self.sasl_username {
+            config.set("sasl.username", u);
+        }
+        if let Some(p) = &self.sasl_password {
+            config.set("sasl.password", p);
+        }
+        config
+    }
+
+    /// Creates `topic` with `partitions` and `replication` unless it exists already.
+    pub async fn ensure_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication: i32,
+    ) -> Result<(), KafkaError> {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin.create_topics([&new_topic], &options).await? {
+            match result {
+                Ok(_) => tracing::info!(topic, partitions, "created topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => return Err(KafkaError::TopicCreation { topic, code }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the cluster for its metadata; `Ok` with the broker count when it answers.
+    pub async fn probe(&self, timeout: Duration) -> Result<usize, KafkaError> {
+        let config = self.client_config();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create()?;
+            let metadata = consumer.fetch_metadata(None, timeout)?;
+            Ok(metadata.brokers().len())
+        })
+        .await
+        .map_err(|e| KafkaError::Task(e.to_string()))?
+    }
+
+    /// A `/readyz` check named `kafka` that passes when the cluster answers a metadata request.
+    pub fn readiness_check(&self) -> eventfold_runtime::ReadinessCheck {
+        let settings = self.clone();
+        eventfold_runtime::ReadinessCheck::new("kafka", move || {
+            let settings = settings.clone();
+            async move {
+                match settings.probe(Duration::from_secs(2)).await {
+                    Ok(0) => Err("cluster answered with no brokers".to_owned()),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_an_unknown_security_protocol() {
+        let env = Env::from_pairs([("KAFKA_SECURITY_PROTOCOL", "carrier-pigeon")]);
+        let err = KafkaSettings::from_env(&env).unwrap_err();
+        assert!(err.to_string().contains("KAFKA_SECURITY_PROTOCOL"), "{err}");
+    }
+
+    #[test]
+    fn passes_sasl_credentials_to_the_client() {
+        let env = Env::from_pairs([
+            ("KAFKA_BOOTSTRAP_SERVERS", "b1:9092,b2:9092"),
+            ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("KAFKA_SASL_USERNAME", "relay"),
+            ("KAFKA_SASL_PASSWORD", "secret"),
+        ]);
+        let config = KafkaSettings::from_env(&env).unwrap().client_config();
+        assert_eq!(config.get("bootstrap.servers"), Some("b1:9092,b2:9092"));
+        assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(config.get("sasl.username"), Some("relay"));
+    }
+}

@@ -1,0 +1,15 @@
+//! Process plumbing shared by the three eventfold services: environment settings, `tracing` setup,
+//! the SIGTERM/SIGINT shutdown signal and the ops HTTP endpoints (`/healthz`, `/readyz`, `/metrics`).
+//!
+//! It knows nothing of PostgreSQL, Kafka or Neo4j: services register their own readiness checks.
+#![deny(missing_docs)]
+
+pub mod ops;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use ops::{Ops, ReadinessCheck};
+pub use ops::{serve, serve_on};
+pub use settings::{Env, ServiceSettings, SettingsError};
+pub use shutdown::Shutdown;

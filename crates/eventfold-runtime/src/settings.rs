@@ -1,0 +1,162 @@
+//! Typed reading of environment variables with errors that name the variable.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::str::FromStr;
+
+/// A setting that is missing or cannot be parsed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    /// A required variable is not set.
+    #[error("environment variable {0} is required but not set")]
+    Missing(String),
+    /// A variable is set but its value does not parse.
+    #[error("environment variable {var}={value:?} is invalid: {reason}")]
+    Invalid {
+        /// The variable's name.
+        var: String,
+        /// The value found.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// A snapshot of the variables a service reads; tests build one from a map instead of the process env.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// Takes the current process environment.
+    pub fn from_process() -> Self {
+        Self {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    /// Builds an environment from explicit pairs.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// Sets `var` (tests and container start-up fill in addresses this way).
+    pub fn set(&mut self, var: impl Into<String>, value: impl Into<String>) {
+        self.vars.insert(var.into(), value.into());
+    }
+
+    /// The raw value of `var`, treating an empty value as unset.
+    pub fn raw(&self, var: &str) -> Option<&str> {
+        self.vars
+            .get(var)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A string setting with a default.
+    pub fn string(&self, var: &str, default: &str) -> String {
+        self.raw(var).unwrap_or(default).to_owned()
+    }
+
+    /// A required string setting.
+    pub fn required(&self, var: &str) -> Result<String, SettingsError> {
+        self.raw(var)
+            .map(str::to_owned)
+            .ok_or_else(|| SettingsError::Missing(var.to_owned()))
+    }
+
+    /// A parsed setting with a default.
+    pub fn parse<T>(&self, var: &str, default: T) -> Result<T, SettingsError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        match self.raw(var) {
+            None => Ok(default),
+            Some(value) => value.parse().map_err(|e: T::Err| SettingsError::Invalid {
+                var: var.to_owned(),
+                value: value.to_owned(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// The settings every service shares: where its ops/HTTP endpoint listens and how it logs.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// `HTTP_ADDR`: listen address for the API and `/healthz`, `/readyz`, `/metrics`.
+    pub http_addr: std::net::SocketAddr,
+    /// `LOG_FORMAT`: `text` (default) or `json`.
+    pub log_format: crate::telemetry::LogFormat,
+}
+
+impl ServiceSettings {
+    /// Reads `HTTP_ADDR` (default `127.0.0.1:<default_port>`) and `LOG_FORMAT`.
+    pub fn from_env(env: &Env, default_port: u16) -> Result<Self, SettingsError> {
+        Ok(Self {
+            http_addr: env.parse(
+                "HTTP_ADDR",
+                std::net::SocketAddr::from(([127, 0, 0, 1], default_port)),
+            )?,
+            log_format: env.parse("LOG_FORMAT", crate::telemetry::LogFormat::Text)?,
+        })
+    }
+}
+
+/// Unwraps settings or ends the process with a one-line message and exit code 2 (bad configuration).
+pub fn or_exit<T>(service: &str, settings: Result<T, SettingsError>) -> T {
+    settings.unwrap_or_else(|e| {
+        eprintln!("{service}: {e}");
+        std::process::exit(2)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    #[test]
+    fn falls_back_to_the_default_when_unset_or_empty() {
+        let env = Env::from_pairs([("EMPTY", "")]);
+        assert_eq!(env.string("EMPTY", "d"), "d");
+        assert_eq!(env.parse("UNSET", 7u16).unwrap(), 7);
+    }
+
+    #[test]
+    fn names_the_variable_when_a_value_does_not_parse() {
+        let env = Env::from_pairs([("HTTP_ADDR", "not-an-addr")]);
+        let err = env
+            .parse::<SocketAddr>("HTTP_ADDR", "127.0.0.1:1".parse().unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("HTTP_ADDR"), "{err}");
+    }
+
+    #[test]
+    fn refuses_an_unknown_log_format() {
+        let env = Env::from_pairs([("LOG_FORMAT", "xml")]);
+        let err = ServiceSettings::from_env(&env, 8080).unwrap_err();
+        assert!(err.to_string().contains("LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn reports_a_missing_required_variable() {
+        let env = Env::default();
+        assert_eq!(
+            env.required("DATABASE_URL"),
+            Err(SettingsError::Missing("DATABASE_URL".into()))
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! Neo4j connection settings and probe for the graph read models.
+
+use eventfold_runtime::{Env, ReadinessCheck, SettingsError};
+use neo4rs::{ConfigBuilder, Graph, query};
+
+/// How to reach Neo4j over Bolt.
+#[derive(Debug, Clone)]
+pub struct Neo4jSettings {
+    /// `NEO4J_URI`, e.g. `bolt://127.0.0.1:7687`.
+    pub uri: String,
+    /// `NEO4J_USER`.
+    pub user: String,
+    /// `NEO4J_PASSWORD`.
+    pub password: String,
+    /// `NEO4J_DATABASE` (default `neo4j`).
+    pub database: String,
+}
+
+impl Neo4jSettings {
+    /// Reads the Neo4j variables; defaults point at the local stack.
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        Ok(Self {
+            uri: env.string("NEO4J_URI", "bolt://127.0.0.1:7687"),
+            user: env.string("NEO4J_USER", "neo4j"),
+            password: env.string("NEO4J_PASSWORD", "eventfold"),
+            database: env.string("NEO4J_DATABASE", "neo4j"),
+        })
+    }
+
+    /// A connection pool that connects on first use.
+    pub fn graph(&self) -> Result<Graph, neo4rs::Error> {
+        let config = ConfigBuilder::default()
+            .uri(&self.uri)
+            .user(&self.user)
+            .password(&self.password)
+            .db(self.database.as_str())
+            .max_connections(8)
+            .build()?;
+        Graph::connect(config)
+    }
+}
+
+/// Succeeds when Neo4j answers `RETURN 1`.
+pub async fn probe(graph: &Graph) -> Result<(), neo4rs::Error> {
+    let mut rows = graph.execute(query("RETURN 1 AS one")).await?;
+    while rows.next().await?.is_some() {}
+    Ok(())
+}
+
+/// A `/readyz` check named `neo4j`.
+pub fn readiness_check(graph: Graph) -> ReadinessCheck {
+    ReadinessCheck::new("neo4j", move || {
+        let graph = graph.clone();
+        async move { probe(&graph).await.map_err(|e| e.to_string()) }
+    })
+}

@@ -1,0 +1,116 @@
+//! Test kit for eventfold's integration tests: where the real servers are, and typed helpers to reach
+//! them. Addresses come from the environment (set by `make test`), defaulting to the local stack of
+//! `make up`; with the `testcontainers` feature, a server whose address is unset is started in Docker.
+#![deny(missing_docs)]
+
+#[cfg(feature = "testcontainers")]
+mod containers;
+
+use std::time::Duration;
+
+use eventfold_avro::RegistrySettings;
+use eventfold_kafka::KafkaSettings;
+use eventfold_postgres::PgSettings;
+use eventfold_runtime::Env;
+use projector::neo4j::Neo4jSettings;
+
+/// The addresses of the real servers and running services the tests talk to.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// PostgreSQL.
+    pub database: PgSettings,
+    /// Kafka brokers.
+    pub kafka: KafkaSettings,
+    /// Schema registry.
+    pub registry: RegistrySettings,
+    /// Neo4j over Bolt.
+    pub neo4j: Neo4jSettings,
+}
+
+impl Stack {
+    /// Reads the server addresses from the environment, starting containers for unset ones when the
+    /// `testcontainers` feature is on.
+    pub async fn from_env() -> Self {
+        #[allow(unused_mut)]
+        let mut env = Env::from_process();
+        #[cfg(feature = "testcontainers")]
+        containers::start_missing(&mut env).await;
+        Self {
+            database: PgSettings::from_env(&env).expect("DATABASE_URL"),
+            kafka: KafkaSettings::from_env(&env).expect("KAFKA_* settings"),
+            registry: RegistrySettings::from_env(&env).expect("SCHEMA_REGISTRY_URL"),
+            neo4j: Neo4jSettings::from_env(&env).expect("NEO4J_* settings"),
+        }
+    }
+
+    /// The environment a service under test would get, pointing at this stack.
+    pub fn service_env(&self, extra: &[(&str, &str)]) -> Env {
+        let mut pairs: Vec<(String, String)> = vec![
+            ("HTTP_ADDR".into(), "127.0.0.1:0".into()),
+            ("DATABASE_URL".into(), self.database.url.clone()),
+            (
+                "KAFKA_BOOTSTRAP_SERVERS".into(),
+                self.kafka.bootstrap_servers.clone(),
+            ),
+            ("SCHEMA_REGISTRY_URL".into(), self.registry.url.clone()),
+            ("NEO4J_URI".into(), self.neo4j.uri.clone()),
+            ("NEO4J_USER".into(), self.neo4j.user.clone()),
+            ("NEO4J_PASSWORD".into(), self.neo4j.password.clone()),
+        ];
+        for (k, v) in extra {
+            pairs.retain(|(key, _)| key != k);
+            pairs.push(((*k).into(), (*v).into()));
+        }
+        Env::from_pairs(pairs)
+    }
+}
+
+/// URLs of the services started by `make up` (`EVENTFOLD_*_URL`, defaulting to the stack's ports).
+pub fn running_service_urls() -> Vec<(&'static str, String)> {
+    let env = Env::from_process();
+    vec![
+        (
+            "command-service",
+            env.string("EVENTFOLD_COMMAND_URL", "http://127.0.0.1:8080"),
+        ),
+        (
+            "outbox-relay",
+            env.string("EVENTFOLD_RELAY_URL", "http://127.0.0.1:8082"),
+        ),
+        (
+            "projector",
+            env.string("EVENTFOLD_PROJECTOR_URL", "http://127.0.0.1:8083"),
+        ),
+    ]
+}
+
+/// A name unique to this test run, for topics, groups, subjects and labels.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or panics after `timeout` naming `what`.
+#[track_caller]
+pub fn eventually<T, F, Fut>(
+    what: &'static str,
+    timeout: Duration,
+    mut check: F,
+) -> impl Future<Output = T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let caller = std::panic::Location::caller();
+    async move {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!("{what}: not reached within {timeout:?} (at {caller})");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
