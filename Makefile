@@ -1,0 +1,34 @@
+# eventfold — `make up` starts the local stack and the services, `make test` runs every check.
+SHELL := /bin/bash
+EVENTFOLD_CACHE ?= $(HOME)/.cache/eventfold
+export EVENTFOLD_CACHE
+export CARGO_TARGET_DIR ?= $(EVENTFOLD_CACHE)/target
+
+.PHONY: up down status test build fmt lint env clean-data
+
+up: ## start PostgreSQL, Kafka, Neo4j, the schema registry and the three services
+	@scripts/stack/stack.sh up
+
+down: ## stop everything `make up` started (by pid)
+	@scripts/stack/stack.sh down
+
+status: ## one line per server and service
+	@scripts/stack/stack.sh status
+
+test: ## fmt, clippy and all tests against the real stack (starts and stops what is not running)
+	@scripts/test.sh
+
+build: ## build every crate
+	cargo build --workspace
+
+fmt: ## format the code
+	cargo fmt --all
+
+lint: ## clippy with warnings as errors
+	cargo clippy --workspace --all-targets -- -D warnings
+
+env: ## print the stack's addresses as export lines
+	@scripts/stack/stack.sh env
+
+clean-data: down ## stop the stack and delete its data (keeps downloads and the cargo cache)
+	rm -rf "$(EVENTFOLD_CACHE)/data" "$(EVENTFOLD_CACHE)/run"

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The three eventfold services, built with cargo and run against the local stack.
+#
+#   scripts/stack/services.sh start|stop [NAME...]|status
+#
+# Ports: command-service $EVENTFOLD_COMMAND_PORT (8080), outbox-relay $EVENTFOLD_RELAY_PORT (8082),
+# projector $EVENTFOLD_PROJECTOR_PORT (8083); logs in $LOG_DIR/<service>.log (JSON lines).
+source "$(dirname "$0")/env.sh"
+
+SERVICES=(command-service outbox-relay projector)
+READY_TIMEOUT="${EVENTFOLD_SERVICE_READY_TIMEOUT:-60}"
+
+port_of() {
+  case "$1" in
+    command-service) echo "$EVENTFOLD_COMMAND_PORT" ;;
+    outbox-relay) echo "$EVENTFOLD_RELAY_PORT" ;;
+    projector) echo "$EVENTFOLD_PROJECTOR_PORT" ;;
+  esac
+}
+port_var_of() {
+  case "$1" in
+    command-service) echo EVENTFOLD_COMMAND_PORT ;;
+    outbox-relay) echo EVENTFOLD_RELAY_PORT ;;
+    projector) echo EVENTFOLD_PROJECTOR_PORT ;;
+  esac
+}
+
+ready() { curl -fsS -m 5 "http://127.0.0.1:$1/readyz"; }
+
+cmd_start() {
+  log "building the services (cargo build, target dir $CARGO_TARGET_DIR)"
+  (cd "$EVENTFOLD_ROOT" && cargo build --quiet -p command-service -p outbox-relay -p projector) \
+    || die "cargo build of the services failed"
+  local svc port
+  for svc in "${SERVICES[@]}"; do
+    port="$(port_of "$svc")"
+    if is_running "$svc"; then
+      log "$svc already running (pid $(cat "$(pid_file "$svc")"))"
+      continue
+    fi
+    require_free_port "$svc" "$port" "$(port_var_of "$svc")"
+    HTTP_ADDR="127.0.0.1:$port" LOG_FORMAT="${LOG_FORMAT:-json}" \
+      start_daemon "$svc" "$CARGO_TARGET_DIR/debug/$svc"
+  done
+  for svc in "${SERVICES[@]}"; do
+    port="$(port_of "$svc")"
+    wait_until "$svc" "$READY_TIMEOUT" ready "$port"
+    log "$svc ready at http://127.0.0.1:$port (pid $(cat "$(pid_file "$svc")"))"
+  done
+}
+
+# stop [NAME...]: stop the named services (default: all), in reverse start order.
+cmd_stop() {
+  local names=("$@") i
+  ((${#names[@]})) || names=("${SERVICES[@]}")
+  for ((i = ${#names[@]} - 1; i >= 0; i--)); do stop_by_pid "${names[i]}" 20; done
+}
+
+cmd_status() {
+  local svc
+  for svc in "${SERVICES[@]}"; do status_line "$svc" "http://127.0.0.1:$(port_of "$svc")"; done
+}
+
+case "${1:-}" in
+  start) cmd_start ;;
+  stop) shift; cmd_stop "$@" ;;
+  status) cmd_status ;;
+  *) die "usage: $0 {start|stop|status}" ;;
+esac
