@@ -28,12 +28,19 @@ die()  { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
 pid_file() { printf '%s/%s.pid' "$RUN_DIR" "$1"; }
 log_file() { printf '%s/%s.log' "$LOG_DIR" "$1"; }
 
+# pid_alive PID: a live process, not a zombie (pid 1 on these VMs reaps orphans with some delay, so
+# `kill -0` alone still succeeds for a while after a process died).
+pid_alive() {
+  [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null || return 1
+  local state; state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true)"
+  [[ -n "$state" && "$state" != Z ]]
+}
+
 # is_running NAME: true when NAME's pid file names a live process.
 is_running() {
   local pf; pf="$(pid_file "$1")"
   [[ -f "$pf" ]] || return 1
-  local pid; pid="$(cat "$pf")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+  pid_alive "$(cat "$pf")"
 }
 
 # port_in_use PORT: true when something listens on 127.0.0.1:PORT.
@@ -85,11 +92,11 @@ stop_by_pid() {
   local pf; pf="$(pid_file "$name")"
   [[ -f "$pf" ]] || return 0
   local pid; pid="$(cat "$pf")"
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+  if pid_alive "$pid"; then
     log "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + timeout))
-    while kill -0 "$pid" 2>/dev/null; do
+    while pid_alive "$pid"; do
       if (( SECONDS >= deadline )); then
         log "$name (pid $pid) did not stop in ${timeout}s; sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
@@ -117,7 +124,7 @@ maven_copy_deps() {
   command -v mvn >/dev/null || die "mvn not found (install maven: apt-get install -y maven)"
   log "resolving $(basename "$pomdir") jars from Maven Central into $out"
   mkdir -p "$out"
-  mvn -q -B -f "$pomdir/pom.xml" \
+  mvn -q -B -Dstyle.color=never -Dmaven.repo.local="$DOWNLOADS/m2" -f "$pomdir/pom.xml" \
     org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$out" >&2
   touch "$out/.complete"

@@ -25,12 +25,18 @@ impl PgSettings {
             "DATABASE_URL",
             "postgres://eventfold:eventfold@127.0.0.1:5432/eventfold",
         );
+        let invalid = |reason: String| SettingsError::Invalid {
+            var: "DATABASE_URL".into(),
+            value: redact(&url),
+            reason,
+        };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid(
+                "expected a postgres:// or postgresql:// URL".into(),
+            ));
+        }
         url.parse::<PgConnectOptions>()
-            .map_err(|e| SettingsError::Invalid {
-                var: "DATABASE_URL".into(),
-                value: redact(&url),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| invalid(e.to_string()))?;
         Ok(Self {
             url,
             max_connections: env.parse("DATABASE_MAX_CONNECTIONS", 10)?,
