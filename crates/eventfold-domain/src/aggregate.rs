@@ -1,0 +1,142 @@
+//! The aggregate (decider) and domain event traits.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{CommandError, DomainError, StateMachine};
+
+/// Event category, used for routing, filtering and retention (seed 000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventCategory {
+    /// Processing lifecycle (verse processing, batches).
+    Processing,
+    /// Discoveries (cross-references, patterns).
+    Discovery,
+    /// Validations.
+    Validation,
+    /// Oracle engine results (typology, necessity).
+    Oracle,
+    /// Ordinary domain changes (interviews, sentences, opportunities, users).
+    Domain,
+    /// Infrastructure.
+    System,
+}
+
+impl EventCategory {
+    /// The category's name as stored in the `category` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processing => "processing",
+            Self::Discovery => "discovery",
+            Self::Validation => "validation",
+            Self::Oracle => "oracle",
+            Self::Domain => "domain",
+            Self::System => "system",
+        }
+    }
+}
+
+/// A domain event: a payload that knows its stable name, schema version and category.
+///
+/// The serialized form is the event's payload only (no envelope); the name and version are
+/// defined once here and reused by the store, the Avro subjects and the Kafka headers.
+pub trait DomainEvent:
+    Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync
+{
+    /// Past-tense type name, e.g. `CrossReferenceDiscovered`.
+    fn event_type(&self) -> &'static str;
+    /// Schema version of this payload shape (the latest the code writes).
+    fn schema_version(&self) -> u32 {
+        1
+    }
+    /// Category of the event.
+    fn category(&self) -> EventCategory;
+    /// Reads a payload of type `event_type` at the latest schema version.
+    fn from_payload(
+        event_type: &str,
+        payload: serde_json::Value,
+    ) -> Result<Self, serde_json::Error>;
+}
+
+/// An aggregate as a Mealy machine: `decide` turns (state, command) into events, `apply` folds an
+/// event into the state. Both are pure; `decide` never panics on a bad transition.
+pub trait Aggregate:
+    Default + Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// Stable aggregate type name used in URLs, rows and topics, e.g. `CrossReference`.
+    const TYPE: &'static str;
+    /// Version of the serialized state; snapshots with another version are ignored.
+    const STATE_VERSION: u32 = 1;
+    /// The commands this aggregate accepts.
+    type Command: DeserializeOwned + std::fmt::Debug + Send;
+    /// The events it emits.
+    type Event: DomainEvent;
+
+    /// Names of the commands, as used in `POST .../commands/{command}`.
+    fn command_names() -> &'static [&'static str];
+    /// Name of `command` (one of [`Aggregate::command_names`]).
+    fn command_name(command: &Self::Command) -> &'static str;
+    /// Name of the current state, e.g. `Discovered` (`Initial` before the first event).
+    fn state_name(&self) -> &'static str;
+    /// True once the aggregate has at least one event (it exists).
+    fn exists(&self) -> bool {
+        self.state_name() != "Initial"
+    }
+    /// Decides which events `command` produces in this state.
+    fn decide(&self, command: &Self::Command) -> Result<Vec<Self::Event>, DomainError>;
+    /// Folds one event into the state.
+    fn apply(self, event: &Self::Event) -> Self;
+    /// The state machine (states, commands, events) for documentation and Mermaid output.
+    fn state_machine() -> StateMachine;
+
+    /// An invalid-transition error naming this state and `command`.
+    fn invalid(&self, command: &Self::Command) -> DomainError {
+        DomainError::InvalidTransition {
+            state: self.state_name(),
+            command: Self::command_name(command),
+        }
+    }
+
+    /// Replays `events` from the initial state.
+    fn replay<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self
+    where
+        Self::Event: 'a,
+    {
+        events.into_iter().fold(Self::default(), |s, e| s.apply(e))
+    }
+}
+
+/// Reads a command of aggregate `A` from its name and JSON body.
+///
+/// Commands are externally tagged enums (`{"DiscoverCrossReference": {...}}`); the name must be one
+/// of [`Aggregate::command_names`], and a field error names the field as a JSON pointer.
+pub fn parse_command<A: Aggregate>(
+    name: &str,
+    body: serde_json::Value,
+) -> Result<A::Command, CommandError> {
+    let Some(known) = A::command_names().iter().find(|n| **n == name) else {
+        return Err(CommandError::UnknownCommand {
+            aggregate_type: A::TYPE,
+            command: name.to_owned(),
+        });
+    };
+    let tagged = serde_json::json!({ *known: body });
+    serde_path_to_error::deserialize(tagged).map_err(|e| {
+        let path = e.path().to_string();
+        // The path starts with the command's own tag; drop it so the pointer is relative to the body.
+        let inner = path
+            .strip_prefix(*known)
+            .unwrap_or(&path)
+            .trim_start_matches('.');
+        let pointer = if inner.is_empty() || inner == "?" {
+            String::new()
+        } else {
+            format!("/{}", inner.replace('.', "/").replace(['[', ']'], ""))
+        };
+        CommandError::InvalidBody {
+            pointer,
+            message: e.into_inner().to_string(),
+        }
+    })
+}
