@@ -43,6 +43,46 @@ impl Stack {
         }
     }
 
+    /// A pool as the migration role (`DATABASE_URL`), with the migrations applied.
+    pub async fn admin_pool(&self) -> sqlx::PgPool {
+        let pool = sqlx::PgPool::connect_with(self.database.connect_options())
+            .await
+            .expect("connect to PostgreSQL as the migration role");
+        eventfold_postgres::MIGRATOR
+            .run(&pool)
+            .await
+            .expect("run migrations");
+        pool
+    }
+
+    /// A pool as a login role that is only a member of `eventfold_writer` (the command service's
+    /// privileges), created on first use.
+    pub async fn writer_pool(&self) -> sqlx::PgPool {
+        let admin = self.admin_pool().await;
+        // Roles are cluster-wide and tests run concurrently: serialize the creation.
+        let mut tx = admin.begin().await.expect("begin");
+        sqlx::query("SELECT pg_advisory_xact_lock(771001)")
+            .execute(&mut *tx)
+            .await
+            .expect("lock");
+        sqlx::query(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ef_test_writer') THEN \
+             CREATE ROLE ef_test_writer LOGIN PASSWORD 'ef_test_writer' IN ROLE eventfold_writer; END IF; END $$",
+        )
+        .execute(&mut *tx)
+        .await
+        .expect("create the test writer role");
+        tx.commit().await.expect("commit");
+        let options = self
+            .database
+            .connect_options()
+            .username("ef_test_writer")
+            .password("ef_test_writer");
+        sqlx::PgPool::connect_with(options)
+            .await
+            .expect("connect as ef_test_writer")
+    }
+
     /// The environment a service under test would get, pointing at this stack.
     pub fn service_env(&self, extra: &[(&str, &str)]) -> Env {
         let mut pairs: Vec<(String, String)> = vec![

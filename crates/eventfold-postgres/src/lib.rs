@@ -1,7 +1,18 @@
-//! PostgreSQL, the only authority of eventfold: connection settings shared by every service.
+//! PostgreSQL, the only authority of eventfold: connection settings shared by every service, the
+//! schema migrations and the event store (events + outbox rows in one transaction).
 //!
 //! Domain code never depends on this crate.
 #![deny(missing_docs)]
+
+pub mod store;
+
+pub use store::{
+    Actor, ActorKind, AppendError, AppendOutcome, CommandMeta, CommandRecord, EventStore,
+    FeedCursor, NewEvent, RecordedEvent, shard_key,
+};
+
+/// The schema migrations in `migrations/`, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
 use std::time::Duration;
 
