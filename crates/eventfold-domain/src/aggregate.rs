@@ -122,21 +122,27 @@ pub fn parse_command<A: Aggregate>(
         });
     };
     let tagged = serde_json::json!({ *known: body });
-    serde_path_to_error::deserialize(tagged).map_err(|e| {
-        let path = e.path().to_string();
-        // The path starts with the command's own tag; drop it so the pointer is relative to the body.
-        let inner = path
-            .strip_prefix(*known)
-            .unwrap_or(&path)
-            .trim_start_matches('.');
-        let pointer = if inner.is_empty() || inner == "?" {
-            String::new()
-        } else {
-            format!("/{}", inner.replace('.', "/").replace(['[', ']'], ""))
-        };
-        CommandError::InvalidBody {
-            pointer,
-            message: e.into_inner().to_string(),
-        }
+    serde_path_to_error::deserialize(tagged).map_err(|e| CommandError::InvalidBody {
+        pointer: body_pointer(e.path()),
+        message: e.into_inner().to_string(),
     })
+}
+
+/// The RFC 6901 pointer of a deserialization path, relative to the command body: the first segment
+/// (the command's own tag) is dropped, array indices become `/n`, and `~` and `/` in keys are
+/// escaped. An unknown segment ends the pointer at its parent.
+fn body_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut pointer = String::new();
+    for segment in path.iter().skip(1) {
+        match segment {
+            Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                pointer.push('/');
+                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Segment::Unknown => break,
+        }
+    }
+    pointer
 }

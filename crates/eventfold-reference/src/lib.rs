@@ -1,0 +1,30 @@
+//! The reference domains of eventfold: the aggregates that the seed systems run on the platform.
+//!
+//! - [`biblos`] (seed 000): [`CrossReference`] (discover, validate with the seed's confidence
+//!   arithmetic, refine, identify a typological connection) and [`VerseProcessing`] (started,
+//!   completed, failed, retried).
+//! - [`interview`] (seed 001): [`Interview`] (created, status changed, metadata updated) and
+//!   [`Sentence`] (created, edited, machine analysis, user override that wins until cleared).
+//!
+//! Each aggregate is a decider built on [`eventfold_domain::Aggregate`]: commands arrive as JSON
+//! through [`eventfold_domain::parse_command`], `decide` is pure (no clock, no I/O; times come from
+//! the command or the event envelope), events serialize to their payload only. The
+//! [`registry`] lists the aggregate types for the command-service.
+//!
+//! Where it sits: command-service (decide + append) and projector (read payloads) depend on this
+//! crate; it depends only on `eventfold-domain`, serde and chrono, never on tokio, sqlx or Kafka.
+#![deny(missing_docs)]
+
+pub mod biblos;
+pub mod fields;
+pub mod interview;
+pub mod registry;
+
+#[cfg(test)]
+mod conformance;
+
+pub use biblos::cross_reference::CrossReference;
+pub use biblos::verse_processing::VerseProcessing;
+pub use interview::interview::Interview;
+pub use interview::sentence::Sentence;
+pub use registry::{AGGREGATE_TYPES, AggregateVisitor, command_names, event_types, mermaid, visit};
