@@ -4,8 +4,10 @@
 //! Domain code never depends on this crate.
 #![deny(missing_docs)]
 
+pub mod repository;
 pub mod store;
 
+pub use repository::{HandleError, Handled, RetryPolicy, handle, hydrate};
 pub use store::{
     Actor, ActorKind, AppendError, AppendOutcome, CommandMeta, CommandRecord, EventStore,
     FeedCursor, NewEvent, RecordedEvent, shard_key,
