@@ -4,7 +4,7 @@ EVENTFOLD_CACHE ?= $(HOME)/.cache/eventfold
 export EVENTFOLD_CACHE
 export CARGO_TARGET_DIR ?= $(EVENTFOLD_CACHE)/target
 
-.PHONY: up down status test build fmt lint env clean-data
+.PHONY: up down status test build fmt lint env images clean-data
 
 up: ## start PostgreSQL, Kafka, Neo4j, the schema registry and the three services
 	@scripts/stack/stack.sh up
@@ -26,6 +26,9 @@ fmt: ## format the code
 
 lint: ## clippy with warnings as errors
 	cargo clippy --workspace --all-targets -- -D warnings
+
+images: ## print the docker build commands for the three service images
+	@scripts/helm/images.sh
 
 env: ## print the stack's addresses as export lines
 	@scripts/stack/stack.sh env

@@ -16,6 +16,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "cargo check --features testcontainers (the Docker fallback must compile)"
 cargo check -p eventfold-tests --features testcontainers --tests --quiet
 
+step "helm chart: lint, kubeconform, rendered-manifest checks, bad-values tests"
+"$EVENTFOLD_ROOT/scripts/helm/check.sh"
+
 # Which processes of the stack are already up; only the others are stopped at the end.
 started=()
 for p in postgres kafka neo4j registry command-service outbox-relay projector; do
