@@ -7,6 +7,7 @@
 
 mod aggregate;
 mod error;
+mod events_macro;
 mod state_machine;
 pub mod testing;
 

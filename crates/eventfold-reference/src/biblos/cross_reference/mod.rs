@@ -132,39 +132,24 @@ impl Command {
     ];
 }
 
-/// An event of a cross-reference; it serializes to its payload only (the type name travels in
-/// the envelope), and [`DomainEvent::from_payload`] reads it back by type name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Event {
-    /// See [`CrossReferenceDiscovered`].
-    CrossReferenceDiscovered(CrossReferenceDiscovered),
-    /// See [`CrossReferenceValidated`].
-    CrossReferenceValidated(CrossReferenceValidated),
-    /// See [`CrossReferenceRefined`].
-    CrossReferenceRefined(CrossReferenceRefined),
-    /// See [`TypologicalConnectionIdentified`].
-    TypologicalConnectionIdentified(TypologicalConnectionIdentified),
-}
-
-impl Event {
-    /// The event type names, in declaration order.
-    pub const TYPES: &'static [&'static str] = &[
-        "CrossReferenceDiscovered",
-        "CrossReferenceValidated",
-        "CrossReferenceRefined",
-        "TypologicalConnectionIdentified",
-    ];
+eventfold_domain::domain_events! {
+    /// An event of a cross-reference; it serializes to its payload only (the type name travels in
+    /// the envelope), and [`DomainEvent::from_payload`] reads it back by type name.
+    pub enum Event for "CrossReference" {
+        /// See [`CrossReferenceDiscovered`].
+        CrossReferenceDiscovered,
+        /// See [`CrossReferenceValidated`].
+        CrossReferenceValidated,
+        /// See [`CrossReferenceRefined`].
+        CrossReferenceRefined,
+        /// See [`TypologicalConnectionIdentified`].
+        TypologicalConnectionIdentified,
+    }
 }
 
 impl DomainEvent for Event {
     fn event_type(&self) -> &'static str {
-        match self {
-            Self::CrossReferenceDiscovered(_) => "CrossReferenceDiscovered",
-            Self::CrossReferenceValidated(_) => "CrossReferenceValidated",
-            Self::CrossReferenceRefined(_) => "CrossReferenceRefined",
-            Self::TypologicalConnectionIdentified(_) => "TypologicalConnectionIdentified",
-        }
+        self.type_name()
     }
 
     fn category(&self) -> EventCategory {
@@ -178,23 +163,7 @@ impl DomainEvent for Event {
     }
 
     fn from_payload(event_type: &str, payload: Value) -> Result<Self, serde_json::Error> {
-        match event_type {
-            "CrossReferenceDiscovered" => {
-                serde_json::from_value(payload).map(Self::CrossReferenceDiscovered)
-            }
-            "CrossReferenceValidated" => {
-                serde_json::from_value(payload).map(Self::CrossReferenceValidated)
-            }
-            "CrossReferenceRefined" => {
-                serde_json::from_value(payload).map(Self::CrossReferenceRefined)
-            }
-            "TypologicalConnectionIdentified" => {
-                serde_json::from_value(payload).map(Self::TypologicalConnectionIdentified)
-            }
-            other => Err(serde::de::Error::custom(format_args!(
-                "unknown CrossReference event type {other}"
-            ))),
-        }
+        Self::payload_from(event_type, payload)
     }
 }
 

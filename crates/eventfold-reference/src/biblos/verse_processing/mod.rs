@@ -151,34 +151,21 @@ impl Command {
     ];
 }
 
-/// An event of a verse's processing; serializes to its payload only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Event {
-    /// See [`VerseProcessingStarted`].
-    VerseProcessingStarted(VerseProcessingStarted),
-    /// See [`VerseProcessingCompleted`].
-    VerseProcessingCompleted(VerseProcessingCompleted),
-    /// See [`VerseProcessingFailed`].
-    VerseProcessingFailed(VerseProcessingFailed),
-}
-
-impl Event {
-    /// The event type names, in declaration order.
-    pub const TYPES: &'static [&'static str] = &[
-        "VerseProcessingStarted",
-        "VerseProcessingCompleted",
-        "VerseProcessingFailed",
-    ];
+eventfold_domain::domain_events! {
+    /// An event of a verse's processing; serializes to its payload only.
+    pub enum Event for "VerseProcessing" {
+        /// See [`VerseProcessingStarted`].
+        VerseProcessingStarted,
+        /// See [`VerseProcessingCompleted`].
+        VerseProcessingCompleted,
+        /// See [`VerseProcessingFailed`].
+        VerseProcessingFailed,
+    }
 }
 
 impl DomainEvent for Event {
     fn event_type(&self) -> &'static str {
-        match self {
-            Self::VerseProcessingStarted(_) => "VerseProcessingStarted",
-            Self::VerseProcessingCompleted(_) => "VerseProcessingCompleted",
-            Self::VerseProcessingFailed(_) => "VerseProcessingFailed",
-        }
+        self.type_name()
     }
 
     fn category(&self) -> EventCategory {
@@ -186,20 +173,7 @@ impl DomainEvent for Event {
     }
 
     fn from_payload(event_type: &str, payload: Value) -> Result<Self, serde_json::Error> {
-        match event_type {
-            "VerseProcessingStarted" => {
-                serde_json::from_value(payload).map(Self::VerseProcessingStarted)
-            }
-            "VerseProcessingCompleted" => {
-                serde_json::from_value(payload).map(Self::VerseProcessingCompleted)
-            }
-            "VerseProcessingFailed" => {
-                serde_json::from_value(payload).map(Self::VerseProcessingFailed)
-            }
-            other => Err(serde::de::Error::custom(format_args!(
-                "unknown VerseProcessing event type {other}"
-            ))),
-        }
+        Self::payload_from(event_type, payload)
     }
 }
 

@@ -115,34 +115,21 @@ impl Command {
     ];
 }
 
-/// An event of an interview; serializes to its payload only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Event {
-    /// See [`InterviewCreated`].
-    InterviewCreated(InterviewCreated),
-    /// See [`InterviewStatusChanged`].
-    InterviewStatusChanged(InterviewStatusChanged),
-    /// See [`InterviewMetadataUpdated`].
-    InterviewMetadataUpdated(InterviewMetadataUpdated),
-}
-
-impl Event {
-    /// The event type names, in declaration order.
-    pub const TYPES: &'static [&'static str] = &[
-        "InterviewCreated",
-        "InterviewStatusChanged",
-        "InterviewMetadataUpdated",
-    ];
+eventfold_domain::domain_events! {
+    /// An event of an interview; serializes to its payload only.
+    pub enum Event for "Interview" {
+        /// See [`InterviewCreated`].
+        InterviewCreated,
+        /// See [`InterviewStatusChanged`].
+        InterviewStatusChanged,
+        /// See [`InterviewMetadataUpdated`].
+        InterviewMetadataUpdated,
+    }
 }
 
 impl DomainEvent for Event {
     fn event_type(&self) -> &'static str {
-        match self {
-            Self::InterviewCreated(_) => "InterviewCreated",
-            Self::InterviewStatusChanged(_) => "InterviewStatusChanged",
-            Self::InterviewMetadataUpdated(_) => "InterviewMetadataUpdated",
-        }
+        self.type_name()
     }
 
     fn category(&self) -> EventCategory {
@@ -150,18 +137,7 @@ impl DomainEvent for Event {
     }
 
     fn from_payload(event_type: &str, payload: Value) -> Result<Self, serde_json::Error> {
-        match event_type {
-            "InterviewCreated" => serde_json::from_value(payload).map(Self::InterviewCreated),
-            "InterviewStatusChanged" => {
-                serde_json::from_value(payload).map(Self::InterviewStatusChanged)
-            }
-            "InterviewMetadataUpdated" => {
-                serde_json::from_value(payload).map(Self::InterviewMetadataUpdated)
-            }
-            other => Err(serde::de::Error::custom(format_args!(
-                "unknown Interview event type {other}"
-            ))),
-        }
+        Self::payload_from(event_type, payload)
     }
 }
 

@@ -156,43 +156,26 @@ impl Command {
     ];
 }
 
-/// An event of a sentence; serializes to its payload only. `AnalysisCleared` comes last because
-/// its only field is optional (the plain `Deserialize` tries the variants in order).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Event {
-    /// See [`SentenceCreated`].
-    SentenceCreated(SentenceCreated),
-    /// See [`SentenceEdited`].
-    SentenceEdited(SentenceEdited),
-    /// See [`AnalysisGenerated`].
-    AnalysisGenerated(AnalysisGenerated),
-    /// See [`AnalysisOverridden`].
-    AnalysisOverridden(AnalysisOverridden),
-    /// See [`AnalysisCleared`].
-    AnalysisCleared(AnalysisCleared),
-}
-
-impl Event {
-    /// The event type names, in declaration order.
-    pub const TYPES: &'static [&'static str] = &[
-        "SentenceCreated",
-        "SentenceEdited",
-        "AnalysisGenerated",
-        "AnalysisOverridden",
-        "AnalysisCleared",
-    ];
+eventfold_domain::domain_events! {
+    /// An event of a sentence; serializes to its payload only. `AnalysisCleared` comes last because
+    /// its only field is optional (the plain `Deserialize` tries the variants in order).
+    pub enum Event for "Sentence" {
+        /// See [`SentenceCreated`].
+        SentenceCreated,
+        /// See [`SentenceEdited`].
+        SentenceEdited,
+        /// See [`AnalysisGenerated`].
+        AnalysisGenerated,
+        /// See [`AnalysisOverridden`].
+        AnalysisOverridden,
+        /// See [`AnalysisCleared`].
+        AnalysisCleared,
+    }
 }
 
 impl DomainEvent for Event {
     fn event_type(&self) -> &'static str {
-        match self {
-            Self::SentenceCreated(_) => "SentenceCreated",
-            Self::SentenceEdited(_) => "SentenceEdited",
-            Self::AnalysisGenerated(_) => "AnalysisGenerated",
-            Self::AnalysisOverridden(_) => "AnalysisOverridden",
-            Self::AnalysisCleared(_) => "AnalysisCleared",
-        }
+        self.type_name()
     }
 
     fn category(&self) -> EventCategory {
@@ -200,16 +183,7 @@ impl DomainEvent for Event {
     }
 
     fn from_payload(event_type: &str, payload: Value) -> Result<Self, serde_json::Error> {
-        match event_type {
-            "SentenceCreated" => serde_json::from_value(payload).map(Self::SentenceCreated),
-            "SentenceEdited" => serde_json::from_value(payload).map(Self::SentenceEdited),
-            "AnalysisGenerated" => serde_json::from_value(payload).map(Self::AnalysisGenerated),
-            "AnalysisOverridden" => serde_json::from_value(payload).map(Self::AnalysisOverridden),
-            "AnalysisCleared" => serde_json::from_value(payload).map(Self::AnalysisCleared),
-            other => Err(serde::de::Error::custom(format_args!(
-                "unknown Sentence event type {other}"
-            ))),
-        }
+        Self::payload_from(event_type, payload)
     }
 }
 
