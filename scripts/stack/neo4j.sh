@@ -19,11 +19,6 @@ BOLT_URL="bolt://127.0.0.1:$EVENTFOLD_NEO4J_BOLT_PORT"
 READY_LINE="eventfold-neo4j ready $BOLT_URL"
 NEO4J_HEAP="${EVENTFOLD_NEO4J_HEAP:-1g}"
 
-running() {
-  local pf; pf="$(pid_file "$NAME")"
-  [[ -f "$pf" ]] && pid_alive "$(cat "$pf")"
-}
-
 # Compile the launcher once per source version (a single-file source run recompiles on every start).
 ensure_launcher() {
   command -v javac >/dev/null || die "neo4j: javac not found (install a JDK 17: apt-get install -y openjdk-17-jdk-headless)"
@@ -49,7 +44,7 @@ neo4j_ready() {
 }
 
 cmd_start() {
-  if running; then
+  if is_running "$NAME"; then
     log "neo4j: already running (pid $(cat "$(pid_file "$NAME")")); checking readiness"
   else
     rm -f "$(pid_file "$NAME")"
@@ -76,7 +71,7 @@ cmd_start() {
 }
 
 cmd_stop() {
-  if ! running; then
+  if ! is_running "$NAME"; then
     rm -f "$(pid_file "$NAME")"
     log "neo4j: not running"
     return 0
@@ -89,7 +84,7 @@ cmd_stop() {
 }
 
 cmd_status() {
-  running || rm -f "$(pid_file "$NAME")"   # stale (dead or zombie) pid file
+  is_running "$NAME" || rm -f "$(pid_file "$NAME")"   # stale (dead or zombie) pid file
   status_line "$NAME" "$BOLT_URL"
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use apache_avro::types::Value;
 use eventfold_avro::{Compatibility, RegistryClient};
-use eventfold_runtime::Shutdown;
+use eventfold_runtime::{Server, Shutdown};
 use eventfold_tests::{Stack, eventually, running_service_urls, unique};
 use neo4rs::query;
 use rdkafka::Message;
@@ -228,55 +228,44 @@ async fn the_services_started_by_make_up_are_ready() {
     }
 }
 
-/// Starts each service in-process on port 0 and returns (name, base url, shutdown, join handle).
-async fn spawn_services(
-    stack: &Stack,
-    extra: &[(&str, &str)],
-) -> Vec<(
+/// A service started in-process: name, base URL, its shutdown signal and its task.
+type Spawned = (
     &'static str,
     String,
     Shutdown,
     tokio::task::JoinHandle<std::io::Result<()>>,
-)> {
+);
+
+fn spawn(name: &'static str, server: Server) -> Spawned {
+    let url = format!("http://{}", server.local_addr().unwrap());
+    let shutdown = Shutdown::new();
+    let handle = tokio::spawn(server.run_until_stopped(shutdown.clone()));
+    (name, url, shutdown, handle)
+}
+
+/// Starts each service in-process on port 0 against the stack.
+async fn spawn_services(stack: &Stack, extra: &[(&str, &str)]) -> Vec<Spawned> {
     let env = stack.service_env(extra);
-    let mut out = Vec::new();
-
-    let app = command_service::App::build(command_service::Settings::from_env(&env).unwrap())
-        .await
-        .unwrap();
-    let url = format!("http://{}", app.local_addr().unwrap());
-    let shutdown = Shutdown::new();
-    out.push((
-        "command-service",
-        url,
-        shutdown.clone(),
-        tokio::spawn(app.run_until_stopped(shutdown)),
-    ));
-
-    let app = outbox_relay::App::build(outbox_relay::Settings::from_env(&env).unwrap())
-        .await
-        .unwrap();
-    let url = format!("http://{}", app.local_addr().unwrap());
-    let shutdown = Shutdown::new();
-    out.push((
-        "outbox-relay",
-        url,
-        shutdown.clone(),
-        tokio::spawn(app.run_until_stopped(shutdown)),
-    ));
-
-    let app = projector::App::build(projector::Settings::from_env(&env).unwrap())
-        .await
-        .unwrap();
-    let url = format!("http://{}", app.local_addr().unwrap());
-    let shutdown = Shutdown::new();
-    out.push((
-        "projector",
-        url,
-        shutdown.clone(),
-        tokio::spawn(app.run_until_stopped(shutdown)),
-    ));
-    out
+    vec![
+        spawn(
+            command_service::SERVICE,
+            command_service::build(command_service::Settings::from_env(&env).unwrap())
+                .await
+                .unwrap(),
+        ),
+        spawn(
+            outbox_relay::SERVICE,
+            outbox_relay::build(outbox_relay::Settings::from_env(&env).unwrap())
+                .await
+                .unwrap(),
+        ),
+        spawn(
+            projector::SERVICE,
+            projector::build(projector::Settings::from_env(&env).unwrap())
+                .await
+                .unwrap(),
+        ),
+    ]
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 
+pub use ops::Server;
 pub use ops::{Ops, ReadinessCheck};
-pub use ops::{serve, serve_on};
 pub use settings::{Env, ServiceSettings, SettingsError};
 pub use shutdown::Shutdown;

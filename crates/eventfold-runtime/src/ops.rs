@@ -171,22 +171,39 @@ async fn metrics(State(ops): State<Ops>) -> Response {
         .into_response()
 }
 
-/// Binds `addr` and serves `router` until `shutdown` fires, letting in-flight requests finish.
-pub async fn serve(addr: SocketAddr, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "listening");
-    serve_on(listener, router, shutdown).await
-}
-
-/// Serves `router` on an already bound listener until `shutdown` fires.
-pub async fn serve_on(
+/// A service's bound HTTP listener and router, ready to serve.
+pub struct Server {
+    service: &'static str,
     listener: tokio::net::TcpListener,
     router: Router,
-    shutdown: Shutdown,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port) for `router`.
+    pub async fn bind(
+        service: &'static str,
+        addr: SocketAddr,
+        router: Router,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            service,
+            listener: tokio::net::TcpListener::bind(addr).await?,
+            router,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` fires, letting in-flight requests finish.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> std::io::Result<()> {
+        tracing::info!(service = self.service, addr = %self.local_addr()?, "listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { shutdown.wait().await })
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -2,11 +2,11 @@
 //! PostgreSQL in one transaction.
 #![deny(missing_docs)]
 
-use std::net::SocketAddr;
-
 use eventfold_postgres::PgSettings;
-use eventfold_runtime::{Env, Ops, ServiceSettings, SettingsError, Shutdown};
-use tokio::net::TcpListener;
+use eventfold_runtime::{Env, Ops, Server, ServiceSettings, SettingsError};
+
+/// Name in logs, metrics and `/healthz`.
+pub const SERVICE: &str = "command-service";
 
 /// Default HTTP port of the command service.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -30,32 +30,9 @@ impl Settings {
     }
 }
 
-/// A bound, ready-to-run command service.
-pub struct App {
-    listener: TcpListener,
-    router: axum::Router,
-}
-
-impl App {
-    /// Binds the listener and wires the routes; dependencies are connected lazily.
-    pub async fn build(settings: Settings) -> std::io::Result<Self> {
-        let pool = settings.database.pool_lazy();
-        let ops = Ops::new("command-service").with_check(eventfold_postgres::readiness_check(pool));
-        let listener = TcpListener::bind(settings.service.http_addr).await?;
-        Ok(Self {
-            listener,
-            router: ops.router(),
-        })
-    }
-
-    /// The address actually bound (useful with port 0).
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Serves until `shutdown` fires, finishing requests in flight.
-    pub async fn run_until_stopped(self, shutdown: Shutdown) -> std::io::Result<()> {
-        tracing::info!(addr = %self.local_addr()?, "command-service listening");
-        eventfold_runtime::serve_on(self.listener, self.router, shutdown).await
-    }
+/// Binds the listener and wires the routes; dependencies are connected lazily.
+pub async fn build(settings: Settings) -> std::io::Result<Server> {
+    let pool = settings.database.pool_lazy();
+    let ops = Ops::new(SERVICE).with_check(eventfold_postgres::readiness_check(pool));
+    Server::bind(SERVICE, settings.service.http_addr, ops.router()).await
 }

@@ -1,17 +1,17 @@
 //! `command-service` binary: settings from the environment, then serve until SIGTERM.
 
 use anyhow::Context;
-use command_service::{App, Settings};
+use command_service::Settings;
 use eventfold_runtime::{Env, Shutdown, settings::or_exit, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = or_exit("command-service", Settings::from_env(&Env::from_process()));
     telemetry::init(settings.service.log_format);
-    let app = App::build(settings)
+    let server = command_service::build(settings)
         .await
         .context("failed to start command-service")?;
-    app.run_until_stopped(Shutdown::on_signals()).await?;
+    server.run_until_stopped(Shutdown::on_signals()).await?;
     tracing::info!("command-service stopped");
     Ok(())
 }

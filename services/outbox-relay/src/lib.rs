@@ -1,13 +1,13 @@
 //! The outbox relay: moves committed outbox rows from PostgreSQL to Kafka as Avro records.
 #![deny(missing_docs)]
 
-use std::net::SocketAddr;
-
 use eventfold_avro::{RegistryClient, RegistrySettings};
 use eventfold_kafka::KafkaSettings;
 use eventfold_postgres::PgSettings;
-use eventfold_runtime::{Env, Ops, ServiceSettings, SettingsError, Shutdown};
-use tokio::net::TcpListener;
+use eventfold_runtime::{Env, Ops, Server, ServiceSettings, SettingsError};
+
+/// Name in logs, metrics and `/healthz`.
+pub const SERVICE: &str = "outbox-relay";
 
 /// Default port of the relay's ops endpoint.
 pub const DEFAULT_PORT: u16 = 8082;
@@ -37,36 +37,13 @@ impl Settings {
     }
 }
 
-/// A bound, ready-to-run relay.
-pub struct App {
-    listener: TcpListener,
-    router: axum::Router,
-}
-
-impl App {
-    /// Binds the ops listener and prepares the clients; connections are made lazily.
-    pub async fn build(settings: Settings) -> std::io::Result<Self> {
-        let pool = settings.database.pool_lazy();
-        let registry = RegistryClient::new(settings.registry.clone());
-        let ops = Ops::new("outbox-relay")
-            .with_check(eventfold_postgres::readiness_check(pool))
-            .with_check(settings.kafka.readiness_check())
-            .with_check(registry.readiness_check());
-        let listener = TcpListener::bind(settings.service.http_addr).await?;
-        Ok(Self {
-            listener,
-            router: ops.router(),
-        })
-    }
-
-    /// The address actually bound (useful with port 0).
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Serves the ops endpoints until `shutdown` fires.
-    pub async fn run_until_stopped(self, shutdown: Shutdown) -> std::io::Result<()> {
-        tracing::info!(addr = %self.local_addr()?, "outbox-relay ops endpoint listening");
-        eventfold_runtime::serve_on(self.listener, self.router, shutdown).await
-    }
+/// Binds the ops listener and prepares the clients; connections are made lazily.
+pub async fn build(settings: Settings) -> std::io::Result<Server> {
+    let pool = settings.database.pool_lazy();
+    let registry = RegistryClient::new(settings.registry.clone());
+    let ops = Ops::new(SERVICE)
+        .with_check(eventfold_postgres::readiness_check(pool))
+        .with_check(settings.kafka.readiness_check())
+        .with_check(registry.readiness_check());
+    Server::bind(SERVICE, settings.service.http_addr, ops.router()).await
 }

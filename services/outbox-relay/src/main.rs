@@ -2,16 +2,16 @@
 
 use anyhow::Context;
 use eventfold_runtime::{Env, Shutdown, settings::or_exit, telemetry};
-use outbox_relay::{App, Settings};
+use outbox_relay::Settings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = or_exit("outbox-relay", Settings::from_env(&Env::from_process()));
     telemetry::init(settings.service.log_format);
-    let app = App::build(settings)
+    let server = outbox_relay::build(settings)
         .await
         .context("failed to start outbox-relay")?;
-    app.run_until_stopped(Shutdown::on_signals()).await?;
+    server.run_until_stopped(Shutdown::on_signals()).await?;
     tracing::info!("outbox-relay stopped");
     Ok(())
 }

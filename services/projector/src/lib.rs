@@ -4,14 +4,14 @@
 
 pub mod neo4j;
 
-use std::net::SocketAddr;
-
 use eventfold_avro::{RegistryClient, RegistrySettings};
 use eventfold_kafka::KafkaSettings;
 use eventfold_postgres::PgSettings;
-use eventfold_runtime::{Env, Ops, ServiceSettings, SettingsError, Shutdown};
+use eventfold_runtime::{Env, Ops, Server, ServiceSettings, SettingsError};
 use neo4j::Neo4jSettings;
-use tokio::net::TcpListener;
+
+/// Name in logs, metrics and `/healthz`.
+pub const SERVICE: &str = "projector";
 
 /// Default port of the projector's HTTP endpoint.
 pub const DEFAULT_PORT: u16 = 8083;
@@ -55,38 +55,15 @@ pub enum StartError {
     Neo4j(#[from] neo4rs::Error),
 }
 
-/// A bound, ready-to-run projector.
-pub struct App {
-    listener: TcpListener,
-    router: axum::Router,
-}
-
-impl App {
-    /// Binds the listener and prepares the clients; connections are made lazily.
-    pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let pool = settings.database.pool_lazy();
-        let registry = RegistryClient::new(settings.registry.clone());
-        let graph = settings.neo4j.graph()?;
-        let ops = Ops::new("projector")
-            .with_check(eventfold_postgres::readiness_check(pool))
-            .with_check(settings.kafka.readiness_check())
-            .with_check(registry.readiness_check())
-            .with_check(neo4j::readiness_check(graph));
-        let listener = TcpListener::bind(settings.service.http_addr).await?;
-        Ok(Self {
-            listener,
-            router: ops.router(),
-        })
-    }
-
-    /// The address actually bound (useful with port 0).
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Serves until `shutdown` fires.
-    pub async fn run_until_stopped(self, shutdown: Shutdown) -> std::io::Result<()> {
-        tracing::info!(addr = %self.local_addr()?, "projector listening");
-        eventfold_runtime::serve_on(self.listener, self.router, shutdown).await
-    }
+/// Binds the listener and prepares the clients; connections are made lazily.
+pub async fn build(settings: Settings) -> Result<Server, StartError> {
+    let pool = settings.database.pool_lazy();
+    let registry = RegistryClient::new(settings.registry.clone());
+    let graph = settings.neo4j.graph()?;
+    let ops = Ops::new(SERVICE)
+        .with_check(eventfold_postgres::readiness_check(pool))
+        .with_check(settings.kafka.readiness_check())
+        .with_check(registry.readiness_check())
+        .with_check(neo4j::readiness_check(graph));
+    Ok(Server::bind(SERVICE, settings.service.http_addr, ops.router()).await?)
 }

@@ -2,16 +2,16 @@
 
 use anyhow::Context;
 use eventfold_runtime::{Env, Shutdown, settings::or_exit, telemetry};
-use projector::{App, Settings};
+use projector::Settings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = or_exit("projector", Settings::from_env(&Env::from_process()));
     telemetry::init(settings.service.log_format);
-    let app = App::build(settings)
+    let server = projector::build(settings)
         .await
         .context("failed to start projector")?;
-    app.run_until_stopped(Shutdown::on_signals()).await?;
+    server.run_until_stopped(Shutdown::on_signals()).await?;
     tracing::info!("projector stopped");
     Ok(())
 }
