@@ -202,14 +202,32 @@ async fn the_writer_role_can_insert_and_select_events_but_not_update_delete_or_t
             .unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
-    let mut tx = admin.begin().await.unwrap();
-    let err = sqlx::query("TRUNCATE events CASCADE")
-        .execute(&mut *tx)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("append-only"), "{err}");
-    // TRUNCATE took its locks before the trigger refused it: release them before reading again.
-    tx.rollback().await.unwrap();
+    // TRUNCATE needs an exclusive lock before its trigger runs; other tests hold transactions on
+    // `events`, and a waiting TRUNCATE would queue their next writes behind it. So ask with a short
+    // lock timeout and retry until the lock is granted and the trigger answers.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut tx = admin.begin().await.unwrap();
+        sqlx::query("SET LOCAL lock_timeout = '200ms'")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let err = sqlx::query("TRUNCATE events CASCADE")
+            .execute(&mut *tx)
+            .await
+            .unwrap_err();
+        tx.rollback().await.unwrap();
+        if err.as_database_error().and_then(|e| e.code()).as_deref() == Some("55P03") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "events stayed locked"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        assert!(err.to_string().contains("append-only"), "{err}");
+        break;
+    }
     assert_eq!(store.current_version("Thing", &id).await.unwrap(), 1);
 }
 

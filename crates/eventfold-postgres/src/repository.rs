@@ -112,11 +112,13 @@ pub async fn handle<A: Aggregate>(
     expected_version: Option<i64>,
     policy: RetryPolicy,
 ) -> Result<Handled, HandleError> {
+    // A repeat is answered before deciding (the command may no longer be valid in today's state);
+    // a repeat racing this one is caught by the append's command-id claim instead.
+    if let Some(record) = store.command(meta.command_id).await? {
+        return replay(meta.command_id, &record, request_hash);
+    }
     let mut attempt = 1;
     loop {
-        if let Some(record) = store.command(meta.command_id).await? {
-            return replay(meta.command_id, &record, request_hash);
-        }
         let (state, version) = hydrate::<A>(store, aggregate_id, None, None).await?;
         if let Some(expected) = expected_version
             && expected != version
