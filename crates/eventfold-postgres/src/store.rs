@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Who caused a command.
@@ -170,6 +170,102 @@ pub enum AppendError {
     Database(#[from] sqlx::Error),
 }
 
+/// One command's share of a group commit.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandWrite<'a> {
+    /// The aggregate.
+    pub aggregate_id: &'a str,
+    /// Version the events follow (the first gets `expected_version + 1`).
+    pub expected_version: i64,
+    /// Events to append (may be empty: the command is still recorded).
+    pub events: &'a [NewEvent],
+    /// Envelope of the command.
+    pub meta: &'a CommandMeta,
+    /// What a repeat of the command id is answered with.
+    pub record: &'a CommandRecord,
+}
+
+/// Why a group commit wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// A version or command id in the batch was already taken (constraint named).
+    #[error("already taken: {0}")]
+    UniqueViolation(String),
+    /// The database failed otherwise.
+    #[error("event store: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl BatchError {
+    fn from_sqlx(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                Self::UniqueViolation(db.constraint().unwrap_or("unknown").to_owned())
+            }
+            _ => Self::Database(e),
+        }
+    }
+}
+
+/// A batch as column arrays, for `UNNEST`.
+#[derive(Default)]
+struct BatchRows<'a> {
+    event_id: Vec<Uuid>,
+    event_type: Vec<&'a str>,
+    schema_version: Vec<i32>,
+    category: Vec<&'a str>,
+    aggregate_id: Vec<&'a str>,
+    version: Vec<i64>,
+    occurred_at: Vec<DateTime<Utc>>,
+    correlation_id: Vec<Uuid>,
+    causation_id: Vec<Option<Uuid>>,
+    actor_kind: Vec<&'static str>,
+    actor_id: Vec<&'a str>,
+    tenant: Vec<&'a str>,
+    command_id: Vec<Uuid>,
+    metadata: Vec<&'a serde_json::Value>,
+    payload: Vec<&'a serde_json::Value>,
+    shard_key: Vec<i32>,
+    cmd_id: Vec<Uuid>,
+    cmd_aggregate_id: Vec<&'a str>,
+    cmd_name: Vec<&'a str>,
+    cmd_hash: Vec<&'a [u8]>,
+    cmd_response: Vec<&'a serde_json::Value>,
+}
+
+impl<'a> BatchRows<'a> {
+    fn new(writes: &'a [CommandWrite<'a>]) -> Self {
+        let mut rows = Self::default();
+        for w in writes {
+            let shard = shard_key(w.aggregate_id);
+            for (i, e) in w.events.iter().enumerate() {
+                rows.event_id.push(e.event_id);
+                rows.event_type.push(&e.event_type);
+                rows.schema_version.push(e.schema_version);
+                rows.category.push(&e.category);
+                rows.aggregate_id.push(w.aggregate_id);
+                rows.version.push(w.expected_version + 1 + i as i64);
+                rows.occurred_at.push(w.meta.occurred_at);
+                rows.correlation_id.push(w.meta.correlation_id);
+                rows.causation_id.push(w.meta.causation_id);
+                rows.actor_kind.push(w.meta.actor.kind.as_str());
+                rows.actor_id.push(&w.meta.actor.id);
+                rows.tenant.push(&w.meta.tenant);
+                rows.command_id.push(w.meta.command_id);
+                rows.metadata.push(&w.meta.metadata);
+                rows.payload.push(&e.payload);
+                rows.shard_key.push(shard);
+            }
+            rows.cmd_id.push(w.meta.command_id);
+            rows.cmd_aggregate_id.push(w.aggregate_id);
+            rows.cmd_name.push(&w.record.command_name);
+            rows.cmd_hash.push(&w.record.request_hash);
+            rows.cmd_response.push(&w.record.response);
+        }
+        rows
+    }
+}
+
 /// Commit-safe position in the global feed: (writing transaction, position).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FeedCursor {
@@ -232,7 +328,7 @@ impl EventStore {
     }
 
     /// Appends `events` after `expected_version` with their outbox rows and the command record, in
-    /// one transaction. A repeated command id returns [`AppendOutcome::Duplicate`] and appends nothing,
+    /// one statement. A repeated command id returns [`AppendOutcome::Duplicate`] and appends nothing,
     /// also when both requests race (the second waits for the first to commit).
     pub async fn append(
         &self,
@@ -243,54 +339,170 @@ impl EventStore {
         meta: &CommandMeta,
         record: &CommandRecord,
     ) -> Result<AppendOutcome, AppendError> {
-        let mut tx = self.pool.begin().await?;
-        let claimed = sqlx::query(
-            "INSERT INTO commands (command_id, aggregate_type, aggregate_id, command_name, request_hash, response) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (command_id) DO NOTHING",
-        )
-        .bind(meta.command_id)
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .bind(&record.command_name)
-        .bind(&record.request_hash)
-        .bind(&record.response)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if claimed == 0 {
-            drop(tx);
-            let stored = self.command(meta.command_id).await?.ok_or_else(|| {
-                AppendError::Database(sqlx::Error::Protocol(
-                    "command id conflicted but no row found".into(),
-                ))
-            })?;
-            return Ok(AppendOutcome::Duplicate(stored));
-        }
-        let positions = match insert_events(
-            &mut tx,
-            aggregate_type,
+        let write = CommandWrite {
             aggregate_id,
             expected_version,
             events,
             meta,
-        )
-        .await
-        {
-            Ok(p) => p,
-            Err(sqlx::Error::Database(db))
-                if db.constraint() == Some("events_aggregate_version") =>
-            {
-                drop(tx);
-                let current_version = self.current_version(aggregate_type, aggregate_id).await?;
-                return Err(AppendError::Conflict { current_version });
-            }
-            Err(e) => return Err(e.into()),
+            record,
         };
-        tx.commit().await?;
-        Ok(AppendOutcome::Appended {
-            version: expected_version + events.len() as i64,
-            positions,
-        })
+        match self.append_batch(aggregate_type, &[write]).await {
+            Ok(mut positions) => Ok(AppendOutcome::Appended {
+                version: expected_version + events.len() as i64,
+                positions: positions.pop().unwrap_or_default(),
+            }),
+            Err(BatchError::UniqueViolation(_)) => {
+                if let Some(stored) = self.command(meta.command_id).await? {
+                    return Ok(AppendOutcome::Duplicate(stored));
+                }
+                let current_version = self.current_version(aggregate_type, aggregate_id).await?;
+                Err(AppendError::Conflict { current_version })
+            }
+            Err(BatchError::Database(e)) => Err(AppendError::Database(e)),
+        }
+    }
+
+    /// Appends the events, outbox rows and command records of several commands in one statement
+    /// (group commit): all of them or none. Returns each command's event positions, in order.
+    ///
+    /// A taken version or command id fails the whole batch with [`BatchError::UniqueViolation`];
+    /// the caller finds out which command it was ([`EventStore::versions`],
+    /// [`EventStore::commands`]) and writes the others again.
+    pub async fn append_batch(
+        &self,
+        aggregate_type: &str,
+        writes: &[CommandWrite<'_>],
+    ) -> Result<Vec<Vec<i64>>, BatchError> {
+        let rows = BatchRows::new(writes);
+        let inserted: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+            "WITH input AS ( \
+                SELECT * FROM UNNEST($2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], \
+                    $7::bigint[], $8::timestamptz[], $9::uuid[], $10::uuid[], $11::text[], $12::text[], \
+                    $13::text[], $14::uuid[], $15::jsonb[], $16::jsonb[], $17::int[]) WITH ORDINALITY \
+                    AS i(event_id, event_type, schema_version, category, aggregate_id, version, \
+                         occurred_at, correlation_id, causation_id, actor_kind, actor_id, tenant, \
+                         command_id, metadata, payload, shard_key, ord) \
+             ), claimed AS ( \
+                INSERT INTO commands (command_id, aggregate_type, aggregate_id, command_name, request_hash, response) \
+                SELECT c.id, $1, c.aggregate_id, c.name, c.hash, c.response \
+                FROM UNNEST($18::uuid[], $19::text[], $20::text[], $21::bytea[], $22::jsonb[]) \
+                    AS c(id, aggregate_id, name, hash, response) \
+             ), appended AS ( \
+                INSERT INTO events (event_id, event_type, schema_version, category, aggregate_type, \
+                    aggregate_id, version, occurred_at, correlation_id, causation_id, actor_kind, actor_id, \
+                    tenant, command_id, metadata, payload) \
+                SELECT event_id, event_type, schema_version, category, $1, aggregate_id, version, \
+                    occurred_at, correlation_id, causation_id, actor_kind, actor_id, tenant, command_id, \
+                    metadata, payload \
+                FROM input ORDER BY ord \
+                RETURNING event_id, position, aggregate_id, version \
+             ), outboxed AS ( \
+                INSERT INTO outbox (shard_key, event_position, aggregate_type, aggregate_id, version) \
+                SELECT i.shard_key, a.position, $1, a.aggregate_id, a.version \
+                FROM appended a JOIN input i ON i.event_id = a.event_id ORDER BY a.position \
+             ) \
+             SELECT event_id, position FROM appended",
+        )
+        .bind(aggregate_type)
+        .bind(&rows.event_id)
+        .bind(&rows.event_type)
+        .bind(&rows.schema_version)
+        .bind(&rows.category)
+        .bind(&rows.aggregate_id)
+        .bind(&rows.version)
+        .bind(&rows.occurred_at)
+        .bind(&rows.correlation_id)
+        .bind(&rows.causation_id)
+        .bind(&rows.actor_kind)
+        .bind(&rows.actor_id)
+        .bind(&rows.tenant)
+        .bind(&rows.command_id)
+        .bind(&rows.metadata)
+        .bind(&rows.payload)
+        .bind(&rows.shard_key)
+        .bind(&rows.cmd_id)
+        .bind(&rows.cmd_aggregate_id)
+        .bind(&rows.cmd_name)
+        .bind(&rows.cmd_hash)
+        .bind(&rows.cmd_response)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(BatchError::from_sqlx)?;
+        let by_id: std::collections::HashMap<Uuid, i64> = inserted.into_iter().collect();
+        Ok(writes
+            .iter()
+            .map(|w| {
+                w.events
+                    .iter()
+                    .map(|e| by_id.get(&e.event_id).copied().unwrap_or_default())
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// The stored records of those of `command_ids` that were seen before.
+    pub async fn commands(
+        &self,
+        command_ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, CommandRecord>, sqlx::Error> {
+        let rows: Vec<(Uuid, String, Vec<u8>, serde_json::Value)> = sqlx::query_as(
+            "SELECT command_id, command_name, request_hash, response FROM commands \
+             WHERE command_id = ANY($1)",
+        )
+        .bind(command_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, command_name, request_hash, response)| {
+                (
+                    id,
+                    CommandRecord {
+                        command_name,
+                        request_hash,
+                        response,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Current versions of `aggregate_ids` (absent ids have no events).
+    pub async fn versions(
+        &self,
+        aggregate_type: &str,
+        aggregate_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, i64>, sqlx::Error> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT aggregate_id, MAX(version)::bigint FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = ANY($2) GROUP BY aggregate_id",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Events of several aggregates, each after its own version, ordered by aggregate and version.
+    pub async fn load_after(
+        &self,
+        aggregate_type: &str,
+        after: &[(String, i64)],
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let ids: Vec<&str> = after.iter().map(|(id, _)| id.as_str()).collect();
+        let versions: Vec<i64> = after.iter().map(|(_, v)| *v).collect();
+        sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             JOIN UNNEST($2::text[], $3::bigint[]) AS s(wanted_id, after_version) \
+               ON aggregate_id = s.wanted_id AND version > s.after_version \
+             WHERE aggregate_type = $1 ORDER BY aggregate_id, version"
+        ))
+        .bind(aggregate_type)
+        .bind(&ids)
+        .bind(&versions)
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// The stored record of `command_id`, if any.
@@ -391,65 +603,6 @@ impl EventStore {
         .fetch_all(&self.pool)
         .await
     }
-}
-
-async fn insert_events(
-    tx: &mut Transaction<'_, Postgres>,
-    aggregate_type: &str,
-    aggregate_id: &str,
-    expected_version: i64,
-    events: &[NewEvent],
-    meta: &CommandMeta,
-) -> Result<Vec<i64>, sqlx::Error> {
-    let n = events.len();
-    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let versions: Vec<i32> = events.iter().map(|e| e.schema_version).collect();
-    let categories: Vec<&str> = events.iter().map(|e| e.category.as_str()).collect();
-    let aggregate_versions: Vec<i64> = (1..=n as i64).map(|i| expected_version + i).collect();
-    let payloads: Vec<serde_json::Value> = events.iter().map(|e| e.payload.clone()).collect();
-    let mut inserted: Vec<(i64, i64)> = sqlx::query_as(
-        "INSERT INTO events (event_id, event_type, schema_version, category, aggregate_type, aggregate_id, \
-            version, occurred_at, correlation_id, causation_id, actor_kind, actor_id, tenant, command_id, \
-            metadata, payload) \
-         SELECT e.id, e.ty, e.sv, e.cat, $5, $6, e.v, $7, $8, $9, $10, $11, $12, $13, $14, e.payload \
-         FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::text[], $15::bigint[], $16::jsonb[]) \
-              AS e(id, ty, sv, cat, v, payload) \
-         ORDER BY e.v \
-         RETURNING version, position",
-    )
-    .bind(&ids)
-    .bind(&types)
-    .bind(&versions)
-    .bind(&categories)
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .bind(meta.occurred_at)
-    .bind(meta.correlation_id)
-    .bind(meta.causation_id)
-    .bind(meta.actor.kind.as_str())
-    .bind(&meta.actor.id)
-    .bind(&meta.tenant)
-    .bind(meta.command_id)
-    .bind(&meta.metadata)
-    .bind(&aggregate_versions)
-    .bind(&payloads)
-    .fetch_all(&mut **tx)
-    .await?;
-    inserted.sort_unstable();
-    let positions: Vec<i64> = inserted.into_iter().map(|(_, p)| p).collect();
-    sqlx::query(
-        "INSERT INTO outbox (shard_key, event_position, aggregate_type, aggregate_id, version) \
-         SELECT $1, p, $2, $3, v FROM UNNEST($4::bigint[], $5::bigint[]) AS o(p, v)",
-    )
-    .bind(shard_key(aggregate_id))
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .bind(&positions)
-    .bind(&aggregate_versions)
-    .execute(&mut **tx)
-    .await?;
-    Ok(positions)
 }
 
 #[cfg(test)]
