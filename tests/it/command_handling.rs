@@ -3,54 +3,11 @@
 //! command ids, and temporal reads.
 
 use chrono::Utc;
-use eventfold_domain::{Aggregate, parse_command};
-use eventfold_postgres::{
-    Actor, ActorKind, CommandMeta, EventStore, HandleError, RetryPolicy, handle, hydrate,
-};
+use eventfold_domain::Aggregate;
+use eventfold_postgres::{EventStore, HandleError, RetryPolicy, handle, hydrate};
 use eventfold_reference::CrossReference;
+use eventfold_tests::xref::{discover, meta, validate};
 use eventfold_tests::{Stack, unique};
-use serde_json::json;
-use uuid::Uuid;
-
-type Command = <CrossReference as Aggregate>::Command;
-
-fn meta() -> CommandMeta {
-    CommandMeta {
-        command_id: Uuid::new_v4(),
-        correlation_id: Uuid::new_v4(),
-        causation_id: None,
-        actor: Actor {
-            kind: ActorKind::Agent,
-            id: "validator".into(),
-        },
-        tenant: "default".into(),
-        metadata: json!({}),
-        occurred_at: Utc::now(),
-    }
-}
-
-fn discover() -> Command {
-    parse_command::<CrossReference>(
-        "DiscoverCrossReference",
-        json!({
-            "source_ref": "GEN.1.1", "target_ref": "JHN.1.1", "connection_type": "thematic",
-            "initial_confidence": 0.5, "discovery_method": "embedding",
-            "feature_vector": [0.1, 0.2], "semantic_similarity": 0.8
-        }),
-    )
-    .unwrap()
-}
-
-fn validate() -> Command {
-    parse_command::<CrossReference>(
-        "ValidateCrossReference",
-        json!({
-            "validator_agent": "theology",
-            "validation_result": "approved", "reasoning": "creation parallel"
-        }),
-    )
-    .unwrap()
-}
 
 #[tokio::test]
 async fn concurrent_validations_are_all_applied_by_retrying_conflicts_transparently() {

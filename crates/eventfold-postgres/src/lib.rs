@@ -4,13 +4,17 @@
 //! Domain code never depends on this crate.
 #![deny(missing_docs)]
 
+pub mod bus;
 pub mod repository;
+pub mod snapshot;
 pub mod store;
 
+pub use bus::{BusConfig, CommandBus};
 pub use repository::{HandleError, Handled, RetryPolicy, handle, hydrate};
+pub use snapshot::SnapshotPolicy;
 pub use store::{
-    Actor, ActorKind, AppendError, AppendOutcome, CommandMeta, CommandRecord, EventStore,
-    FeedCursor, NewEvent, RecordedEvent, shard_key,
+    Actor, ActorKind, AppendError, AppendOutcome, BatchError, CommandMeta, CommandRecord,
+    CommandWrite, EventStore, FeedCursor, NewEvent, RecordedEvent, shard_key,
 };
 
 /// The schema migrations in `migrations/`, embedded at build time.

@@ -2,12 +2,16 @@
 //! is retried by reloading and deciding again (bounded, with jitter) unless the caller named an
 //! expected version; a repeated command id replays the first result.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use eventfold_domain::{Aggregate, DomainError, DomainEvent};
 use uuid::Uuid;
 
-use crate::store::{AppendError, AppendOutcome, CommandMeta, CommandRecord, EventStore, NewEvent};
+use crate::snapshot::Snapshot;
+use crate::store::{
+    AppendError, AppendOutcome, CommandMeta, CommandRecord, EventStore, NewEvent, RecordedEvent,
+};
 
 /// How often and how patiently a conflicting command is retried.
 #[derive(Debug, Clone, Copy)]
@@ -66,39 +70,190 @@ pub enum HandleError {
         /// Decoding error.
         source: serde_json::Error,
     },
+    /// The command or its events carry something the store refuses (e.g. a NUL character).
+    #[error("{message}")]
+    Invalid {
+        /// Machine-readable code.
+        code: &'static str,
+        /// What is wrong, and where.
+        message: String,
+    },
     /// The database failed.
     #[error("event store: {0}")]
     Database(#[from] sqlx::Error),
 }
 
-/// Rebuilds `A` from its events, up to `up_to_version` and recorded at or before `as_of` when given.
-/// Returns the state and its version.
+/// Turns a stored event into `A`'s event type.
+pub fn decode<A: Aggregate>(e: RecordedEvent) -> Result<A::Event, HandleError> {
+    A::Event::from_payload(&e.event_type, e.payload).map_err(|source| HandleError::CorruptEvent {
+        event_id: e.event_id,
+        event_type: e.event_type,
+        source,
+    })
+}
+
+/// Folds `events` into `state`, returning the new state and the last version seen.
+fn fold<A: Aggregate>(
+    mut state: A,
+    mut version: i64,
+    events: impl IntoIterator<Item = RecordedEvent>,
+) -> Result<(A, i64), HandleError> {
+    for e in events {
+        let v = e.version;
+        state = state.apply(&decode::<A>(e)?);
+        version = v;
+    }
+    Ok((state, version))
+}
+
+/// A snapshot's state, or `None` when it no longer deserializes (it is then ignored).
+fn restore<A: Aggregate>(snapshot: Option<Snapshot>) -> (A, i64) {
+    snapshot
+        .and_then(|s| {
+            serde_json::from_value::<A>(s.state)
+                .ok()
+                .map(|a| (a, s.version))
+        })
+        .unwrap_or_default()
+}
+
+/// Rebuilds `A` from its newest usable snapshot and the events after it, up to `up_to_version` and
+/// recorded at or before `as_of` when given. Returns the state and its version.
 pub async fn hydrate<A: Aggregate>(
     store: &EventStore,
     aggregate_id: &str,
     up_to_version: Option<i64>,
     as_of: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(A, i64), HandleError> {
-    let events = store
-        .load(A::TYPE, aggregate_id, 0, up_to_version, as_of, None)
+    let target = match as_of {
+        Some(t) => {
+            let at = store.version_as_of(A::TYPE, aggregate_id, t).await?;
+            Some(up_to_version.map_or(at, |v| v.min(at)))
+        }
+        None => up_to_version,
+    };
+    let ids = [aggregate_id.to_owned()];
+    let mut snapshots = store
+        .latest_snapshots(A::TYPE, &ids, A::STATE_VERSION, target)
         .await?;
-    let mut state = A::default();
-    let mut version = 0;
-    for e in events {
-        let event = A::Event::from_payload(&e.event_type, e.payload).map_err(|source| {
-            HandleError::CorruptEvent {
-                event_id: e.event_id,
-                event_type: e.event_type.clone(),
-                source,
-            }
-        })?;
-        state = state.apply(&event);
-        version = e.version;
-    }
-    Ok((state, version))
+    let (state, version) = restore::<A>(snapshots.remove(aggregate_id));
+    let events = store
+        .load(A::TYPE, aggregate_id, version, target, None, None)
+        .await?;
+    fold(state, version, events)
 }
 
-/// Handles `command` for aggregate `aggregate_id` of type `A`.
+/// Rebuilds the current state of several aggregates of type `A` with two queries (snapshots, then
+/// the events after them). Each aggregate gets its state and version, or its own decoding error.
+pub async fn hydrate_many<A: Aggregate>(
+    store: &EventStore,
+    aggregate_ids: &[String],
+) -> Result<HashMap<String, Result<(A, i64), HandleError>>, sqlx::Error> {
+    let mut snapshots = store
+        .latest_snapshots(A::TYPE, aggregate_ids, A::STATE_VERSION, None)
+        .await?;
+    let mut states: HashMap<String, (A, i64)> = aggregate_ids
+        .iter()
+        .map(|id| (id.clone(), restore::<A>(snapshots.remove(id))))
+        .collect();
+    let after: Vec<(String, i64)> = states.iter().map(|(id, (_, v))| (id.clone(), *v)).collect();
+    let mut events: HashMap<String, Vec<RecordedEvent>> = HashMap::new();
+    for e in store.load_after(A::TYPE, &after).await? {
+        events.entry(e.aggregate_id.clone()).or_default().push(e);
+    }
+    Ok(aggregate_ids
+        .iter()
+        .map(|id| {
+            let (state, version) = states.remove(id).unwrap_or_default();
+            let folded = fold(state, version, events.remove(id).unwrap_or_default());
+            (id.clone(), folded)
+        })
+        .collect())
+}
+
+/// A decided command ready to append: its events, the answer and what a repeat is answered with.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Events to append.
+    pub events: Vec<NewEvent>,
+    /// The answer to the caller.
+    pub handled: Handled,
+    /// The idempotency record.
+    pub record: CommandRecord,
+}
+
+/// Serializes decided `events` of `A` following `version` and checks that PostgreSQL will take them.
+pub fn prepare<A: Aggregate>(
+    command: &A::Command,
+    events: &[A::Event],
+    version: i64,
+    command_id: Uuid,
+    request_hash: &[u8],
+) -> Result<Prepared, HandleError> {
+    let mut new_events = Vec::with_capacity(events.len());
+    for e in events {
+        let payload = serde_json::to_value(e).map_err(|e| HandleError::Invalid {
+            code: "unserializable_event",
+            message: e.to_string(),
+        })?;
+        if let Some(pointer) = find_nul(&payload, String::new()) {
+            return Err(HandleError::Invalid {
+                code: "nul_in_string",
+                message: format!(
+                    "{} would store a string containing \\u0000 at {pointer}, which PostgreSQL refuses",
+                    e.event_type()
+                ),
+            });
+        }
+        new_events.push(NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: e.event_type().to_owned(),
+            schema_version: e.schema_version() as i32,
+            category: e.category().as_str().to_owned(),
+            payload,
+        });
+    }
+    let handled = Handled {
+        command_id,
+        version: version + new_events.len() as i64,
+        event_ids: new_events.iter().map(|e| e.event_id).collect(),
+        replayed: false,
+    };
+    let record = CommandRecord {
+        command_name: A::command_name(command).to_owned(),
+        request_hash: request_hash.to_vec(),
+        response: serde_json::to_value(&handled).expect("a Handled serializes"),
+    };
+    Ok(Prepared {
+        events: new_events,
+        handled,
+        record,
+    })
+}
+
+/// The JSON pointer of the first string (or key) containing NUL, if any.
+pub fn find_nul(value: &serde_json::Value, at: String) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => Some(if at.is_empty() { "/".into() } else { at }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_nul(v, format!("{at}/{i}"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
+            if k.contains('\0') {
+                Some(here)
+            } else {
+                find_nul(v, here)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// Handles `command` for aggregate `aggregate_id` of type `A`, one transaction per command (the
+/// [`crate::bus::CommandBus`] batches concurrent commands instead).
 ///
 /// `request_hash` identifies the request behind `meta.command_id`: a repeat with the same hash gets
 /// the first result back, a repeat with another hash is refused. With `expected_version`, a stale
@@ -128,32 +283,19 @@ pub async fn handle<A: Aggregate>(
             });
         }
         let events = state.decide(command)?;
-        let new_events: Vec<NewEvent> = events
-            .iter()
-            .map(|e| NewEvent {
-                event_id: Uuid::now_v7(),
-                event_type: e.event_type().to_owned(),
-                schema_version: e.schema_version() as i32,
-                category: e.category().as_str().to_owned(),
-                payload: serde_json::to_value(e).expect("domain events serialize to JSON"),
-            })
-            .collect();
-        let handled = Handled {
-            command_id: meta.command_id,
-            version: version + new_events.len() as i64,
-            event_ids: new_events.iter().map(|e| e.event_id).collect(),
-            replayed: false,
-        };
-        let record = CommandRecord {
-            command_name: A::command_name(command).to_owned(),
-            request_hash: request_hash.to_vec(),
-            response: serde_json::to_value(&handled).expect("response serializes"),
-        };
+        let prepared = prepare::<A>(command, &events, version, meta.command_id, request_hash)?;
         match store
-            .append(A::TYPE, aggregate_id, version, &new_events, meta, &record)
+            .append(
+                A::TYPE,
+                aggregate_id,
+                version,
+                &prepared.events,
+                meta,
+                &prepared.record,
+            )
             .await
         {
-            Ok(AppendOutcome::Appended { .. }) => return Ok(handled),
+            Ok(AppendOutcome::Appended { .. }) => return Ok(prepared.handled),
             Ok(AppendOutcome::Duplicate(record)) => {
                 return replay(meta.command_id, &record, request_hash);
             }
@@ -169,7 +311,8 @@ pub async fn handle<A: Aggregate>(
     }
 }
 
-fn replay(
+/// The first result of a repeated command id, or a mismatch when the request differs.
+pub(crate) fn replay(
     command_id: Uuid,
     record: &CommandRecord,
     request_hash: &[u8],
@@ -184,7 +327,7 @@ fn replay(
 }
 
 /// Full jitter: a random delay in `0..base * 2^(attempt-1)`.
-fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
+pub(crate) fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
     let cap = policy.base_delay.as_micros() as u64 * (1u64 << (attempt - 1).min(10));
     let random = Uuid::new_v4().as_u64_pair().0;
     Duration::from_micros(random % cap.max(1))
@@ -193,6 +336,24 @@ fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_nul_points_at_the_first_string_or_key_with_a_nul() {
+        use serde_json::json;
+        assert_eq!(
+            find_nul(&json!({"a": ["x", "y\u{0}"]}), String::new()),
+            Some("/a/1".into())
+        );
+        assert_eq!(
+            find_nul(&json!({"a/b": {"k\u{0}": 1}}), String::new()),
+            Some("/a~1b/k\u{0}".into())
+        );
+        assert_eq!(find_nul(&json!("\u{0}"), String::new()), Some("/".into()));
+        assert_eq!(
+            find_nul(&json!({"a": [1, "ok", null]}), String::new()),
+            None
+        );
+    }
 
     #[test]
     fn backoff_stays_below_the_doubling_cap() {

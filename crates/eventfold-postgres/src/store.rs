@@ -537,6 +537,24 @@ impl EventStore {
         .await
     }
 
+    /// The aggregate's version as of `as_of`: its last event recorded at or before then (0: none).
+    pub async fn version_as_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        as_of: DateTime<Utc>,
+    ) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0)::bigint FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND recorded_at <= $3",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(as_of)
+        .fetch_one(&self.pool)
+        .await
+    }
+
     /// Events of one aggregate with `after_version < version <= up_to_version`, recorded at or
     /// before `as_of`, in version order, at most `limit`.
     pub async fn load(

@@ -1,0 +1,702 @@
+//! Group commit: concurrent commands are decided against cached aggregate state and their events,
+//! outbox rows and command records are appended together in one statement.
+//!
+//! Aggregates are spread over `writers` tasks by a hash of their id, so one task owns each
+//! aggregate within the process and commands of one aggregate are decided in arrival order. The
+//! cache is only a shortcut: every append is still checked by the `(aggregate_type, aggregate_id,
+//! version)` constraint, so a state made stale by another process shows up as a conflict, and the
+//! aggregate is reloaded and the command decided again (bounded, with jitter). A conflict or a bad
+//! command never fails the other commands of its batch.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use eventfold_domain::Aggregate;
+use lru::LruCache;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::repository::{self, HandleError, Handled, Prepared, RetryPolicy};
+use crate::snapshot::SnapshotPolicy;
+use crate::store::{BatchError, CommandMeta, CommandWrite, EventStore, shard_key};
+
+/// How the bus batches, caches, retries and snapshots.
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// Writer tasks (each owns a share of the aggregates and commits its own batches).
+    pub writers: usize,
+    /// Most commands per batch.
+    pub max_batch: usize,
+    /// Aggregates kept in memory, over all writers.
+    pub cache_capacity: usize,
+    /// Retries of a command whose aggregate moved underneath it.
+    pub retry: RetryPolicy,
+    /// When to write snapshots.
+    pub snapshots: SnapshotPolicy,
+    /// Metrics, when the service exports them.
+    pub metrics: Option<BusMetrics>,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            writers: 4,
+            max_batch: 64,
+            cache_capacity: 100_000,
+            retry: RetryPolicy::default(),
+            snapshots: SnapshotPolicy::default(),
+            metrics: None,
+        }
+    }
+}
+
+/// Prometheus metrics of the command buses, labelled by aggregate type.
+#[derive(Debug, Clone)]
+pub struct BusMetrics {
+    batch_size: prometheus::HistogramVec,
+    commands: prometheus::IntCounterVec,
+    cache: prometheus::IntCounterVec,
+    snapshots: prometheus::IntCounterVec,
+}
+
+impl BusMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let batch_size = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "eventfold_command_batch_size",
+                "Commands appended per group commit",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+            &["aggregate_type"],
+        )?;
+        let commands = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "eventfold_commands_total",
+                "Commands handled, by outcome (appended, replayed, rejected, conflict, retried, error)",
+            ),
+            &["aggregate_type", "outcome"],
+        )?;
+        let cache = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "eventfold_aggregate_cache_total",
+                "Aggregate state lookups by result (hit, miss, stale)",
+            ),
+            &["aggregate_type", "result"],
+        )?;
+        let snapshots = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "eventfold_snapshots_total",
+                "Snapshots by outcome (written, failed, dropped)",
+            ),
+            &["aggregate_type", "outcome"],
+        )?;
+        registry.register(Box::new(batch_size.clone()))?;
+        registry.register(Box::new(commands.clone()))?;
+        registry.register(Box::new(cache.clone()))?;
+        registry.register(Box::new(snapshots.clone()))?;
+        Ok(Self {
+            batch_size,
+            commands,
+            cache,
+            snapshots,
+        })
+    }
+}
+
+/// Counts into [`BusMetrics`] for one aggregate type, or nowhere.
+#[derive(Clone)]
+struct Counters {
+    metrics: Option<BusMetrics>,
+    aggregate_type: &'static str,
+}
+
+impl Counters {
+    fn command(&self, outcome: &str, n: u64) {
+        if let Some(m) = &self.metrics {
+            m.commands
+                .with_label_values(&[self.aggregate_type, outcome])
+                .inc_by(n);
+        }
+    }
+    fn cache(&self, result: &str, n: u64) {
+        if let Some(m) = &self.metrics {
+            m.cache
+                .with_label_values(&[self.aggregate_type, result])
+                .inc_by(n);
+        }
+    }
+    fn snapshot(&self, outcome: &str) {
+        if let Some(m) = &self.metrics {
+            m.snapshots
+                .with_label_values(&[self.aggregate_type, outcome])
+                .inc();
+        }
+    }
+    fn batch(&self, size: usize) {
+        if let Some(m) = &self.metrics {
+            m.batch_size
+                .with_label_values(&[self.aggregate_type])
+                .observe(size as f64);
+        }
+    }
+}
+
+/// One command on its way to a writer.
+struct Job<A: Aggregate> {
+    aggregate_id: String,
+    command: A::Command,
+    meta: CommandMeta,
+    request_hash: Vec<u8>,
+    expected_version: Option<i64>,
+    attempt: u32,
+    reply: oneshot::Sender<Result<Handled, HandleError>>,
+}
+
+impl<A: Aggregate> Job<A> {
+    fn answer(self, result: Result<Handled, HandleError>) {
+        // The caller may have gone away (e.g. a closed HTTP connection); the outcome stands.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Hands commands of aggregate type `A` to the writer tasks; cheap to clone.
+pub struct CommandBus<A: Aggregate> {
+    writers: Arc<Vec<mpsc::Sender<Job<A>>>>,
+}
+
+impl<A: Aggregate> Clone for CommandBus<A> {
+    fn clone(&self) -> Self {
+        Self {
+            writers: self.writers.clone(),
+        }
+    }
+}
+
+impl<A: Aggregate> std::fmt::Debug for CommandBus<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandBus")
+            .field("aggregate_type", &A::TYPE)
+            .field("writers", &self.writers.len())
+            .finish()
+    }
+}
+
+impl<A: Aggregate> CommandBus<A> {
+    /// Starts the writer and snapshot tasks on the current runtime. They stop when the last clone
+    /// of the bus is dropped, after finishing the commands already handed over.
+    pub fn start(store: EventStore, config: BusConfig) -> Self {
+        let writers = config.writers.max(1);
+        let per_writer = (config.cache_capacity / writers).max(1);
+        let counters = Counters {
+            metrics: config.metrics.clone(),
+            aggregate_type: A::TYPE,
+        };
+        let snapshots = spawn_snapshotter::<A>(store.clone(), config.snapshots, counters.clone());
+        let senders = (0..writers)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(config.max_batch.max(1) * 4);
+                let writer = Writer::<A> {
+                    store: store.clone(),
+                    cache: LruCache::new(NonZeroUsize::new(per_writer).expect("at least 1")),
+                    max_batch: config.max_batch.max(1),
+                    retry: config.retry,
+                    snapshot_policy: config.snapshots,
+                    snapshots: snapshots.clone(),
+                    counters: counters.clone(),
+                    requeue: tx.downgrade(),
+                };
+                tokio::spawn(writer.run(rx));
+                tx
+            })
+            .collect();
+        Self {
+            writers: Arc::new(senders),
+        }
+    }
+
+    /// Handles `command` for `aggregate_id`: decides it against the current state and appends its
+    /// events, batched with other commands. Same contract as [`repository::handle`].
+    pub async fn handle(
+        &self,
+        aggregate_id: String,
+        command: A::Command,
+        meta: CommandMeta,
+        request_hash: Vec<u8>,
+        expected_version: Option<i64>,
+    ) -> Result<Handled, HandleError> {
+        let (reply, answer) = oneshot::channel();
+        let writer = shard_key(&aggregate_id) as usize % self.writers.len();
+        let job = Job {
+            aggregate_id,
+            command,
+            meta,
+            request_hash,
+            expected_version,
+            attempt: 1,
+            reply,
+        };
+        self.writers[writer]
+            .send(job)
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> HandleError {
+    HandleError::Database(sqlx::Error::PoolClosed)
+}
+
+/// A cached aggregate: its state and version.
+#[derive(Clone)]
+struct Cached<A> {
+    state: A,
+    version: i64,
+}
+
+/// A decided job waiting for its batch to commit.
+struct Decided<A: Aggregate> {
+    job: Job<A>,
+    /// Version the command's events follow.
+    base_version: i64,
+    prepared: Prepared,
+}
+
+/// One writer task: owns a share of the aggregates, their cache and their batches.
+struct Writer<A: Aggregate> {
+    store: EventStore,
+    cache: LruCache<String, Cached<A>>,
+    max_batch: usize,
+    retry: RetryPolicy,
+    snapshot_policy: SnapshotPolicy,
+    snapshots: Option<mpsc::Sender<(String, i64, serde_json::Value)>>,
+    counters: Counters,
+    requeue: mpsc::WeakSender<Job<A>>,
+}
+
+impl<A: Aggregate> Writer<A> {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job<A>>) {
+        while let Some(first) = rx.recv().await {
+            let mut jobs = vec![first];
+            while jobs.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            let mut queue = vec![jobs];
+            while let Some(batch) = queue.pop() {
+                queue.extend(self.process(batch).await);
+            }
+        }
+    }
+
+    /// Decides and appends one batch; returns batches still to do (deferred repeats, or jobs to
+    /// decide again after another job of the batch was taken out).
+    async fn process(&mut self, jobs: Vec<Job<A>>) -> Vec<Vec<Job<A>>> {
+        // The same command id twice in one batch: the later one waits for the next batch, where it
+        // finds the first one's record.
+        let mut seen = HashSet::new();
+        let (jobs, deferred): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .partition(|j| seen.insert(j.meta.command_id));
+        let mut follow_up = Vec::new();
+        if !deferred.is_empty() {
+            follow_up.push(deferred);
+        }
+
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.meta.command_id).collect();
+        let known = match self.store.commands(&ids).await {
+            Ok(known) => known,
+            Err(e) => {
+                self.fail_all(jobs, &e);
+                return follow_up;
+            }
+        };
+        let mut jobs: Vec<Job<A>> = jobs
+            .into_iter()
+            .filter_map(|job| match known.get(&job.meta.command_id) {
+                Some(record) => {
+                    self.counters.command("replayed", 1);
+                    let result = repository::replay(job.meta.command_id, record, &job.request_hash);
+                    job.answer(result);
+                    None
+                }
+                None => Some(job),
+            })
+            .collect();
+
+        // A caller's expected version that disagrees with the cache may mean the cache is stale.
+        for job in &jobs {
+            if let Some(expected) = job.expected_version
+                && self.cache.peek(&job.aggregate_id).map(|c| c.version) != Some(expected)
+            {
+                self.cache.pop(&job.aggregate_id);
+            }
+        }
+        let fresh = match self.load_missing(&mut jobs).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                self.fail_all(jobs, &e);
+                return follow_up;
+            }
+        };
+
+        // Decide in arrival order, each against the state its predecessors in the batch left.
+        let mut pending: HashMap<String, Cached<A>> = HashMap::new();
+        let mut decided: Vec<Decided<A>> = Vec::with_capacity(jobs.len());
+        let mut unsure: Vec<(Job<A>, HandleError)> = Vec::new();
+        for job in jobs {
+            let entry = match pending.get_mut(&job.aggregate_id) {
+                Some(e) => e,
+                None => {
+                    let cached = self
+                        .cache
+                        .get(&job.aggregate_id)
+                        .cloned()
+                        .expect("loaded above");
+                    pending.entry(job.aggregate_id.clone()).or_insert(cached)
+                }
+            };
+            if let Some(expected) = job.expected_version
+                && expected != entry.version
+            {
+                self.counters.command("conflict", 1);
+                let current_version = entry.version;
+                job.answer(Err(HandleError::Conflict { current_version }));
+                continue;
+            }
+            let outcome = entry.state.decide(&job.command).map_err(HandleError::from);
+            let outcome = outcome.and_then(|events| {
+                let prepared = repository::prepare::<A>(
+                    &job.command,
+                    &events,
+                    entry.version,
+                    job.meta.command_id,
+                    &job.request_hash,
+                )?;
+                Ok((events, prepared))
+            });
+            match outcome {
+                Ok((events, prepared)) => {
+                    let base_version = entry.version;
+                    entry.state = events
+                        .iter()
+                        .fold(std::mem::take(&mut entry.state), |s, e| s.apply(e));
+                    entry.version += events.len() as i64;
+                    decided.push(Decided {
+                        job,
+                        base_version,
+                        prepared,
+                    });
+                }
+                // Refused against a cached state another process may have moved: checked below.
+                Err(e @ HandleError::Domain(_)) if !fresh.contains(&job.aggregate_id) => {
+                    unsure.push((job, e));
+                }
+                Err(e) => {
+                    self.counters.command("rejected", 1);
+                    job.answer(Err(e));
+                }
+            }
+        }
+        if !decided.is_empty() {
+            follow_up.extend(self.append(decided, pending).await);
+        }
+        if !unsure.is_empty() {
+            follow_up.extend(self.recheck(unsure).await);
+        }
+        follow_up
+    }
+
+    /// Appends the decided jobs in one statement and answers them; returns jobs to do again.
+    async fn append(
+        &mut self,
+        decided: Vec<Decided<A>>,
+        pending: HashMap<String, Cached<A>>,
+    ) -> Vec<Vec<Job<A>>> {
+        let mut follow_up = Vec::new();
+
+        let writes: Vec<CommandWrite<'_>> = decided
+            .iter()
+            .map(|d| CommandWrite {
+                aggregate_id: &d.job.aggregate_id,
+                expected_version: d.base_version,
+                events: &d.prepared.events,
+                meta: &d.job.meta,
+                record: &d.prepared.record,
+            })
+            .collect();
+        let result = self.store.append_batch(A::TYPE, &writes).await;
+        drop(writes);
+        match result {
+            Ok(_) => {
+                self.counters.batch(decided.len());
+                self.counters.command("appended", decided.len() as u64);
+                for d in decided {
+                    let handled = d.prepared.handled;
+                    if self.snapshot_policy.due(d.base_version, handled.version)
+                        && let Some(state) = pending.get(&d.job.aggregate_id)
+                    {
+                        self.snapshot(&d.job.aggregate_id, state);
+                    }
+                    d.job.answer(Ok(handled));
+                }
+                for (id, state) in pending {
+                    self.cache.put(id, state);
+                }
+            }
+            Err(BatchError::UniqueViolation(_)) => {
+                follow_up.extend(self.untangle(decided).await);
+            }
+            Err(BatchError::Database(e)) if decided.len() > 1 && is_statement_error(&e) => {
+                // Something in one command broke the statement: write each alone to find it.
+                follow_up.extend(decided.into_iter().map(|d| vec![d.job]));
+            }
+            Err(BatchError::Database(e)) => {
+                self.fail_all(decided.into_iter().map(|d| d.job).collect(), &e);
+            }
+        }
+        follow_up
+    }
+
+    /// Loads the aggregates of `jobs` that are not cached; returns the ids loaded now (fresh).
+    /// Jobs whose aggregate cannot be decoded are answered and removed.
+    async fn load_missing(
+        &mut self,
+        jobs: &mut Vec<Job<A>>,
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        let mut missing: Vec<String> = Vec::new();
+        let mut hits = 0;
+        for job in jobs.iter() {
+            if self.cache.contains(&job.aggregate_id) {
+                hits += 1;
+            } else if !missing.contains(&job.aggregate_id) {
+                missing.push(job.aggregate_id.clone());
+            }
+        }
+        self.counters.cache("hit", hits);
+        self.counters.cache("miss", missing.len() as u64);
+        if missing.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut loaded = repository::hydrate_many::<A>(&self.store, &missing).await?;
+        let mut broken: HashMap<String, HandleError> = HashMap::new();
+        for id in &missing {
+            match loaded.remove(id) {
+                Some(Ok((state, version))) => {
+                    self.cache.put(id.clone(), Cached { state, version });
+                }
+                Some(Err(e)) => {
+                    broken.insert(id.clone(), e);
+                }
+                None => {}
+            }
+        }
+        if !broken.is_empty() {
+            let (bad, good): (Vec<_>, Vec<_>) = std::mem::take(jobs)
+                .into_iter()
+                .partition(|j| broken.contains_key(&j.aggregate_id));
+            *jobs = good;
+            for job in bad {
+                let e = &broken[&job.aggregate_id];
+                job.answer(Err(corrupt_again(e)));
+            }
+        }
+        Ok(missing.into_iter().collect())
+    }
+
+    /// Jobs refused against cached state: those whose aggregate moved elsewhere are decided again
+    /// on a fresh load; the others get their refusal.
+    async fn recheck(&mut self, refused: Vec<(Job<A>, HandleError)>) -> Vec<Vec<Job<A>>> {
+        let ids: Vec<String> = refused
+            .iter()
+            .map(|(j, _)| j.aggregate_id.clone())
+            .collect();
+        let versions = match self.store.versions(A::TYPE, &ids).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail_all(refused.into_iter().map(|(j, _)| j).collect(), &e);
+                return Vec::new();
+            }
+        };
+        let mut again = Vec::new();
+        for (job, error) in refused {
+            let stored = versions.get(&job.aggregate_id).copied().unwrap_or(0);
+            let cached = self.cache.peek(&job.aggregate_id).map(|c| c.version);
+            if cached == Some(stored) {
+                self.counters.command("rejected", 1);
+                job.answer(Err(error));
+            } else {
+                self.counters.cache("stale", 1);
+                self.cache.pop(&job.aggregate_id);
+                again.push(job);
+            }
+        }
+        if again.is_empty() {
+            Vec::new()
+        } else {
+            vec![again]
+        }
+    }
+
+    /// After a batch hit a taken version or command id: answers the repeats, sends the commands of
+    /// aggregates that moved back for a retry, and returns the rest to be decided again.
+    async fn untangle(&mut self, decided: Vec<Decided<A>>) -> Vec<Vec<Job<A>>> {
+        let mut ids: Vec<String> = decided.iter().map(|d| d.job.aggregate_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let command_ids: Vec<Uuid> = decided.iter().map(|d| d.job.meta.command_id).collect();
+        let (versions, known) = match tokio::try_join!(
+            self.store.versions(A::TYPE, &ids),
+            self.store.commands(&command_ids)
+        ) {
+            Ok(found) => found,
+            Err(e) => {
+                self.fail_all(decided.into_iter().map(|d| d.job).collect(), &e);
+                return Vec::new();
+            }
+        };
+        let moved: HashSet<&String> = ids
+            .iter()
+            .filter(|id| {
+                let stored = versions.get(*id).copied().unwrap_or(0);
+                self.cache.peek(*id).map(|c| c.version) != Some(stored)
+            })
+            .collect();
+        if moved.is_empty() && known.is_empty() {
+            // A unique violation nobody can explain (e.g. an event id collision): do not loop.
+            let e = sqlx::Error::Protocol("group commit refused for an unknown reason".into());
+            self.fail_all(decided.into_iter().map(|d| d.job).collect(), &e);
+            return Vec::new();
+        }
+        let moved: HashSet<String> = moved.into_iter().cloned().collect();
+        for id in &moved {
+            self.cache.pop(id);
+        }
+        let mut again = Vec::new();
+        for d in decided {
+            let job = d.job;
+            if let Some(record) = known.get(&job.meta.command_id) {
+                self.counters.command("replayed", 1);
+                let result = repository::replay(job.meta.command_id, record, &job.request_hash);
+                job.answer(result);
+            } else if moved.contains(&job.aggregate_id) {
+                let current_version = versions.get(&job.aggregate_id).copied();
+                self.retry_later(job, current_version);
+            } else {
+                again.push(job);
+            }
+        }
+        if again.is_empty() {
+            Vec::new()
+        } else {
+            vec![again]
+        }
+    }
+
+    /// Sends a job whose aggregate moved back to this writer after a jittered back-off, or answers
+    /// it with the conflict when the caller fixed the version or the attempts are used up.
+    fn retry_later(&self, mut job: Job<A>, current_version: Option<i64>) {
+        let current_version = current_version.unwrap_or(0);
+        if job.expected_version.is_some() || job.attempt >= self.retry.max_attempts {
+            self.counters.command("conflict", 1);
+            job.answer(Err(HandleError::Conflict { current_version }));
+            return;
+        }
+        self.counters.command("retried", 1);
+        let delay = repository::backoff(self.retry, job.attempt);
+        job.attempt += 1;
+        let Some(requeue) = self.requeue.upgrade() else {
+            job.answer(Err(stopped()));
+            return;
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Err(mpsc::error::SendError(job)) = requeue.send(job).await {
+                job.answer(Err(stopped()));
+            }
+        });
+    }
+
+    fn snapshot(&self, aggregate_id: &str, cached: &Cached<A>) {
+        let Some(tx) = &self.snapshots else { return };
+        let Ok(state) = serde_json::to_value(&cached.state) else {
+            self.counters.snapshot("failed");
+            return;
+        };
+        if tx
+            .try_send((aggregate_id.to_owned(), cached.version, state))
+            .is_err()
+        {
+            self.counters.snapshot("dropped");
+        }
+    }
+
+    fn fail_all(&self, jobs: Vec<Job<A>>, e: &sqlx::Error) {
+        tracing::warn!(aggregate_type = A::TYPE, error = %e, commands = jobs.len(), "command batch failed");
+        self.counters.command("error", jobs.len() as u64);
+        for job in jobs {
+            job.answer(Err(HandleError::Database(copy_error(e))));
+        }
+    }
+}
+
+/// True for an error raised by the statement itself (not the connection), which one bad command
+/// can cause.
+fn is_statement_error(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(_))
+}
+
+/// `sqlx::Error` is not `Clone`: a batch failure is reported to each caller by its message.
+fn copy_error(e: &sqlx::Error) -> sqlx::Error {
+    match e {
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+fn corrupt_again(e: &HandleError) -> HandleError {
+    match e {
+        HandleError::CorruptEvent {
+            event_id,
+            event_type,
+            source,
+        } => HandleError::CorruptEvent {
+            event_id: *event_id,
+            event_type: event_type.clone(),
+            source: serde_json::Error::io(std::io::Error::other(source.to_string())),
+        },
+        other => HandleError::Database(sqlx::Error::Protocol(other.to_string())),
+    }
+}
+
+/// Starts the task that writes snapshots off the command path; `None` when snapshots are off.
+fn spawn_snapshotter<A: Aggregate>(
+    store: EventStore,
+    policy: SnapshotPolicy,
+    counters: Counters,
+) -> Option<mpsc::Sender<(String, i64, serde_json::Value)>> {
+    if policy.every == 0 {
+        return None;
+    }
+    let (tx, mut rx) = mpsc::channel::<(String, i64, serde_json::Value)>(1024);
+    tokio::spawn(async move {
+        while let Some((id, version, state)) = rx.recv().await {
+            let saved = store
+                .save_snapshot(A::TYPE, &id, version, A::STATE_VERSION, &state, policy.keep)
+                .await;
+            match saved {
+                Ok(()) => counters.snapshot("written"),
+                Err(e) => {
+                    tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id, error = %e, "snapshot not written");
+                    counters.snapshot("failed");
+                }
+            }
+        }
+    });
+    Some(tx)
+}

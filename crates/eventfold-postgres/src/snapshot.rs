@@ -1,0 +1,137 @@
+//! Snapshots: an aggregate's serialized state at a version, tagged with the state's schema version,
+//! so hydration reads the newest snapshot and only the events after it.
+
+use std::collections::HashMap;
+
+use crate::store::EventStore;
+
+/// When snapshots are taken and how many are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Take a snapshot whenever the version crosses a multiple of this (0: never).
+    pub every: u32,
+    /// Snapshots kept per aggregate (older ones are deleted; at least 1).
+    pub keep: u32,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        Self {
+            every: 100,
+            keep: 2,
+        }
+    }
+}
+
+impl SnapshotPolicy {
+    /// True when going from version `before` to `after` crosses a snapshot point.
+    pub fn due(&self, before: i64, after: i64) -> bool {
+        let every = i64::from(self.every);
+        every > 0 && after / every > before / every
+    }
+}
+
+/// A stored snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Aggregate version the state is at.
+    pub version: i64,
+    /// The serialized state.
+    pub state: serde_json::Value,
+}
+
+impl EventStore {
+    /// Stores a snapshot of an aggregate at `version` and deletes all but the newest `keep`.
+    pub async fn save_snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        version: i64,
+        state_version: u32,
+        state: &serde_json::Value,
+        keep: u32,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO snapshots (aggregate_type, aggregate_id, version, state_version, state) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(version)
+        .bind(state_version as i32)
+        .bind(state)
+        .execute(self.pool())
+        .await?;
+        sqlx::query(
+            "DELETE FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2 AND version < ( \
+                SELECT MIN(version) FROM ( \
+                    SELECT version FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                    ORDER BY version DESC LIMIT $3) newest)",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(i64::from(keep.max(1)))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The newest snapshot of each of `aggregate_ids` written with `state_version`, at or below
+    /// `max_version` when given. Snapshots of another state version are ignored.
+    pub async fn latest_snapshots(
+        &self,
+        aggregate_type: &str,
+        aggregate_ids: &[String],
+        state_version: u32,
+        max_version: Option<i64>,
+    ) -> Result<HashMap<String, Snapshot>, sqlx::Error> {
+        let rows: Vec<(String, i64, serde_json::Value)> = sqlx::query_as(
+            "SELECT DISTINCT ON (aggregate_id) aggregate_id, version, state FROM snapshots \
+             WHERE aggregate_type = $1 AND aggregate_id = ANY($2) AND state_version = $3 \
+               AND ($4::bigint IS NULL OR version <= $4) \
+             ORDER BY aggregate_id, version DESC",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_ids)
+        .bind(state_version as i32)
+        .bind(max_version)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, version, state)| (id, Snapshot { version, state }))
+            .collect())
+    }
+
+    /// Snapshots stored for one aggregate, newest first: (version, state version).
+    pub async fn snapshot_versions(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<(i64, i32)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT version, state_version FROM snapshots \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY version DESC",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_all(self.pool())
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_is_due_when_the_version_crosses_a_multiple() {
+        let p = SnapshotPolicy { every: 10, keep: 2 };
+        assert!(!p.due(0, 9));
+        assert!(p.due(9, 10));
+        assert!(p.due(8, 12));
+        assert!(!p.due(10, 19));
+        assert!(p.due(19, 31));
+        assert!(!SnapshotPolicy { every: 0, keep: 1 }.due(0, 1000));
+    }
+}
