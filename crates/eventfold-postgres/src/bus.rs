@@ -65,7 +65,7 @@ impl BusMetrics {
     pub fn register(registry: &prometheus::Registry) -> prometheus::Result<Self> {
         let batch_size = prometheus::HistogramVec::new(
             prometheus::HistogramOpts::new(
-                "eventfold_command_batch_size",
+                "command_batch_size",
                 "Commands appended per group commit",
             )
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
@@ -73,21 +73,21 @@ impl BusMetrics {
         )?;
         let commands = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
-                "eventfold_commands_total",
+                "commands_total",
                 "Commands handled, by outcome (appended, replayed, rejected, conflict, retried, error)",
             ),
             &["aggregate_type", "outcome"],
         )?;
         let cache = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
-                "eventfold_aggregate_cache_total",
+                "aggregate_cache_total",
                 "Aggregate state lookups by result (hit, miss, stale)",
             ),
             &["aggregate_type", "result"],
         )?;
         let snapshots = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
-                "eventfold_snapshots_total",
+                "snapshots_total",
                 "Snapshots by outcome (written, failed, dropped)",
             ),
             &["aggregate_type", "outcome"],

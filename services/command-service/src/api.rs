@@ -1,0 +1,643 @@
+//! The HTTP API: commands in, state, history, correlations and the global feed out.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use eventfold_postgres::{Actor, ActorKind, CommandMeta, EventStore, FeedCursor, RecordedEvent};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::domains::{Domains, Submission};
+use crate::openapi;
+use crate::problem::Problem;
+
+/// Longest aggregate id accepted, in bytes.
+pub const MAX_AGGREGATE_ID_BYTES: usize = 256;
+/// Most events per page.
+pub const MAX_PAGE: i64 = 1000;
+const DEFAULT_PAGE: i64 = 100;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct Api {
+    /// Aggregate types and their buses.
+    pub domains: Domains,
+    /// The event store, for reads.
+    pub store: EventStore,
+    /// Command ids being handled by this process right now.
+    pub in_flight: Arc<Mutex<HashSet<Uuid>>>,
+    /// HTTP metrics.
+    pub metrics: HttpMetrics,
+}
+
+/// Request counts and latencies by route.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: prometheus::IntCounterVec,
+    latency: prometheus::HistogramVec,
+}
+
+impl HttpMetrics {
+    /// Creates and registers the metrics.
+    pub fn register(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("http_requests_total", "HTTP requests by route and status"),
+            &["method", "route", "status"],
+        )?;
+        let latency = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["method", "route"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        Ok(Self { requests, latency })
+    }
+}
+
+/// The API routes, with `body_limit` bytes as the largest accepted body.
+pub fn router(api: Api, body_limit: usize) -> Router {
+    let metrics = api.metrics.clone();
+    Router::new()
+        .route("/openapi.json", get(openapi_json))
+        .route("/v1/types", get(list_types))
+        .route("/v1/types/{aggregate_type}/state-machine", get(state_machine))
+        .route("/v1/events", get(feed))
+        .route("/v1/correlations/{correlation_id}/events", get(correlation))
+        .route("/v1/{aggregate_type}/{aggregate_id}", get(state))
+        .route("/v1/{aggregate_type}/{aggregate_id}/events", get(history))
+        .route(
+            "/v1/{aggregate_type}/{aggregate_id}/commands/{command}",
+            post(command),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(metrics, observe))
+        .with_state(api)
+}
+
+async fn observe(State(m): State<HttpMetrics>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    m.latency
+        .with_label_values(&[&method, &route])
+        .observe(started.elapsed().as_secs_f64());
+    m.requests
+        .with_label_values(&[&method, &route, response.status().as_str()])
+        .inc();
+    response
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no_route", "no such resource; see /openapi.json")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this resource; see /openapi.json",
+    )
+}
+
+fn path_problem(e: PathRejection) -> Problem {
+    Problem::bad_request("invalid_path", e.body_text())
+}
+
+fn query_problem(e: QueryRejection) -> Problem {
+    Problem::bad_request("invalid_query", e.body_text())
+}
+
+/// `POST /v1/{aggregate_type}/{aggregate_id}/commands/{command}`.
+#[derive(Debug, Deserialize)]
+struct CommandQuery {
+    expected_version: Option<i64>,
+    command_id: Option<Uuid>,
+}
+
+async fn command(
+    State(api): State<Api>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    query: Result<Query<CommandQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let Path((aggregate_type, aggregate_id, command)) = path.map_err(path_problem)?;
+    let Query(query) = query.map_err(query_problem)?;
+    let domain = api.domains.get(&aggregate_type)?;
+    if !domain.command_names().contains(&command.as_str()) {
+        return Err(Problem::not_found(
+            "unknown_command",
+            format!(
+                "{aggregate_type} has no command `{command}`; known: {}",
+                domain.command_names().join(", ")
+            ),
+        ));
+    }
+    check_aggregate_id(&aggregate_id)?;
+    if let Some(v) = query.expected_version
+        && v < 0
+    {
+        return Err(Problem::bad_request(
+            "invalid_query",
+            "expected_version must be 0 or more",
+        ));
+    }
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the body is larger than the limit",
+            )
+        } else {
+            Problem::bad_request("unreadable_body", e.body_text())
+        }
+    })?;
+    let body = json_body(&headers, &body)?;
+    let tenant = header_text(&headers, "x-tenant")?.unwrap_or("default");
+    check_tenant(tenant)?;
+    let command_id = match (query.command_id, idempotency_key(&headers, tenant)?) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Problem::bad_request(
+                "invalid_header",
+                "Idempotency-Key and command_id name different commands",
+            ));
+        }
+        (Some(id), _) | (None, Some(id)) => id,
+        (None, None) => Uuid::now_v7(),
+    };
+    let meta = CommandMeta {
+        command_id,
+        correlation_id: uuid_header(&headers, "x-correlation-id")?.unwrap_or(command_id),
+        causation_id: uuid_header(&headers, "x-causation-id")?,
+        actor: actor(&headers)?,
+        tenant: tenant.to_owned(),
+        metadata: metadata(&headers)?,
+        occurred_at: Utc::now(),
+    };
+    let request_hash = request_hash(
+        &aggregate_type,
+        &aggregate_id,
+        &command,
+        &body,
+        query.expected_version,
+        tenant,
+    );
+    let _in_flight = InFlight::claim(&api.in_flight, command_id)?;
+    let handled = domain
+        .execute(Submission {
+            aggregate_id: aggregate_id.clone(),
+            command,
+            body,
+            meta: meta.clone(),
+            request_hash,
+            expected_version: query.expected_version,
+        })
+        .await?;
+    let mut response = axum::Json(json!({
+        "command_id": handled.command_id,
+        "aggregate_type": aggregate_type,
+        "aggregate_id": aggregate_id,
+        "version": handled.version,
+        "event_ids": handled.event_ids,
+        "correlation_id": meta.correlation_id,
+        "replayed": handled.replayed,
+    }))
+    .into_response();
+    if handled.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", header::HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Marks a command id as being handled here; a second request with it gets 409 until it is done.
+struct InFlight {
+    set: Arc<Mutex<HashSet<Uuid>>>,
+    id: Uuid,
+}
+
+impl InFlight {
+    fn claim(set: &Arc<Mutex<HashSet<Uuid>>>, id: Uuid) -> Result<Self, Problem> {
+        let fresh = set.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        if !fresh {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_in_flight",
+                "a request with this command id is still being handled; retry later",
+            ));
+        }
+        Ok(Self {
+            set: set.clone(),
+            id,
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+fn check_aggregate_id(id: &str) -> Result<(), Problem> {
+    if id.is_empty() || id.len() > MAX_AGGREGATE_ID_BYTES || id.chars().any(char::is_control) {
+        return Err(Problem::bad_request(
+            "invalid_aggregate_id",
+            format!(
+                "an aggregate id has 1 to {MAX_AGGREGATE_ID_BYTES} bytes and no control characters"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_tenant(tenant: &str) -> Result<(), Problem> {
+    let ok = !tenant.is_empty()
+        && tenant.len() <= 64
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::bad_request(
+            "invalid_header",
+            "X-Tenant has 1 to 64 characters of A-Z a-z 0-9 - _ .",
+        ))
+    }
+}
+
+/// The body as a JSON object: empty means `{}`; otherwise it must be declared and be JSON.
+fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Problem> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence != "application/json" && !(essence.starts_with("application/") && essence.ends_with("+json")) {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("expected Content-Type application/json, got `{content_type}`"),
+        ));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        Problem::bad_request(
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+        .with("line", e.line())
+        .with("column", e.column())
+    })?;
+    if !value.is_object() {
+        return Err(Problem::field(
+            "invalid_body",
+            "",
+            "the body must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Problem> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Problem::bad_request("invalid_header", format!("{name} is not ASCII text")))
+        })
+        .transpose()
+}
+
+fn uuid_header(headers: &HeaderMap, name: &str) -> Result<Option<Uuid>, Problem> {
+    header_text(headers, name)?
+        .map(|v| {
+            Uuid::parse_str(v.trim())
+                .map_err(|_| Problem::bad_request("invalid_header", format!("{name} is not a UUID")))
+        })
+        .transpose()
+}
+
+/// The command id named by `Idempotency-Key`: the key itself when it is a UUID, otherwise a
+/// UUID derived from the tenant and the key.
+fn idempotency_key(headers: &HeaderMap, tenant: &str) -> Result<Option<Uuid>, Problem> {
+    let Some(key) = header_text(headers, "idempotency-key")? else {
+        return Ok(None);
+    };
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.len() > 255 {
+        return Err(Problem::bad_request(
+            "invalid_header",
+            "Idempotency-Key has 1 to 255 characters",
+        ));
+    }
+    if let Ok(id) = Uuid::parse_str(key) {
+        return Ok(Some(id));
+    }
+    let digest = Sha256::digest(format!("idempotency-key\0{tenant}\0{key}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Ok(Some(uuid::Builder::from_custom_bytes(bytes).into_uuid()))
+}
+
+/// `X-Actor: <user|agent|system>:<id>`; anonymous user when absent.
+fn actor(headers: &HeaderMap) -> Result<Actor, Problem> {
+    let Some(raw) = header_text(headers, "x-actor")? else {
+        return Ok(Actor {
+            kind: ActorKind::User,
+            id: "anonymous".into(),
+        });
+    };
+    let bad = || {
+        Problem::bad_request(
+            "invalid_header",
+            "X-Actor is <user|agent|system>:<id> with an id of 1 to 128 characters",
+        )
+    };
+    let (kind, id) = raw.split_once(':').ok_or_else(bad)?;
+    let kind: ActorKind = kind.trim().parse().map_err(|_| bad())?;
+    let id = id.trim();
+    if id.is_empty() || id.len() > 128 {
+        return Err(bad());
+    }
+    Ok(Actor {
+        kind,
+        id: id.to_owned(),
+    })
+}
+
+/// Request context kept with the events: the W3C trace context when sent.
+fn metadata(headers: &HeaderMap) -> Result<Value, Problem> {
+    let mut meta = serde_json::Map::new();
+    if let Some(tp) = header_text(headers, "traceparent")? {
+        let valid = tp.len() == 55
+            && tp.split('-').count() == 4
+            && tp.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+        if !valid {
+            return Err(Problem::bad_request(
+                "invalid_header",
+                "traceparent is not a W3C trace context",
+            ));
+        }
+        meta.insert("traceparent".into(), tp.into());
+    }
+    Ok(Value::Object(meta))
+}
+
+/// SHA-256 of the canonical request (keys sorted), binding a command id to one request.
+fn request_hash(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    command: &str,
+    body: &Value,
+    expected_version: Option<i64>,
+    tenant: &str,
+) -> Vec<u8> {
+    let canonical = json!([aggregate_type, aggregate_id, command, body, expected_version, tenant]);
+    Sha256::digest(canonical.to_string().as_bytes()).to_vec()
+}
+
+#[derive(Debug, Deserialize)]
+struct StateQuery {
+    at_version: Option<i64>,
+    as_of: Option<DateTime<Utc>>,
+}
+
+async fn state(
+    State(api): State<Api>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<StateQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let Path((aggregate_type, aggregate_id)) = path.map_err(path_problem)?;
+    let Query(q) = query.map_err(query_problem)?;
+    let domain = api.domains.get(&aggregate_type)?;
+    if let Some(v) = q.at_version
+        && v < 1
+    {
+        return Err(Problem::bad_request("invalid_query", "at_version must be 1 or more"));
+    }
+    let view = domain.state(aggregate_id, q.at_version, q.as_of).await?;
+    Ok(axum::Json(view).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    after_version: Option<i64>,
+    limit: Option<i64>,
+}
+
+fn page_limit(limit: Option<i64>) -> Result<i64, Problem> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(Problem::bad_request(
+            "invalid_query",
+            format!("limit is 1 to {MAX_PAGE}"),
+        )),
+    }
+}
+
+async fn history(
+    State(api): State<Api>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let Path((aggregate_type, aggregate_id)) = path.map_err(path_problem)?;
+    let Query(q) = query.map_err(query_problem)?;
+    api.domains.get(&aggregate_type)?;
+    let limit = page_limit(q.limit)?;
+    let after = q.after_version.unwrap_or(0).max(0);
+    let mut events = api
+        .store
+        .load(&aggregate_type, &aggregate_id, after, None, None, Some(limit + 1))
+        .await?;
+    if events.is_empty() && after == 0 {
+        return Err(Problem::not_found(
+            "aggregate_not_found",
+            format!("{aggregate_type} {aggregate_id} has no events"),
+        ));
+    }
+    let more = events.len() as i64 > limit;
+    events.truncate(limit as usize);
+    let next = more.then(|| events.last().map(|e| e.version)).flatten();
+    Ok(axum::Json(json!({
+        "aggregate_type": aggregate_type,
+        "aggregate_id": aggregate_id,
+        "events": events.iter().map(envelope).collect::<Vec<_>>(),
+        "next_after_version": next,
+    }))
+    .into_response())
+}
+
+async fn correlation(
+    State(api): State<Api>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Problem> {
+    let Path(raw) = path.map_err(path_problem)?;
+    let id = Uuid::parse_str(&raw)
+        .map_err(|_| Problem::bad_request("invalid_path", "the correlation id is not a UUID"))?;
+    let events = api.store.by_correlation(id).await?;
+    if events.is_empty() {
+        return Err(Problem::not_found(
+            "correlation_not_found",
+            format!("no events with correlation id {id}"),
+        ));
+    }
+    Ok(axum::Json(json!({
+        "correlation_id": id,
+        "events": events.iter().map(envelope).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct FeedQuery {
+    after: Option<String>,
+    limit: Option<i64>,
+    types: Option<String>,
+}
+
+async fn feed(
+    State(api): State<Api>,
+    query: Result<Query<FeedQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(q) = query.map_err(query_problem)?;
+    let limit = page_limit(q.limit)?;
+    let cursor: FeedCursor = match q.after.as_deref() {
+        None | Some("") => FeedCursor::default(),
+        Some(raw) => raw
+            .parse()
+            .map_err(|e: String| Problem::bad_request("invalid_query", e))?,
+    };
+    let types: Option<Vec<String>> = q.types.as_deref().map(|t| {
+        t.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
+    let events = api.store.feed(cursor, limit, types.as_deref()).await?;
+    let next = events
+        .last()
+        .map(|e| FeedCursor {
+            tx_id: e.tx_id,
+            position: e.position,
+        })
+        .unwrap_or(cursor);
+    Ok(axum::Json(json!({
+        "events": events.iter().map(envelope).collect::<Vec<_>>(),
+        "next": next.to_string(),
+    }))
+    .into_response())
+}
+
+/// An event as the API shows it: the envelope with the payload.
+fn envelope(e: &RecordedEvent) -> Value {
+    serde_json::to_value(e).unwrap_or(Value::Null)
+}
+
+async fn list_types(State(api): State<Api>) -> Response {
+    let types: Vec<Value> = eventfold_reference::registry::AGGREGATE_TYPES
+        .iter()
+        .filter_map(|t| {
+            let d = api.domains.get(t).ok()?;
+            Some(json!({
+                "aggregate_type": t,
+                "commands": d.command_names(),
+                "events": eventfold_reference::registry::event_types(t).unwrap_or_default(),
+            }))
+        })
+        .collect();
+    axum::Json(json!({ "aggregate_types": types })).into_response()
+}
+
+async fn state_machine(
+    State(api): State<Api>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Problem> {
+    let Path(aggregate_type) = path.map_err(path_problem)?;
+    api.domains.get(&aggregate_type)?;
+    let mermaid = eventfold_reference::registry::mermaid(&aggregate_type).unwrap_or_default();
+    Ok(([(header::CONTENT_TYPE, "text/vnd.mermaid; charset=utf-8")], mermaid).into_response())
+}
+
+async fn openapi_json() -> Response {
+    axum::Json(openapi::document()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_hash_ignores_key_order_but_not_values() {
+        let a = request_hash("T", "1", "C", &json!({"a": 1, "b": 2}), None, "t");
+        let b = request_hash("T", "1", "C", &json!({"b": 2, "a": 1}), None, "t");
+        let c = request_hash("T", "1", "C", &json!({"a": 1, "b": 3}), None, "t");
+        let d = request_hash("T", "1", "C", &json!({"a": 1, "b": 2}), Some(1), "t");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, d);
+    }
+
+    #[test]
+    fn a_non_uuid_idempotency_key_maps_to_a_stable_per_tenant_uuid() {
+        let mut h = HeaderMap::new();
+        h.insert("idempotency-key", "order-42".parse().unwrap());
+        let one = idempotency_key(&h, "t1").unwrap().unwrap();
+        assert_eq!(idempotency_key(&h, "t1").unwrap().unwrap(), one);
+        assert_ne!(idempotency_key(&h, "t2").unwrap().unwrap(), one);
+        let id = Uuid::now_v7();
+        h.insert("idempotency-key", id.to_string().parse().unwrap());
+        assert_eq!(idempotency_key(&h, "t1").unwrap().unwrap(), id);
+    }
+
+    #[test]
+    fn actors_are_kind_colon_id() {
+        let mut h = HeaderMap::new();
+        assert_eq!(actor(&h).unwrap().id, "anonymous");
+        h.insert("x-actor", "agent:theology".parse().unwrap());
+        let a = actor(&h).unwrap();
+        assert_eq!((a.kind, a.id.as_str()), (ActorKind::Agent, "theology"));
+        h.insert("x-actor", "robot:x".parse().unwrap());
+        assert_eq!(actor(&h).unwrap_err().code(), "invalid_header");
+    }
+}
