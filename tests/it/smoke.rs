@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use apache_avro::types::Value;
 use eventfold_avro::{Compatibility, RegistryClient};
-use eventfold_runtime::{Server, Shutdown};
-use eventfold_tests::{Stack, eventually, running_service_urls, unique};
+use eventfold_tests::{Spawned, Stack, eventually, running_service_urls, spawn, unique};
 use neo4rs::query;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -228,21 +227,6 @@ async fn the_services_started_by_make_up_are_ready() {
     }
 }
 
-/// A service started in-process: name, base URL, its shutdown signal and its task.
-type Spawned = (
-    &'static str,
-    String,
-    Shutdown,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-);
-
-fn spawn(name: &'static str, server: Server) -> Spawned {
-    let url = format!("http://{}", server.local_addr().unwrap());
-    let shutdown = Shutdown::new();
-    let handle = tokio::spawn(server.run_until_stopped(shutdown.clone()));
-    (name, url, shutdown, handle)
-}
-
 /// Starts each service in-process on port 0 against the stack.
 async fn spawn_services(stack: &Stack, extra: &[(&str, &str)]) -> Vec<Spawned> {
     let env = stack.service_env(extra);
@@ -272,7 +256,13 @@ async fn spawn_services(stack: &Stack, extra: &[(&str, &str)]) -> Vec<Spawned> {
 async fn each_service_is_ready_against_the_stack_and_stops_on_shutdown() {
     let stack = Stack::from_env().await;
     let http = reqwest::Client::new();
-    for (service, url, shutdown, handle) in spawn_services(&stack, &[]).await {
+    for Spawned {
+        name: service,
+        url,
+        shutdown,
+        handle,
+    } in spawn_services(&stack, &[]).await
+    {
         let status = eventually("service ready", Duration::from_secs(30), || {
             let http = http.clone();
             let url = url.clone();
@@ -298,7 +288,13 @@ async fn readyz_is_503_and_names_kafka_when_the_broker_is_unreachable() {
     // Port 1 on loopback: nothing listens there, so the metadata request fails.
     let services = spawn_services(&stack, &[("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")]).await;
     let http = reqwest::Client::new();
-    for (service, url, shutdown, _) in services {
+    for Spawned {
+        name: service,
+        url,
+        shutdown,
+        ..
+    } in services
+    {
         let resp = http.get(format!("{url}/readyz")).send().await.unwrap();
         let status = resp.status();
         let body: serde_json::Value = resp.json().await.unwrap();

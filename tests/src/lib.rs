@@ -84,6 +84,28 @@ impl Stack {
             .expect("connect as ef_test_writer")
     }
 
+    /// `DATABASE_URL` for the `ef_test_writer` login role (created on first use).
+    pub async fn writer_url(&self) -> String {
+        self.writer_pool().await.close().await;
+        let url = &self.database.url;
+        let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://ef_test_writer:ef_test_writer@{host}")
+    }
+
+    /// Starts the command service in-process on a free port, logging in as the writer role.
+    pub async fn spawn_command_service(&self, extra: &[(&str, &str)]) -> Spawned {
+        let url = self.writer_url().await;
+        let mut pairs = vec![("DATABASE_URL", url.as_str())];
+        pairs.extend_from_slice(extra);
+        let env = self.service_env(&pairs);
+        let settings = command_service::Settings::from_env(&env).expect("settings");
+        spawn(
+            command_service::SERVICE,
+            command_service::build(settings).await.expect("start"),
+        )
+    }
+
     /// The environment a service under test would get, pointing at this stack.
     pub fn service_env(&self, extra: &[(&str, &str)]) -> Env {
         let mut pairs: Vec<(String, String)> = vec![
@@ -103,6 +125,31 @@ impl Stack {
             pairs.push(((*k).into(), (*v).into()));
         }
         Env::from_pairs(pairs)
+    }
+}
+
+/// A service started in-process: its base URL, its shutdown signal and its task.
+pub struct Spawned {
+    /// Service name.
+    pub name: &'static str,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// Fires the graceful shutdown.
+    pub shutdown: eventfold_runtime::Shutdown,
+    /// The serving task.
+    pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Serves `server` on the current runtime until its shutdown fires.
+pub fn spawn(name: &'static str, server: eventfold_runtime::Server) -> Spawned {
+    let url = format!("http://{}", server.local_addr().expect("bound"));
+    let shutdown = eventfold_runtime::Shutdown::new();
+    let handle = tokio::spawn(server.run_until_stopped(shutdown.clone()));
+    Spawned {
+        name,
+        url,
+        shutdown,
+        handle,
     }
 }
 

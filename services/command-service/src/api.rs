@@ -78,7 +78,10 @@ pub fn router(api: Api, body_limit: usize) -> Router {
     Router::new()
         .route("/openapi.json", get(openapi_json))
         .route("/v1/types", get(list_types))
-        .route("/v1/types/{aggregate_type}/state-machine", get(state_machine))
+        .route(
+            "/v1/types/{aggregate_type}/state-machine",
+            get(state_machine),
+        )
         .route("/v1/events", get(feed))
         .route("/v1/correlations/{correlation_id}/events", get(correlation))
         .route("/v1/{aggregate_type}/{aggregate_id}", get(state))
@@ -230,9 +233,10 @@ async fn command(
     }))
     .into_response();
     if handled.replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", header::HeaderValue::from_static("true"));
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            header::HeaderValue::from_static("true"),
+        );
     }
     Ok(response)
 }
@@ -312,7 +316,9 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Problem> {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    if essence != "application/json" && !(essence.starts_with("application/") && essence.ends_with("+json")) {
+    if essence != "application/json"
+        && !(essence.starts_with("application/") && essence.ends_with("+json"))
+    {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -320,12 +326,9 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Problem> {
         ));
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        Problem::bad_request(
-            "malformed_json",
-            format!("the body is not valid JSON: {e}"),
-        )
-        .with("line", e.line())
-        .with("column", e.column())
+        Problem::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+            .with("line", e.line())
+            .with("column", e.column())
     })?;
     if !value.is_object() {
         return Err(Problem::field(
@@ -341,8 +344,9 @@ fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>
     headers
         .get(name)
         .map(|v| {
-            v.to_str()
-                .map_err(|_| Problem::bad_request("invalid_header", format!("{name} is not ASCII text")))
+            v.to_str().map_err(|_| {
+                Problem::bad_request("invalid_header", format!("{name} is not ASCII text"))
+            })
         })
         .transpose()
 }
@@ -350,8 +354,9 @@ fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>
 fn uuid_header(headers: &HeaderMap, name: &str) -> Result<Option<Uuid>, Problem> {
     header_text(headers, name)?
         .map(|v| {
-            Uuid::parse_str(v.trim())
-                .map_err(|_| Problem::bad_request("invalid_header", format!("{name} is not a UUID")))
+            Uuid::parse_str(v.trim()).map_err(|_| {
+                Problem::bad_request("invalid_header", format!("{name} is not a UUID"))
+            })
         })
         .transpose()
 }
@@ -431,7 +436,14 @@ fn request_hash(
     expected_version: Option<i64>,
     tenant: &str,
 ) -> Vec<u8> {
-    let canonical = json!([aggregate_type, aggregate_id, command, body, expected_version, tenant]);
+    let canonical = json!([
+        aggregate_type,
+        aggregate_id,
+        command,
+        body,
+        expected_version,
+        tenant
+    ]);
     Sha256::digest(canonical.to_string().as_bytes()).to_vec()
 }
 
@@ -452,7 +464,10 @@ async fn state(
     if let Some(v) = q.at_version
         && v < 1
     {
-        return Err(Problem::bad_request("invalid_query", "at_version must be 1 or more"));
+        return Err(Problem::bad_request(
+            "invalid_query",
+            "at_version must be 1 or more",
+        ));
     }
     let view = domain.state(aggregate_id, q.at_version, q.as_of).await?;
     Ok(axum::Json(view).into_response())
@@ -487,7 +502,14 @@ async fn history(
     let after = q.after_version.unwrap_or(0).max(0);
     let mut events = api
         .store
-        .load(&aggregate_type, &aggregate_id, after, None, None, Some(limit + 1))
+        .load(
+            &aggregate_type,
+            &aggregate_id,
+            after,
+            None,
+            None,
+            Some(limit + 1),
+        )
         .await?;
     if events.is_empty() && after == 0 {
         return Err(Problem::not_found(
@@ -596,7 +618,11 @@ async fn state_machine(
     let Path(aggregate_type) = path.map_err(path_problem)?;
     api.domains.get(&aggregate_type)?;
     let mermaid = eventfold_reference::registry::mermaid(&aggregate_type).unwrap_or_default();
-    Ok(([(header::CONTENT_TYPE, "text/vnd.mermaid; charset=utf-8")], mermaid).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "text/vnd.mermaid; charset=utf-8")],
+        mermaid,
+    )
+        .into_response())
 }
 
 async fn openapi_json() -> Response {

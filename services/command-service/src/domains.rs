@@ -111,7 +111,10 @@ impl<A: Aggregate> Domain for Typed<A> {
             {
                 return Err(Problem::not_found(
                     "version_not_found",
-                    format!("{} {aggregate_id} has no version {wanted} (latest {version})", A::TYPE),
+                    format!(
+                        "{} {aggregate_id} has no version {wanted} (latest {version})",
+                        A::TYPE
+                    ),
                 )
                 .with("current_version", version));
             }

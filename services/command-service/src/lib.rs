@@ -78,8 +78,7 @@ pub async fn build(settings: Settings) -> std::io::Result<Server> {
     let store = EventStore::new(pool.clone());
     let ops = Ops::new(SERVICE).with_check(eventfold_postgres::readiness_check(pool));
     let bus_metrics = BusMetrics::register(ops.registry()).map_err(std::io::Error::other)?;
-    let http_metrics =
-        api::HttpMetrics::register(ops.registry()).map_err(std::io::Error::other)?;
+    let http_metrics = api::HttpMetrics::register(ops.registry()).map_err(std::io::Error::other)?;
     let api = api::Api {
         domains: domains::Domains::start(&store, &settings.bus, Some(bus_metrics)),
         store,

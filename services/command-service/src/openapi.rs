@@ -54,11 +54,28 @@ fn command_operation(aggregate_type: &str, command: &str) -> Value {
 /// The OpenAPI document.
 pub fn document() -> Value {
     let mut paths = Map::new();
-    let id = || param("aggregate_id", "path", json!({"type": "string"}), "Aggregate id");
-    let ty = || param("aggregate_type", "path", json!({"type": "string", "enum": AGGREGATE_TYPES}), "Aggregate type");
+    let id = || {
+        param(
+            "aggregate_id",
+            "path",
+            json!({"type": "string"}),
+            "Aggregate id",
+        )
+    };
+    let ty = || {
+        param(
+            "aggregate_type",
+            "path",
+            json!({"type": "string", "enum": AGGREGATE_TYPES}),
+            "Aggregate type",
+        )
+    };
     for t in AGGREGATE_TYPES {
         for c in command_names(t).unwrap_or_default() {
-            paths.insert(format!("/v1/{t}/{{aggregate_id}}/commands/{c}"), command_operation(t, c));
+            paths.insert(
+                format!("/v1/{t}/{{aggregate_id}}/commands/{c}"),
+                command_operation(t, c),
+            );
         }
     }
     paths.insert("/v1/{aggregate_type}/{aggregate_id}".into(), json!({"get": {

@@ -67,7 +67,11 @@ impl IntoResponse for Problem {
         let mut body = serde_json::Map::new();
         body.insert(
             "type".into(),
-            format!("https://eventfold.dev/problems/{}", self.code.replace('_', "-")).into(),
+            format!(
+                "https://eventfold.dev/problems/{}",
+                self.code.replace('_', "-")
+            )
+            .into(),
         );
         body.insert(
             "title".into(),
@@ -98,7 +102,9 @@ impl IntoResponse for Problem {
 impl From<CommandError> for Problem {
     fn from(e: CommandError) -> Self {
         match e {
-            CommandError::UnknownCommand { .. } => Self::not_found("unknown_command", e.to_string()),
+            CommandError::UnknownCommand { .. } => {
+                Self::not_found("unknown_command", e.to_string())
+            }
             CommandError::InvalidBody { pointer, message } => {
                 Self::field("invalid_field", &pointer, message)
             }
