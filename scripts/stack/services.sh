@@ -27,10 +27,43 @@ port_var_of() {
 
 ready() { curl -fsS -m 5 "http://127.0.0.1:$1/readyz"; }
 
+# Login role of each service (a member of the group role the migrations grant to), so no service
+# owns a table: the command service can INSERT and SELECT events but not UPDATE, DELETE or TRUNCATE.
+login_role_of() {
+  case "$1" in
+    command-service) echo "ef_command_service eventfold_writer" ;;
+    outbox-relay) echo "ef_outbox_relay eventfold_relay" ;;
+    projector) echo "ef_projector eventfold_projector" ;;
+  esac
+}
+
+# DATABASE_URL with the service's login role (local passwords equal the role name).
+database_url_of() {
+  local role; read -r role _ <<<"$(login_role_of "$1")"
+  local rest="${DATABASE_URL#*://}"
+  echo "postgres://$role:$role@${rest#*@}"
+}
+
+# Applies the migrations as the migration role ($DATABASE_URL) and creates the services' login roles.
+migrate() {
+  log "applying migrations (eventfold-migrate)"
+  "$CARGO_TARGET_DIR/debug/eventfold-migrate" >>"$(log_file eventfold-migrate)" 2>&1 \
+    || die "migrations failed; see $(log_file eventfold-migrate)"
+  local svc role group
+  for svc in "${SERVICES[@]}"; do
+    read -r role group <<<"$(login_role_of "$svc")"
+    psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qc "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$role') THEN
+        CREATE ROLE $role LOGIN PASSWORD '$role' IN ROLE $group;
+      END IF; END \$\$" >/dev/null || die "cannot create the login role $role"
+  done
+}
+
 cmd_start() {
   log "building the services (cargo build, target dir $CARGO_TARGET_DIR)"
-  (cd "$EVENTFOLD_ROOT" && cargo build --quiet -p command-service -p outbox-relay -p projector) \
-    || die "cargo build of the services failed"
+  (cd "$EVENTFOLD_ROOT" && cargo build --quiet -p command-service -p outbox-relay -p projector \
+    -p eventfold-postgres --bin eventfold-migrate) || die "cargo build of the services failed"
+  migrate
   local svc port
   for svc in "${SERVICES[@]}"; do
     port="$(port_of "$svc")"
@@ -39,7 +72,7 @@ cmd_start() {
       continue
     fi
     require_free_port "$svc" "$port" "$(port_var_of "$svc")"
-    HTTP_ADDR="127.0.0.1:$port" LOG_FORMAT="${LOG_FORMAT:-json}" \
+    HTTP_ADDR="127.0.0.1:$port" LOG_FORMAT="${LOG_FORMAT:-json}" DATABASE_URL="$(database_url_of "$svc")" \
       start_daemon "$svc" "$CARGO_TARGET_DIR/debug/$svc"
   done
   for svc in "${SERVICES[@]}"; do
