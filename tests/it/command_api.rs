@@ -225,7 +225,9 @@ async fn the_tour_creates_validates_twice_and_reads_versions_times_history_and_f
 async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_request() {
     let api = Api::start(&[]).await;
     let id = unique("idem");
-    let send = |key: &'static str, body: Value| {
+    // Keys are scoped by tenant, not by aggregate: a fresh one per run.
+    let key = unique("discover-once");
+    let send = |key: String, body: Value| {
         let (http, url) = (
             api.http.clone(),
             format!("{}{}", api.url, cmd(&id, "DiscoverCrossReference")),
@@ -239,10 +241,10 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_request
                 .unwrap()
         }
     };
-    let first = send("discover-once", discover_body()).await;
+    let first = send(key.clone(), discover_body()).await;
     assert_eq!(first.status(), 200);
     let first: Value = first.json().await.unwrap();
-    let again = send("discover-once", discover_body()).await;
+    let again = send(key.clone(), discover_body()).await;
     assert_eq!(again.status(), 200);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     let again: Value = again.json().await.unwrap();
@@ -251,7 +253,7 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_request
     let mut other = discover_body();
     other["initial_confidence"] = json!(0.9);
     problem(
-        send("discover-once", other).await,
+        send(key.clone(), other).await,
         422,
         "idempotency_key_reused",
     )
