@@ -304,3 +304,44 @@ async fn snapshots_are_written_every_n_events_keep_the_last_k_and_give_the_repla
         serde_json::to_value(&replayed).unwrap()
     );
 }
+
+#[tokio::test]
+async fn a_cache_smaller_than_a_batch_still_decides_every_command() {
+    let store = store().await;
+    let bus = CommandBus::<CrossReference>::start(
+        store.clone(),
+        BusConfig {
+            writers: 1,
+            cache_capacity: 1,
+            snapshots: NO_SNAPSHOTS,
+            ..BusConfig::default()
+        },
+    );
+    let ids: Vec<String> = (0..5).map(|_| unique("tiny")).collect();
+    let tasks: Vec<_> = ids
+        .iter()
+        .flat_map(|id| [(id.clone(), true), (id.clone(), false)])
+        .map(|(id, first)| {
+            let bus = bus.clone();
+            tokio::spawn(async move {
+                if first {
+                    send(&bus, &id, discover()).await
+                } else {
+                    send(&bus, &id, validate()).await
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        // The validate may be decided before or after its discover (they race); both orders are
+        // answered, never dropped.
+        match t.await.unwrap() {
+            Ok(_) | Err(HandleError::Domain(DomainError::InvalidTransition { .. })) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    for id in &ids {
+        send(&bus, id, validate()).await.unwrap();
+        assert!(versions(&store, id).await.len() >= 2);
+    }
+}

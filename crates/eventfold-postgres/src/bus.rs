@@ -256,6 +256,9 @@ struct Cached<A> {
     version: i64,
 }
 
+/// States of a batch's aggregates, and which of them were just loaded from the store.
+type Loaded<A> = (HashMap<String, Cached<A>>, HashSet<String>);
+
 /// A decided job waiting for its batch to commit.
 struct Decided<A: Aggregate> {
     job: Job<A>,
@@ -336,8 +339,8 @@ impl<A: Aggregate> Writer<A> {
                 self.cache.pop(&job.aggregate_id);
             }
         }
-        let fresh = match self.load_missing(&mut jobs).await {
-            Ok(fresh) => fresh,
+        let loaded = match self.load_missing(&mut jobs).await {
+            Ok(loaded) => loaded,
             Err(e) => {
                 self.fail_all(jobs, &e);
                 return follow_up;
@@ -348,18 +351,19 @@ impl<A: Aggregate> Writer<A> {
         let mut pending: HashMap<String, Cached<A>> = HashMap::new();
         let mut decided: Vec<Decided<A>> = Vec::with_capacity(jobs.len());
         let mut unsure: Vec<(Job<A>, HandleError)> = Vec::new();
+        let (mut base, fresh) = loaded;
         for job in jobs {
-            let entry = match pending.get_mut(&job.aggregate_id) {
-                Some(e) => e,
-                None => {
-                    let cached = self
-                        .cache
-                        .get(&job.aggregate_id)
-                        .cloned()
-                        .expect("loaded above");
-                    pending.entry(job.aggregate_id.clone()).or_insert(cached)
-                }
-            };
+            if !pending.contains_key(&job.aggregate_id) {
+                let Some(state) = base.remove(&job.aggregate_id) else {
+                    let e = sqlx::Error::Protocol("aggregate state missing after load".into());
+                    self.fail_all(vec![job], &e);
+                    continue;
+                };
+                pending.insert(job.aggregate_id.clone(), state);
+            }
+            let entry = pending
+                .get_mut(&job.aggregate_id)
+                .expect("inserted just above");
             if let Some(expected) = job.expected_version
                 && expected != entry.version
             {
@@ -462,32 +466,38 @@ impl<A: Aggregate> Writer<A> {
         follow_up
     }
 
-    /// Loads the aggregates of `jobs` that are not cached; returns the ids loaded now (fresh).
-    /// Jobs whose aggregate cannot be decoded are answered and removed.
-    async fn load_missing(
-        &mut self,
-        jobs: &mut Vec<Job<A>>,
-    ) -> Result<HashSet<String>, sqlx::Error> {
+    /// The state of every aggregate of `jobs`: cached ones copied, the others loaded (and
+    /// cached); also the ids loaded now (fresh). Jobs whose aggregate cannot be decoded are
+    /// answered and removed.
+    async fn load_missing(&mut self, jobs: &mut Vec<Job<A>>) -> Result<Loaded<A>, sqlx::Error> {
+        let mut base: HashMap<String, Cached<A>> = HashMap::new();
         let mut missing: Vec<String> = Vec::new();
         let mut hits = 0;
         for job in jobs.iter() {
-            if self.cache.contains(&job.aggregate_id) {
-                hits += 1;
-            } else if !missing.contains(&job.aggregate_id) {
-                missing.push(job.aggregate_id.clone());
+            if base.contains_key(&job.aggregate_id) || missing.contains(&job.aggregate_id) {
+                continue;
+            }
+            match self.cache.get(&job.aggregate_id) {
+                Some(cached) => {
+                    hits += 1;
+                    base.insert(job.aggregate_id.clone(), cached.clone());
+                }
+                None => missing.push(job.aggregate_id.clone()),
             }
         }
         self.counters.cache("hit", hits);
         self.counters.cache("miss", missing.len() as u64);
         if missing.is_empty() {
-            return Ok(HashSet::new());
+            return Ok((base, HashSet::new()));
         }
         let mut loaded = repository::hydrate_many::<A>(&self.store, &missing).await?;
         let mut broken: HashMap<String, HandleError> = HashMap::new();
         for id in &missing {
             match loaded.remove(id) {
                 Some(Ok((state, version))) => {
-                    self.cache.put(id.clone(), Cached { state, version });
+                    let cached = Cached { state, version };
+                    self.cache.put(id.clone(), cached.clone());
+                    base.insert(id.clone(), cached);
                 }
                 Some(Err(e)) => {
                     broken.insert(id.clone(), e);
@@ -505,7 +515,7 @@ impl<A: Aggregate> Writer<A> {
                 job.answer(Err(corrupt_again(e)));
             }
         }
-        Ok(missing.into_iter().collect())
+        Ok((base, missing.into_iter().collect()))
     }
 
     /// Jobs refused against cached state: those whose aggregate moved elsewhere are decided again
