@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use anyhow::Context;
+use eventfold_domain::Aggregate as _;
 use eventfold_postgres::{EventStore, repository::hydrate};
 use eventfold_reference::CrossReference;
 use hdrhistogram::Histogram;
@@ -20,13 +22,20 @@ pub enum Hydration {
     NotAvailable(&'static str),
 }
 
-/// eventfold without a snapshot: every event read and folded (`repository::hydrate`).
+/// eventfold without a snapshot: every event read and folded (`repository::hydrate`). Snapshots of
+/// the aggregate, if the command path wrote any, are deleted first so that none is used.
 pub async fn eventfold(
     store: &EventStore,
     aggregate_id: &str,
     events: usize,
     samples: usize,
 ) -> anyhow::Result<Hydration> {
+    sqlx::query("DELETE FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2")
+        .bind(CrossReference::TYPE)
+        .bind(aggregate_id)
+        .execute(store.pool())
+        .await
+        .context("failed to clear the aggregate's snapshots")?;
     let mut latency = histogram();
     for n in 0..samples + WARMUP {
         let started = Instant::now();
@@ -46,8 +55,11 @@ pub async fn eventfold(
 /// eventfold from its latest snapshot plus the events after it.
 ///
 /// Adapter point for snapshot support: once the store can save and load snapshots, write one for
-/// `aggregate_id` at its last version here (untimed), then time the snapshot-aware hydration the same
-/// way as [`eventfold`] does, checking the version it returns.
+/// `aggregate_id` at its last version here (untimed: hydrate, then
+/// `store.save_snapshot(CrossReference::TYPE, id, version, CrossReference::STATE_VERSION,
+/// &serde_json::to_value(&state)?, 1)`), then time the snapshot-aware hydration the same way as
+/// [`eventfold`] does, checking the version it returns. Runs after [`eventfold`], which clears the
+/// aggregate's snapshots.
 pub async fn eventfold_with_snapshot(
     _store: &EventStore,
     _aggregate_id: &str,
