@@ -47,7 +47,13 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<()> {
     } else {
         None
     };
-    print_facts(config, peer_pool.as_ref().or(eventfold_pool.as_ref())).await?;
+    let admin = small_pool(config).await?;
+    let databases: Vec<&str> = [(PEER_DB, &peer_pool), (EVENTFOLD_DB, &eventfold_pool)]
+        .iter()
+        .filter(|(_, pool)| pool.is_some())
+        .map(|(name, _)| *name)
+        .collect();
+    print_facts(config, &admin, &databases).await?;
 
     let ids = Arc::new(workload::aggregate_ids("", config.aggregates));
     let setup_concurrency = (config.pool_size as usize).min(16);
@@ -87,7 +93,6 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<()> {
         (Err("not selected (BENCH_TARGETS)".to_owned()), None)
     };
 
-    let admin = small_pool(config).await?;
     let mut phases = Vec::new();
     for &workers in &config.workers {
         let mut phase = Phase {
@@ -235,24 +240,33 @@ async fn small_pool(config: &BenchConfig) -> anyhow::Result<PgPool> {
         .context("failed to connect to the maintenance database")
 }
 
-async fn print_facts(config: &BenchConfig, pool: Option<&PgPool>) -> anyhow::Result<()> {
+async fn print_facts(
+    config: &BenchConfig,
+    admin: &PgPool,
+    databases: &[&str],
+) -> anyhow::Result<()> {
     println!("## eventfold bench\n");
-    let owned;
-    let pool = match pool {
-        Some(p) => p,
-        None => {
-            owned = small_pool(config).await?;
-            &owned
-        }
-    };
-    for (name, value) in database::facts(pool).await? {
+    for (name, value) in database::facts(admin).await? {
         println!("- {name}: {value}");
+    }
+    if !databases.is_empty() {
+        println!(
+            "- synchronous_commit = on set on {} and checked on every pooled connection",
+            databases.join(" and ")
+        );
     }
     println!(
         "- workload: {} cross-references discovered once, then random validations; {:?} per target \
          and worker count; workers {:?}; pool {} connections per in-process target",
         config.aggregates, config.duration, config.workers, config.pool_size
     );
+    if config.runs("http")
+        && let Some(url) = &config.http_url
+    {
+        println!(
+            "- HTTP target: {url}; its build profile, pool, batching and database are the service's own"
+        );
+    }
     println!(
         "- latency: applied commands only (conflicts and failures are counted, not timed); \
          cmd/s = applied commands / wall time"

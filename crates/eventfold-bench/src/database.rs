@@ -78,6 +78,7 @@ pub async fn facts(pool: &PgPool) -> anyhow::Result<Vec<(String, String)>> {
                 .unwrap_or_else(|_| "unknown".into()),
         ),
     ];
+    // Read on the maintenance database: the server's defaults, not the bench databases' settings.
     for setting in [
         "server_version",
         "synchronous_commit",
