@@ -81,8 +81,9 @@ pub struct BenchConfig {
 }
 
 impl BenchConfig {
-    /// Reads the configuration from `env` with `args` (without the program name) applied on top.
-    pub fn from_env_and_args(mut env: Env, args: &[String]) -> Result<Self, SettingsError> {
+    /// Reads the configuration from `env` with `args` (without the program name) applied on top;
+    /// the error is one line naming the flag or variable.
+    pub fn from_env_and_args(mut env: Env, args: &[String]) -> Result<Self, String> {
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -90,23 +91,18 @@ impl BenchConfig {
                 None => (arg.as_str(), None),
             };
             let Some((_, var, _)) = FLAGS.iter().find(|(f, _, _)| *f == flag) else {
-                return Err(SettingsError::Invalid {
-                    var: "arguments".into(),
-                    value: arg.clone(),
-                    reason: "unknown flag (see --help)".into(),
-                });
+                return Err(format!("unknown argument `{arg}` (see --help)"));
             };
             let value = match inline {
                 Some(v) => v,
-                None => args.next().cloned().ok_or_else(|| SettingsError::Invalid {
-                    var: flag.into(),
-                    value: String::new(),
-                    reason: "needs a value".into(),
-                })?,
+                None => args
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| format!("flag {flag} needs a value"))?,
             };
             env.set(*var, value);
         }
-        Self::from_env(&env)
+        Self::from_env(&env).map_err(|e| e.to_string())
     }
 
     fn from_env(env: &Env) -> Result<Self, SettingsError> {
@@ -224,7 +220,7 @@ fn invalid(var: &str, value: &str, reason: &str) -> SettingsError {
 mod tests {
     use super::*;
 
-    fn parse(pairs: &[(&str, &str)], args: &[&str]) -> Result<BenchConfig, SettingsError> {
+    fn parse(pairs: &[(&str, &str)], args: &[&str]) -> Result<BenchConfig, String> {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         BenchConfig::from_env_and_args(Env::from_pairs(pairs.iter().copied()), &args)
     }
@@ -253,7 +249,12 @@ mod tests {
     fn refuses_an_unknown_flag_a_zero_worker_count_and_an_unknown_target() {
         assert!(parse(&[], &["--fast"]).is_err());
         let err = parse(&[("BENCH_WORKERS", "1,0")], &[]).unwrap_err();
-        assert!(err.to_string().contains("BENCH_WORKERS"), "{err}");
+        assert!(err.contains("BENCH_WORKERS"), "{err}");
+        assert!(
+            parse(&[], &["--seconds"])
+                .unwrap_err()
+                .contains("--seconds")
+        );
         assert!(parse(&[("BENCH_TARGETS", "peer,redis")], &[]).is_err());
     }
 }

@@ -13,7 +13,7 @@ mod report;
 mod workload;
 
 use config::BenchConfig;
-use eventfold_runtime::{Env, settings::or_exit};
+use eventfold_runtime::Env;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,9 +22,9 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", config::usage());
         return Ok(());
     }
-    let config = or_exit(
-        "eventfold-bench",
-        BenchConfig::from_env_and_args(Env::from_process(), &args),
-    );
+    let config = BenchConfig::from_env_and_args(Env::from_process(), &args).unwrap_or_else(|e| {
+        eprintln!("eventfold-bench: {e}");
+        std::process::exit(2)
+    });
     bench::run(&config).await
 }
