@@ -30,6 +30,17 @@ lint: ## clippy with warnings as errors
 images: ## print the docker build commands for the three service images
 	@scripts/helm/images.sh
 
+# Every benchmark is a target of its own listed in BENCHES; `make bench` runs them in this order.
+# A new one adds `BENCHES += bench-<name>`, `.PHONY: bench-<name>` and its target below
+# (bench-avro, the Avro codec's, goes here).
+BENCHES := bench-write
+.PHONY: bench bench-write
+
+bench: $(BENCHES) ## every benchmark against the running stack (`make up` first; starts nothing)
+
+bench-write: ## issue 4: eventfold's write side vs cqrs-es + postgres-es (BENCH_* variables, see README)
+	@scripts/bench.sh cargo run --release -p eventfold-bench -- $(BENCH_ARGS)
+
 env: ## print the stack's addresses as export lines
 	@scripts/stack/stack.sh env
 

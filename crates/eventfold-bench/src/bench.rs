@@ -1,0 +1,275 @@
+//! One bench run: fresh databases, setup of every target (untimed), the timed runs per worker
+//! count (peer, eventfold in-process, eventfold over HTTP, in that order), then hydration.
+//! Results are printed as they come.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use eventfold_postgres::{EventStore, MIGRATOR};
+use sqlx::PgPool;
+
+use crate::config::BenchConfig;
+use crate::database::{self, EVENTFOLD_DB, PEER_DB};
+use crate::http::Http;
+use crate::hydration::{self, Hydration};
+use crate::in_process::InProcess;
+use crate::peer::{self, Peer};
+use crate::report::{self, HTTP, HydrationRow, IN_PROCESS, PEER, Phase, Row};
+use crate::workload::{self, Target};
+
+/// Name of the snapshot hydration row.
+const SNAPSHOT: &str = "eventfold with snapshot";
+/// Prefix of the hydrated aggregate's id, apart from the workload's ids.
+const HYDRATION_PREFIX: &str = "hydration-";
+
+/// Runs everything `config` selects and prints the results.
+pub async fn run(config: &BenchConfig) -> anyhow::Result<()> {
+    let peer_pool = if config.runs("peer") || config.runs("hydration") {
+        database::recreate(&config.admin, PEER_DB).await?;
+        let pool = database::pool(&config.admin, PEER_DB, config.pool_size).await?;
+        sqlx::raw_sql(peer::SCHEMA)
+            .execute(&pool)
+            .await
+            .context("failed to create the postgres-es tables")?;
+        Some(pool)
+    } else {
+        None
+    };
+    let eventfold_pool = if config.runs("eventfold") || config.runs("hydration") {
+        database::recreate(&config.admin, EVENTFOLD_DB).await?;
+        let pool = database::pool(&config.admin, EVENTFOLD_DB, config.pool_size).await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .context("failed to migrate the eventfold bench database")?;
+        Some(pool)
+    } else {
+        None
+    };
+    let admin = small_pool(config).await?;
+    let databases: Vec<&str> = [(PEER_DB, &peer_pool), (EVENTFOLD_DB, &eventfold_pool)]
+        .iter()
+        .filter(|(_, pool)| pool.is_some())
+        .map(|(name, _)| *name)
+        .collect();
+    print_facts(config, &admin, &databases).await?;
+
+    let ids = Arc::new(workload::aggregate_ids("", config.aggregates));
+    let setup_concurrency = (config.pool_size as usize).min(16);
+    println!("\n### Setup (untimed)\n");
+    let peer = match (&peer_pool, config.runs("peer")) {
+        (Some(pool), true) => {
+            let target = Arc::new(Peer::new(pool.clone()));
+            let took =
+                workload::setup(target.clone(), "", config.aggregates, setup_concurrency).await?;
+            println!("- {PEER}: {} discovered in {took:.1?}", config.aggregates);
+            Some(target)
+        }
+        _ => None,
+    };
+    let eventfold = match (&eventfold_pool, config.runs("eventfold")) {
+        (Some(pool), true) => {
+            let target = Arc::new(InProcess::new(EventStore::new(pool.clone())));
+            let took =
+                workload::setup(target.clone(), "", config.aggregates, setup_concurrency).await?;
+            println!(
+                "- {IN_PROCESS}: {} discovered in {took:.1?}",
+                config.aggregates
+            );
+            Some(target)
+        }
+        _ => None,
+    };
+    let (http, http_ids) = if config.runs("http") {
+        match setup_http(config, setup_concurrency).await {
+            Ok((target, ids)) => (Ok(target), Some(ids)),
+            Err(why) => {
+                println!("- {HTTP}: skipped: {why}");
+                (Err(why), None)
+            }
+        }
+    } else {
+        (Err("not selected (BENCH_TARGETS)".to_owned()), None)
+    };
+
+    let mut phases = Vec::new();
+    for &workers in &config.workers {
+        let mut phase = Phase {
+            workers,
+            rows: Vec::new(),
+        };
+        if config.runs("peer") {
+            let row = timed(&admin, peer.clone(), ids.clone(), workers, config.duration).await?;
+            phase.rows.push((PEER, row));
+        }
+        if config.runs("eventfold") {
+            let row = timed(
+                &admin,
+                eventfold.clone(),
+                ids.clone(),
+                workers,
+                config.duration,
+            )
+            .await?;
+            phase.rows.push((IN_PROCESS, row));
+        }
+        if config.runs("http") {
+            let row = match (&http, &http_ids) {
+                (Ok(target), Some(ids)) => {
+                    timed(
+                        &admin,
+                        Some(target.clone()),
+                        ids.clone(),
+                        workers,
+                        config.duration,
+                    )
+                    .await?
+                }
+                (Err(why), _) => Row::Skipped(why.clone()),
+                (Ok(_), None) => Row::Skipped("no aggregates were set up".into()),
+            };
+            phase.rows.push((HTTP, row));
+        }
+        print!("{}", report::phase_table(&phase));
+        phases.push(phase);
+    }
+
+    let hydration_rows = match (config.runs("hydration"), &peer_pool, &eventfold_pool) {
+        (true, Some(peer_pool), Some(eventfold_pool)) => {
+            let rows = hydration(config, peer_pool, eventfold_pool).await?;
+            print!(
+                "{}",
+                report::hydration_table(config.hydration_events, &rows)
+            );
+            rows
+        }
+        _ => Vec::new(),
+    };
+    print!("{}", report::targets(&phases, &hydration_rows, SNAPSHOT));
+    Ok(())
+}
+
+/// Times one target at one worker count, after a checkpoint so that no run pays for the dirty
+/// pages of the run before it.
+async fn timed<T: Target>(
+    admin: &PgPool,
+    target: Option<Arc<T>>,
+    ids: Arc<Vec<String>>,
+    workers: usize,
+    duration: Duration,
+) -> anyhow::Result<Row> {
+    let Some(target) = target else {
+        return Ok(Row::Skipped("not set up".into()));
+    };
+    sqlx::raw_sql("CHECKPOINT")
+        .execute(admin)
+        .await
+        .context("failed to checkpoint before a timed run")?;
+    Ok(Row::Measured(
+        workload::run(target, ids, workers, duration).await?,
+    ))
+}
+
+/// The HTTP target with its aggregates discovered through the service, or why it cannot run.
+async fn setup_http(
+    config: &BenchConfig,
+    concurrency: usize,
+) -> Result<(Arc<Http>, Arc<Vec<String>>), String> {
+    let Some(url) = &config.http_url else {
+        return Err("BENCH_HTTP_URL is not set (e.g. BENCH_HTTP_URL=http://127.0.0.1:8080)".into());
+    };
+    let connections = config.workers.iter().copied().max().unwrap_or(1);
+    let target = Arc::new(Http::new(url, connections).map_err(|e| format!("{e:#}"))?);
+    if let Some(why) = target.unreachable().await {
+        return Err(format!("command-service not reachable: {why}"));
+    }
+    // The service's database is shared and kept: a run prefix keeps these ids new.
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let prefix = format!("bench{stamp}-");
+    let took = workload::setup(target.clone(), &prefix, config.aggregates, concurrency)
+        .await
+        .map_err(|e| format!("setup through the command-service failed: {e:#}"))?;
+    println!("- {HTTP}: {} discovered in {took:.1?}", config.aggregates);
+    Ok((
+        target,
+        Arc::new(workload::aggregate_ids(&prefix, config.aggregates)),
+    ))
+}
+
+/// Builds the long aggregate in both stores (untimed), then times its loads.
+async fn hydration(
+    config: &BenchConfig,
+    peer_pool: &PgPool,
+    eventfold_pool: &PgPool,
+) -> anyhow::Result<Vec<HydrationRow>> {
+    let (events, samples) = (config.hydration_events, config.hydration_samples);
+    let store = EventStore::new(eventfold_pool.clone());
+    let peer_id =
+        workload::build_history(&Peer::new(peer_pool.clone()), HYDRATION_PREFIX, events).await?;
+    let eventfold_id =
+        workload::build_history(&InProcess::new(store.clone()), HYDRATION_PREFIX, events).await?;
+    let peer = peer::hydration(peer_pool.clone(), &peer_id, events, samples).await?;
+    let plain = hydration::eventfold(&store, &eventfold_id, events, samples).await?;
+    let snapshot =
+        hydration::eventfold_with_snapshot(&store, &eventfold_id, events, samples).await?;
+    Ok(vec![
+        HydrationRow {
+            name: PEER,
+            result: Ok(Hydration::Measured(peer)),
+        },
+        HydrationRow {
+            name: "eventfold without snapshot",
+            result: Ok(plain),
+        },
+        HydrationRow {
+            name: SNAPSHOT,
+            result: Ok(snapshot),
+        },
+    ])
+}
+
+async fn small_pool(config: &BenchConfig) -> anyhow::Result<PgPool> {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(config.admin.clone())
+        .await
+        .context("failed to connect to the maintenance database")
+}
+
+async fn print_facts(
+    config: &BenchConfig,
+    admin: &PgPool,
+    databases: &[&str],
+) -> anyhow::Result<()> {
+    println!("## eventfold bench\n");
+    for (name, value) in database::facts(admin).await? {
+        println!("- {name}: {value}");
+    }
+    if !databases.is_empty() {
+        println!(
+            "- synchronous_commit = on set on {} and checked on every pooled connection",
+            databases.join(" and ")
+        );
+    }
+    println!(
+        "- workload: {} cross-references discovered once, then random validations; {:?} per target \
+         and worker count; workers {:?}; pool {} connections per in-process target",
+        config.aggregates, config.duration, config.workers, config.pool_size
+    );
+    if config.runs("http")
+        && let Some(url) = &config.http_url
+    {
+        println!(
+            "- HTTP target: {url}; its build profile, pool, batching and database are the service's own"
+        );
+    }
+    println!(
+        "- latency: applied commands only (conflicts and failures are counted, not timed); \
+         cmd/s = applied commands / wall time"
+    );
+    Ok(())
+}

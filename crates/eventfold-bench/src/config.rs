@@ -1,0 +1,260 @@
+//! What to run: read from `BENCH_*` environment variables, each overridable by a `--flag`.
+
+use std::time::Duration;
+
+use eventfold_runtime::{Env, SettingsError};
+use sqlx::postgres::PgConnectOptions;
+
+/// Flags and the variables they set; a flag wins over the variable.
+const FLAGS: &[(&str, &str, &str)] = &[
+    (
+        "--seconds",
+        "BENCH_SECONDS",
+        "timed seconds per target and worker count (20)",
+    ),
+    (
+        "--workers",
+        "BENCH_WORKERS",
+        "comma-separated worker counts (1,8,32)",
+    ),
+    (
+        "--aggregates",
+        "BENCH_AGGREGATES",
+        "cross-references discovered at setup (10000)",
+    ),
+    (
+        "--pool-size",
+        "BENCH_POOL_SIZE",
+        "connections per in-process target (32)",
+    ),
+    (
+        "--targets",
+        "BENCH_TARGETS",
+        "any of peer,eventfold,http,hydration (all)",
+    ),
+    (
+        "--hydration-events",
+        "BENCH_HYDRATION_EVENTS",
+        "events of the hydrated aggregate (100)",
+    ),
+    (
+        "--hydration-samples",
+        "BENCH_HYDRATION_SAMPLES",
+        "timed loads per hydration target (1000)",
+    ),
+    (
+        "--database-url",
+        "BENCH_DATABASE_URL",
+        "maintenance database; bench databases are created beside it",
+    ),
+    (
+        "--http-url",
+        "BENCH_HTTP_URL",
+        "command-service base URL; unset skips the HTTP target",
+    ),
+];
+
+/// The targets that can be selected with `BENCH_TARGETS`.
+const TARGETS: &[&str] = &["peer", "eventfold", "http", "hydration"];
+
+/// Everything the run needs to know.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Timed duration of one target at one worker count.
+    pub duration: Duration,
+    /// Worker counts, run in this order.
+    pub workers: Vec<usize>,
+    /// Number of cross-references discovered before the timed runs.
+    pub aggregates: usize,
+    /// Pool size of each in-process target (the same for eventfold and the peer).
+    pub pool_size: u32,
+    /// Selected targets.
+    pub targets: Vec<String>,
+    /// Events of the aggregate that hydration loads.
+    pub hydration_events: usize,
+    /// Timed loads per hydration target.
+    pub hydration_samples: usize,
+    /// Connection to the maintenance database (`CREATE DATABASE` runs there).
+    pub admin: PgConnectOptions,
+    /// The command-service to drive over HTTP, if any.
+    pub http_url: Option<String>,
+}
+
+impl BenchConfig {
+    /// Reads the configuration from `env` with `args` (without the program name) applied on top;
+    /// the error is one line naming the flag or variable.
+    pub fn from_env_and_args(mut env: Env, args: &[String]) -> Result<Self, String> {
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) => (flag, Some(value.to_owned())),
+                None => (arg.as_str(), None),
+            };
+            let Some((_, var, _)) = FLAGS.iter().find(|(f, _, _)| *f == flag) else {
+                return Err(format!("unknown argument `{arg}` (see --help)"));
+            };
+            let value = match inline {
+                Some(v) => v,
+                None => args
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| format!("flag {flag} needs a value"))?,
+            };
+            env.set(*var, value);
+        }
+        Self::from_env(&env).map_err(|e| e.to_string())
+    }
+
+    fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        let seconds: f64 = env.parse("BENCH_SECONDS", 20.0)?;
+        if !(seconds.is_finite() && seconds > 0.0) {
+            return Err(invalid(
+                "BENCH_SECONDS",
+                &seconds.to_string(),
+                "must be > 0",
+            ));
+        }
+        let workers = list(env, "BENCH_WORKERS", "1,8,32")?
+            .iter()
+            .map(|w| match w.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(invalid("BENCH_WORKERS", w, "expected positive integers")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let targets = list(env, "BENCH_TARGETS", &TARGETS.join(","))?;
+        if let Some(unknown) = targets.iter().find(|t| !TARGETS.contains(&t.as_str())) {
+            return Err(invalid(
+                "BENCH_TARGETS",
+                unknown,
+                "expected peer, eventfold, http or hydration",
+            ));
+        }
+        let url = env.string(
+            "BENCH_DATABASE_URL",
+            "postgres://eventfold:eventfold@127.0.0.1:5432/postgres",
+        );
+        let admin = url.parse::<PgConnectOptions>().map_err(|e| {
+            invalid(
+                "BENCH_DATABASE_URL",
+                &eventfold_postgres::redact(&url),
+                &e.to_string(),
+            )
+        })?;
+        let http_url = env
+            .raw("BENCH_HTTP_URL")
+            .map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(u) = &http_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(invalid(
+                "BENCH_HTTP_URL",
+                u,
+                "expected an http:// or https:// URL",
+            ));
+        }
+        Ok(Self {
+            duration: Duration::from_secs_f64(seconds),
+            workers,
+            aggregates: positive(env, "BENCH_AGGREGATES", 10_000)?,
+            pool_size: positive(env, "BENCH_POOL_SIZE", 32)? as u32,
+            targets,
+            hydration_events: positive(env, "BENCH_HYDRATION_EVENTS", 100)?,
+            hydration_samples: positive(env, "BENCH_HYDRATION_SAMPLES", 1000)?,
+            admin,
+            http_url,
+        })
+    }
+
+    /// True when `target` was selected.
+    pub fn runs(&self, target: &str) -> bool {
+        self.targets.iter().any(|t| t == target)
+    }
+}
+
+/// True when the command line asks for the usage text.
+pub fn wants_help(args: &[String]) -> bool {
+    args.iter().any(|a| a == "--help" || a == "-h")
+}
+
+/// The usage text for `--help`.
+pub fn usage() -> String {
+    let mut text = String::from(
+        "eventfold-bench: eventfold's write side against cqrs-es 0.5 + postgres-es 0.5\n\n\
+         Needs the local stack's PostgreSQL (`make up`); creates and drops its own databases.\n\n",
+    );
+    for (flag, var, help) in FLAGS {
+        text.push_str(&format!("  {flag:<20} {var:<24} {help}\n"));
+    }
+    text
+}
+
+fn list(env: &Env, var: &str, default: &str) -> Result<Vec<String>, SettingsError> {
+    let items: Vec<String> = env
+        .string(var, default)
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if items.is_empty() {
+        return Err(invalid(var, "", "must not be empty"));
+    }
+    Ok(items)
+}
+
+fn positive(env: &Env, var: &str, default: usize) -> Result<usize, SettingsError> {
+    match env.parse(var, default)? {
+        0 => Err(invalid(var, "0", "must be > 0")),
+        n => Ok(n),
+    }
+}
+
+fn invalid(var: &str, value: &str, reason: &str) -> SettingsError {
+    SettingsError::Invalid {
+        var: var.into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)], args: &[&str]) -> Result<BenchConfig, String> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        BenchConfig::from_env_and_args(Env::from_pairs(pairs.iter().copied()), &args)
+    }
+
+    #[test]
+    fn defaults_to_the_issues_workload() {
+        let c = parse(&[], &[]).unwrap();
+        assert_eq!(c.duration, Duration::from_secs(20));
+        assert_eq!(c.workers, vec![1, 8, 32]);
+        assert_eq!(c.aggregates, 10_000);
+        assert!(c.http_url.is_none());
+    }
+
+    #[test]
+    fn a_flag_overrides_the_variable() {
+        let c = parse(
+            &[("BENCH_SECONDS", "20")],
+            &["--seconds", "2", "--workers=4,2"],
+        )
+        .unwrap();
+        assert_eq!(c.duration, Duration::from_secs(2));
+        assert_eq!(c.workers, vec![4, 2]);
+    }
+
+    #[test]
+    fn refuses_an_unknown_flag_a_zero_worker_count_and_an_unknown_target() {
+        assert!(parse(&[], &["--fast"]).is_err());
+        let err = parse(&[("BENCH_WORKERS", "1,0")], &[]).unwrap_err();
+        assert!(err.contains("BENCH_WORKERS"), "{err}");
+        assert!(
+            parse(&[], &["--seconds"])
+                .unwrap_err()
+                .contains("--seconds")
+        );
+        assert!(parse(&[("BENCH_TARGETS", "peer,redis")], &[]).is_err());
+    }
+}

@@ -1,0 +1,244 @@
+//! The printed results: one markdown table per worker count, the hydration table, and the issue's
+//! targets with PASS or MISS computed from the measured numbers.
+
+use std::fmt::Write as _;
+
+use crate::hydration::Hydration;
+use crate::workload::Measurement;
+
+/// Name of the peer's row.
+pub const PEER: &str = "peer: cqrs-es 0.5 + postgres-es 0.5";
+/// Name of eventfold's in-process row.
+pub const IN_PROCESS: &str = "eventfold in-process";
+/// Name of eventfold's HTTP row.
+pub const HTTP: &str = "eventfold over HTTP";
+
+/// One target's result at one worker count.
+pub enum Row {
+    /// It ran.
+    Measured(Measurement),
+    /// It did not run, and why.
+    Skipped(String),
+}
+
+/// Every target at one worker count.
+pub struct Phase {
+    /// Concurrent workers.
+    pub workers: usize,
+    /// (target name, result), the peer first.
+    pub rows: Vec<(&'static str, Row)>,
+}
+
+impl Phase {
+    fn measured(&self, target: &str) -> Option<&Measurement> {
+        self.rows.iter().find_map(|(name, row)| match row {
+            Row::Measured(m) if *name == target => Some(m),
+            _ => None,
+        })
+    }
+}
+
+/// The table of one phase.
+pub fn phase_table(phase: &Phase) -> String {
+    let peer = phase.measured(PEER);
+    let mut out = format!("\n### {} worker(s)\n\n", phase.workers);
+    out.push_str(
+        "| target | cmd/s | p50 ms | p99 ms | conflicts surfaced | other failures | cmd/s ÷ peer | p99 ÷ peer |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (name, row) in &phase.rows {
+        match row {
+            Row::Measured(m) => {
+                let ratio = |f: fn(&Measurement) -> f64| {
+                    peer.filter(|p| f(p) > 0.0)
+                        .map(|p| format!("{:.2}×", f(m) / f(p)))
+                        .unwrap_or_else(|| "–".into())
+                };
+                let _ = writeln!(
+                    out,
+                    "| {name} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} |",
+                    m.per_second(),
+                    m.millis(0.5),
+                    m.millis(0.99),
+                    m.conflicts,
+                    m.failed,
+                    ratio(Measurement::per_second),
+                    ratio(|m| m.millis(0.99)),
+                );
+                if let Some(e) = &m.first_failure {
+                    let _ = writeln!(out, "|   first failure: {} | | | | | | | |", one_line(e));
+                }
+            }
+            Row::Skipped(why) => {
+                let _ = writeln!(out, "| {name} | skipped: {} | | | | | | |", one_line(why));
+            }
+        }
+    }
+    out
+}
+
+/// One hydration target's result.
+pub struct HydrationRow {
+    /// Target name.
+    pub name: &'static str,
+    /// Measured, not available, or skipped with a reason.
+    pub result: Result<Hydration, String>,
+}
+
+/// The hydration table; ratios are to the peer's p50.
+pub fn hydration_table(events: usize, rows: &[HydrationRow]) -> String {
+    let peer_p50 = rows.iter().find_map(|r| match &r.result {
+        Ok(Hydration::Measured(h)) if r.name == PEER => Some(h.value_at_quantile(0.5) as f64),
+        _ => None,
+    });
+    let mut out = format!("\n### Hydration of a {events}-event cross-reference\n\n");
+    out.push_str("| target | p50 ms | p99 ms | p50 ÷ peer |\n|---|---:|---:|---:|\n");
+    for row in rows {
+        match &row.result {
+            Ok(Hydration::Measured(h)) => {
+                let p50 = h.value_at_quantile(0.5) as f64;
+                let ratio = peer_p50
+                    .filter(|p| *p > 0.0)
+                    .map(|p| format!("{:.2}×", p50 / p))
+                    .unwrap_or_else(|| "–".into());
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.3} | {:.3} | {ratio} |",
+                    row.name,
+                    p50 / 1000.0,
+                    h.value_at_quantile(0.99) as f64 / 1000.0
+                );
+            }
+            Ok(Hydration::NotAvailable(why)) => {
+                let _ = writeln!(out, "| {} | {why} | | |", row.name);
+            }
+            Err(why) => {
+                let _ = writeln!(out, "| {} | skipped: {} | | |", row.name, one_line(why));
+            }
+        }
+    }
+    out
+}
+
+/// The issue's targets, judged on the phase with 32 workers (or the largest one run).
+pub fn targets(phases: &[Phase], hydration: &[HydrationRow], snapshot_row: &str) -> String {
+    let mut out = String::from("\n### Targets of issue 4\n\n");
+    let Some(phase) = phases
+        .iter()
+        .find(|p| p.workers == 32)
+        .or_else(|| phases.iter().max_by_key(|p| p.workers))
+    else {
+        out.push_str("no timed run: no targets to judge\n");
+        return out;
+    };
+    if phase.workers != 32 {
+        let _ = writeln!(
+            out,
+            "(judged at {} workers: the issue's targets are stated for 32)\n",
+            phase.workers
+        );
+    }
+    out.push_str("| target | measured | verdict |\n|---|---|---|\n");
+    let peer = phase.measured(PEER);
+    let eventfold = phase.measured(IN_PROCESS);
+    let http = phase.measured(HTTP);
+    let mut line = |what: &str, verdict: Verdict| {
+        let _ = writeln!(out, "| {what} | {} | {} |", verdict.measured, verdict.word);
+    };
+    line(
+        "eventfold in-process cmd/s ≥ 4× peer",
+        match (eventfold, peer) {
+            (Some(e), Some(p)) if p.per_second() > 0.0 => {
+                let r = e.per_second() / p.per_second();
+                Verdict::judge(
+                    r >= 4.0,
+                    format!(
+                        "{:.2}× ({:.0} vs {:.0} cmd/s)",
+                        r,
+                        e.per_second(),
+                        p.per_second()
+                    ),
+                )
+            }
+            _ => Verdict::not_run(),
+        },
+    );
+    line(
+        "eventfold in-process p99 ≤ peer p99",
+        match (eventfold, peer) {
+            (Some(e), Some(p)) => Verdict::judge(
+                e.applied > 0 && e.millis(0.99) <= p.millis(0.99),
+                format!("{:.2} ms vs {:.2} ms", e.millis(0.99), p.millis(0.99)),
+            ),
+            _ => Verdict::not_run(),
+        },
+    );
+    line(
+        "eventfold in-process conflicts surfaced = 0",
+        match eventfold {
+            Some(e) => Verdict::judge(e.conflicts == 0, e.conflicts.to_string()),
+            None => Verdict::not_run(),
+        },
+    );
+    line(
+        "eventfold over HTTP cmd/s ≥ 2× peer in-process",
+        match (http, peer) {
+            (Some(h), Some(p)) if p.per_second() > 0.0 => {
+                let r = h.per_second() / p.per_second();
+                Verdict::judge(
+                    r >= 2.0,
+                    format!(
+                        "{:.2}× ({:.0} vs {:.0} cmd/s)",
+                        r,
+                        h.per_second(),
+                        p.per_second()
+                    ),
+                )
+            }
+            _ => Verdict::not_run(),
+        },
+    );
+    let p50 = |name: &str| {
+        hydration.iter().find_map(|r| match &r.result {
+            Ok(Hydration::Measured(h)) if r.name == name => Some(h.value_at_quantile(0.5) as f64),
+            _ => None,
+        })
+    };
+    line(
+        "hydration with snapshot p50 ≤ 0.5× peer p50",
+        match (p50(snapshot_row), p50(PEER)) {
+            (Some(s), Some(p)) if p > 0.0 => Verdict::judge(
+                s / p <= 0.5,
+                format!("{:.2}× ({:.3} vs {:.3} ms)", s / p, s / 1000.0, p / 1000.0),
+            ),
+            _ => Verdict::not_run(),
+        },
+    );
+    out
+}
+
+struct Verdict {
+    measured: String,
+    word: &'static str,
+}
+
+impl Verdict {
+    fn judge(pass: bool, measured: String) -> Self {
+        Self {
+            measured,
+            word: if pass { "PASS" } else { "MISS" },
+        }
+    }
+
+    fn not_run() -> Self {
+        Self {
+            measured: "no measurement".into(),
+            word: "NOT RUN",
+        }
+    }
+}
+
+fn one_line(text: &str) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    flat.replace('|', "/").chars().take(160).collect()
+}
