@@ -213,9 +213,8 @@ async fn hydration(
     let eventfold_id =
         workload::build_history(&InProcess::new(store.clone()), HYDRATION_PREFIX, events).await?;
     let peer = peer::hydration(peer_pool.clone(), &peer_id, events, samples).await?;
-    let plain = hydration::eventfold(&store, &eventfold_id, events, samples).await?;
-    let snapshot =
-        hydration::eventfold_with_snapshot(&store, &eventfold_id, events, samples).await?;
+    let plain = hydration::eventfold(&store, &eventfold_id, events, samples, false).await?;
+    let snapshot = hydration::eventfold(&store, &eventfold_id, events, samples, true).await?;
     Ok(vec![
         HydrationRow {
             name: PEER,

@@ -18,17 +18,17 @@ pub const WARMUP: usize = 20;
 pub enum Hydration {
     /// Latencies of the timed loads, in microseconds.
     Measured(Histogram<u64>),
-    /// The target cannot run yet; the reason is printed instead of numbers.
-    NotAvailable(&'static str),
 }
 
-/// eventfold without a snapshot: every event read and folded (`repository::hydrate`). Snapshots of
-/// the aggregate, if the command path wrote any, are deleted first so that none is used.
+/// eventfold's `repository::hydrate`. Snapshots the command path wrote are deleted first; with
+/// `snapshot`, one is then written at the last version (untimed), so every load reads it and no
+/// event; without, every event is read and folded.
 pub async fn eventfold(
     store: &EventStore,
     aggregate_id: &str,
     events: usize,
     samples: usize,
+    snapshot: bool,
 ) -> anyhow::Result<Hydration> {
     sqlx::query("DELETE FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2")
         .bind(CrossReference::TYPE)
@@ -36,6 +36,20 @@ pub async fn eventfold(
         .execute(store.pool())
         .await
         .context("failed to clear the aggregate's snapshots")?;
+    if snapshot {
+        let (state, version) = hydrate::<CrossReference>(store, aggregate_id, None, None).await?;
+        store
+            .save_snapshot(
+                CrossReference::TYPE,
+                aggregate_id,
+                version,
+                CrossReference::STATE_VERSION,
+                &serde_json::to_value(&state)?,
+                1,
+            )
+            .await
+            .context("failed to write the snapshot")?;
+    }
     let mut latency = histogram();
     for n in 0..samples + WARMUP {
         let started = Instant::now();
@@ -50,23 +64,4 @@ pub async fn eventfold(
         }
     }
     Ok(Hydration::Measured(latency))
-}
-
-/// eventfold from its latest snapshot plus the events after it.
-///
-/// Adapter point for snapshot support: once the store can save and load snapshots, write one for
-/// `aggregate_id` at its last version here (untimed: hydrate, then
-/// `store.save_snapshot(CrossReference::TYPE, id, version, CrossReference::STATE_VERSION,
-/// &serde_json::to_value(&state)?, 1)`), then time the snapshot-aware hydration the same way as
-/// [`eventfold`] does, checking the version it returns. Runs after [`eventfold`], which clears the
-/// aggregate's snapshots.
-pub async fn eventfold_with_snapshot(
-    _store: &EventStore,
-    _aggregate_id: &str,
-    _events: usize,
-    _samples: usize,
-) -> anyhow::Result<Hydration> {
-    Ok(Hydration::NotAvailable(
-        "not available: the event store has no snapshot support yet",
-    ))
 }

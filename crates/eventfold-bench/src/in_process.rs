@@ -1,29 +1,26 @@
-//! eventfold in-process: commands go through the event store library (events, outbox rows and the
-//! command record committed together), as an embedding service would call it.
-//!
-//! This is the one adapter to change when the group-commit command bus lands: replace the
-//! `repository::handle` call in [`InProcess::send`] by
-//! `self.bus.handle(aggregate_id.to_owned(), command, meta, request_hash, None).await`, with
-//! `bus: CommandBus<CrossReference>` built in [`InProcess::new`] by
-//! `CommandBus::start(store, BusConfig::default())`. The outcome mapping stays as it is.
+//! eventfold in-process: commands go through the group-commit command bus of the event store
+//! library (events, outbox rows and the command records committed together), as the command
+//! service and any embedding service call it.
 
-use eventfold_postgres::repository::{HandleError, RetryPolicy, handle};
-use eventfold_postgres::{Actor, ActorKind, CommandMeta, EventStore};
+use eventfold_postgres::repository::HandleError;
+use eventfold_postgres::{Actor, ActorKind, BusConfig, CommandBus, CommandMeta, EventStore};
 use eventfold_reference::CrossReference;
 use eventfold_reference::biblos::cross_reference::Command;
 use uuid::Uuid;
 
 use crate::workload::{Outcome, Target};
 
-/// eventfold's command path today: hydrate, decide, append; conflicts retried by the library.
+/// eventfold's command path: the command bus (cached state, group commit, conflicts retried).
 pub struct InProcess {
-    store: EventStore,
+    bus: CommandBus<CrossReference>,
 }
 
 impl InProcess {
-    /// The target on a migrated store.
+    /// The target on a migrated store (starts the bus on the current runtime).
     pub fn new(store: EventStore) -> Self {
-        Self { store }
+        Self {
+            bus: CommandBus::start(store, BusConfig::default()),
+        }
     }
 }
 
@@ -49,16 +46,10 @@ impl Target for InProcess {
         // The command-service hashes the canonical request; in-process callers may use any bytes
         // that identify the request, and every bench command is a new request.
         let request_hash = meta.command_id.as_bytes().to_vec();
-        let result = handle::<CrossReference>(
-            &self.store,
-            aggregate_id,
-            &command,
-            &meta,
-            &request_hash,
-            None,
-            RetryPolicy::default(),
-        )
-        .await;
+        let result = self
+            .bus
+            .handle(aggregate_id.to_owned(), command, meta, request_hash, None)
+            .await;
         match result {
             Ok(_) => Outcome::Applied,
             Err(HandleError::Conflict { .. }) => Outcome::Conflict,

@@ -109,9 +109,6 @@ pub fn hydration_table(events: usize, rows: &[HydrationRow]) -> String {
                     h.value_at_quantile(0.99) as f64 / 1000.0
                 );
             }
-            Ok(Hydration::NotAvailable(why)) => {
-                let _ = writeln!(out, "| {} | {why} | | |", row.name);
-            }
             Err(why) => {
                 let _ = writeln!(out, "| {} | skipped: {} | | |", row.name, one_line(why));
             }

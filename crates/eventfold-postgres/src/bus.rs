@@ -259,6 +259,9 @@ struct Cached<A> {
 /// States of a batch's aggregates, and which of them were just loaded from the store.
 type Loaded<A> = (HashMap<String, Cached<A>>, HashSet<String>);
 
+/// A job refused before its append, its refusal, and whether its state was loaded just now.
+type Refused<A> = (Job<A>, HandleError, bool);
+
 /// A decided job waiting for its batch to commit.
 struct Decided<A: Aggregate> {
     job: Job<A>,
@@ -310,26 +313,9 @@ impl<A: Aggregate> Writer<A> {
             follow_up.push(deferred);
         }
 
-        let ids: Vec<Uuid> = jobs.iter().map(|j| j.meta.command_id).collect();
-        let known = match self.store.commands(&ids).await {
-            Ok(known) => known,
-            Err(e) => {
-                self.fail_all(jobs, &e);
-                return follow_up;
-            }
-        };
-        let mut jobs: Vec<Job<A>> = jobs
-            .into_iter()
-            .filter_map(|job| match known.get(&job.meta.command_id) {
-                Some(record) => {
-                    self.counters.command("replayed", 1);
-                    let result = repository::replay(job.meta.command_id, record, &job.request_hash);
-                    job.answer(result);
-                    None
-                }
-                None => Some(job),
-            })
-            .collect();
+        // A repeated command id is found out by the append (its record is taken) or, for a refused
+        // command, by `recheck`: the common case costs no lookup.
+        let mut jobs = jobs;
 
         // A caller's expected version that disagrees with the cache may mean the cache is stale.
         for job in &jobs {
@@ -350,7 +336,7 @@ impl<A: Aggregate> Writer<A> {
         // Decide in arrival order, each against the state its predecessors in the batch left.
         let mut pending: HashMap<String, Cached<A>> = HashMap::new();
         let mut decided: Vec<Decided<A>> = Vec::with_capacity(jobs.len());
-        let mut unsure: Vec<(Job<A>, HandleError)> = Vec::new();
+        let mut refused: Vec<Refused<A>> = Vec::new();
         let (mut base, fresh) = loaded;
         for job in jobs {
             if !pending.contains_key(&job.aggregate_id) {
@@ -367,9 +353,9 @@ impl<A: Aggregate> Writer<A> {
             if let Some(expected) = job.expected_version
                 && expected != entry.version
             {
-                self.counters.command("conflict", 1);
                 let current_version = entry.version;
-                job.answer(Err(HandleError::Conflict { current_version }));
+                let fresh = fresh.contains(&job.aggregate_id);
+                refused.push((job, HandleError::Conflict { current_version }, fresh));
                 continue;
             }
             let outcome = entry.state.decide(&job.command).map_err(HandleError::from);
@@ -396,21 +382,17 @@ impl<A: Aggregate> Writer<A> {
                         prepared,
                     });
                 }
-                // Refused against a cached state another process may have moved: checked below.
-                Err(e @ HandleError::Domain(_)) if !fresh.contains(&job.aggregate_id) => {
-                    unsure.push((job, e));
-                }
                 Err(e) => {
-                    self.counters.command("rejected", 1);
-                    job.answer(Err(e));
+                    let fresh = fresh.contains(&job.aggregate_id);
+                    refused.push((job, e, fresh));
                 }
             }
         }
         if !decided.is_empty() {
             follow_up.extend(self.append(decided, pending).await);
         }
-        if !unsure.is_empty() {
-            follow_up.extend(self.recheck(unsure).await);
+        if !refused.is_empty() {
+            follow_up.extend(self.recheck(refused).await);
         }
         follow_up
     }
@@ -518,31 +500,51 @@ impl<A: Aggregate> Writer<A> {
         Ok((base, missing.into_iter().collect()))
     }
 
-    /// Jobs refused against cached state: those whose aggregate moved elsewhere are decided again
-    /// on a fresh load; the others get their refusal.
-    async fn recheck(&mut self, refused: Vec<(Job<A>, HandleError)>) -> Vec<Vec<Job<A>>> {
-        let ids: Vec<String> = refused
+    /// Refused jobs: a repeat of an earlier command gets its first answer; a refusal decided on a
+    /// cached state that another process has since moved is decided again on a fresh load; the
+    /// others get their refusal.
+    async fn recheck(&mut self, refused: Vec<Refused<A>>) -> Vec<Vec<Job<A>>> {
+        let command_ids: Vec<Uuid> = refused.iter().map(|(j, _, _)| j.meta.command_id).collect();
+        let unsure: Vec<String> = refused
             .iter()
-            .map(|(j, _)| j.aggregate_id.clone())
+            .filter(|(_, e, fresh)| matches!(e, HandleError::Domain(_)) && !fresh)
+            .map(|(j, _, _)| j.aggregate_id.clone())
             .collect();
-        let versions = match self.store.versions(A::TYPE, &ids).await {
-            Ok(v) => v,
+        let found = tokio::try_join!(
+            self.store.commands(&command_ids),
+            self.store.versions(A::TYPE, &unsure)
+        );
+        let (known, versions) = match found {
+            Ok(found) => found,
             Err(e) => {
-                self.fail_all(refused.into_iter().map(|(j, _)| j).collect(), &e);
+                self.fail_all(refused.into_iter().map(|(j, _, _)| j).collect(), &e);
                 return Vec::new();
             }
         };
         let mut again = Vec::new();
-        for (job, error) in refused {
-            let stored = versions.get(&job.aggregate_id).copied().unwrap_or(0);
-            let cached = self.cache.peek(&job.aggregate_id).map(|c| c.version);
-            if cached == Some(stored) {
-                self.counters.command("rejected", 1);
-                job.answer(Err(error));
-            } else {
+        for (job, error, fresh) in refused {
+            if let Some(record) = known.get(&job.meta.command_id) {
+                self.counters.command("replayed", 1);
+                let result = repository::replay(job.meta.command_id, record, &job.request_hash);
+                job.answer(result);
+                continue;
+            }
+            let stale = matches!(error, HandleError::Domain(_)) && !fresh && {
+                let stored = versions.get(&job.aggregate_id).copied().unwrap_or(0);
+                self.cache.peek(&job.aggregate_id).map(|c| c.version) != Some(stored)
+            };
+            if stale {
                 self.counters.cache("stale", 1);
                 self.cache.pop(&job.aggregate_id);
                 again.push(job);
+            } else {
+                let outcome = if matches!(error, HandleError::Conflict { .. }) {
+                    "conflict"
+                } else {
+                    "rejected"
+                };
+                self.counters.command(outcome, 1);
+                job.answer(Err(error));
             }
         }
         if again.is_empty() {
