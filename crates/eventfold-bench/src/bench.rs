@@ -70,7 +70,10 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<()> {
     };
     let eventfold = match (&eventfold_pool, config.runs("eventfold")) {
         (Some(pool), true) => {
-            let target = Arc::new(InProcess::new(EventStore::new(pool.clone())));
+            let target = Arc::new(InProcess::new(
+                EventStore::new(pool.clone()),
+                config.bus.clone(),
+            ));
             let took =
                 workload::setup(target.clone(), "", config.aggregates, setup_concurrency).await?;
             println!(
@@ -210,8 +213,12 @@ async fn hydration(
     let store = EventStore::new(eventfold_pool.clone());
     let peer_id =
         workload::build_history(&Peer::new(peer_pool.clone()), HYDRATION_PREFIX, events).await?;
-    let eventfold_id =
-        workload::build_history(&InProcess::new(store.clone()), HYDRATION_PREFIX, events).await?;
+    let eventfold_id = workload::build_history(
+        &InProcess::new(store.clone(), config.bus.clone()),
+        HYDRATION_PREFIX,
+        events,
+    )
+    .await?;
     let peer = peer::hydration(peer_pool.clone(), &peer_id, events, samples).await?;
     let plain = hydration::eventfold(&store, &eventfold_id, events, samples, false).await?;
     let snapshot = hydration::eventfold(&store, &eventfold_id, events, samples, true).await?;
@@ -258,6 +265,13 @@ async fn print_facts(
         "- workload: {} cross-references discovered once, then random validations; {:?} per target \
          and worker count; workers {:?}; pool {} connections per in-process target",
         config.aggregates, config.duration, config.workers, config.pool_size
+    );
+    println!(
+        "- eventfold bus: {} writers, batches of up to {} commands, cache {} aggregates, snapshot every {} events",
+        config.bus.writers,
+        config.bus.max_batch,
+        config.bus.cache_capacity,
+        config.bus.snapshots.every
     );
     if config.runs("http")
         && let Some(url) = &config.http_url

@@ -78,6 +78,8 @@ pub struct BenchConfig {
     pub admin: PgConnectOptions,
     /// The command-service to drive over HTTP, if any.
     pub http_url: Option<String>,
+    /// The in-process command bus, configured by the command service's variables.
+    pub bus: eventfold_postgres::BusConfig,
 }
 
 impl BenchConfig {
@@ -162,6 +164,7 @@ impl BenchConfig {
             hydration_samples: positive(env, "BENCH_HYDRATION_SAMPLES", 1000)?,
             admin,
             http_url,
+            bus: eventfold_postgres::BusConfig::from_env(env)?,
         })
     }
 

@@ -16,10 +16,11 @@ pub struct InProcess {
 }
 
 impl InProcess {
-    /// The target on a migrated store (starts the bus on the current runtime).
-    pub fn new(store: EventStore) -> Self {
+    /// The target on a migrated store (starts the bus on the current runtime, configured like the
+    /// command service: `COMMAND_WRITERS`, `COMMAND_MAX_BATCH`, ...).
+    pub fn new(store: EventStore, config: BusConfig) -> Self {
         Self {
-            bus: CommandBus::start(store, BusConfig::default()),
+            bus: CommandBus::start(store, config),
         }
     }
 }

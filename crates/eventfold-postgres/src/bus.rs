@@ -38,6 +38,54 @@ pub struct BusConfig {
     pub metrics: Option<BusMetrics>,
 }
 
+impl BusConfig {
+    /// Reads `COMMAND_WRITERS`, `COMMAND_MAX_BATCH`, `AGGREGATE_CACHE_SIZE`,
+    /// `COMMAND_RETRY_ATTEMPTS`, `COMMAND_RETRY_BASE_MS`, `SNAPSHOT_EVERY` and `SNAPSHOT_KEEP`.
+    pub fn from_env(
+        env: &eventfold_runtime::Env,
+    ) -> Result<Self, eventfold_runtime::SettingsError> {
+        let d = Self::default();
+        Ok(Self {
+            writers: positive(env, "COMMAND_WRITERS", d.writers)?,
+            max_batch: positive(env, "COMMAND_MAX_BATCH", d.max_batch)?,
+            cache_capacity: positive(env, "AGGREGATE_CACHE_SIZE", d.cache_capacity)?,
+            retry: RetryPolicy {
+                max_attempts: positive(
+                    env,
+                    "COMMAND_RETRY_ATTEMPTS",
+                    d.retry.max_attempts as usize,
+                )? as u32,
+                base_delay: std::time::Duration::from_millis(env.parse(
+                    "COMMAND_RETRY_BASE_MS",
+                    d.retry.base_delay.as_millis() as u64,
+                )?),
+            },
+            snapshots: SnapshotPolicy {
+                every: env.parse("SNAPSHOT_EVERY", d.snapshots.every)?,
+                keep: positive(env, "SNAPSHOT_KEEP", d.snapshots.keep as usize)? as u32,
+            },
+            metrics: None,
+        })
+    }
+}
+
+/// A setting that must be at least 1.
+pub fn positive(
+    env: &eventfold_runtime::Env,
+    var: &str,
+    default: usize,
+) -> Result<usize, eventfold_runtime::SettingsError> {
+    let v: usize = env.parse(var, default)?;
+    if v == 0 {
+        return Err(eventfold_runtime::SettingsError::Invalid {
+            var: var.into(),
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(v)
+}
+
 impl Default for BusConfig {
     fn default() -> Self {
         Self {

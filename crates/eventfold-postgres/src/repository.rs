@@ -8,7 +8,7 @@ use std::time::Duration;
 use eventfold_domain::{Aggregate, DomainError, DomainEvent};
 use uuid::Uuid;
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, StoredEvent};
 use crate::store::{
     AppendError, AppendOutcome, CommandMeta, CommandRecord, EventStore, NewEvent, RecordedEvent,
 };
@@ -84,7 +84,8 @@ pub enum HandleError {
 }
 
 /// Turns a stored event into `A`'s event type.
-pub fn decode<A: Aggregate>(e: RecordedEvent) -> Result<A::Event, HandleError> {
+pub fn decode<A: Aggregate>(e: impl Into<StoredEvent>) -> Result<A::Event, HandleError> {
+    let e: StoredEvent = e.into();
     A::Event::from_payload(&e.event_type, e.payload).map_err(|source| HandleError::CorruptEvent {
         event_id: e.event_id,
         event_type: e.event_type,
@@ -96,9 +97,10 @@ pub fn decode<A: Aggregate>(e: RecordedEvent) -> Result<A::Event, HandleError> {
 fn fold<A: Aggregate>(
     mut state: A,
     mut version: i64,
-    events: impl IntoIterator<Item = RecordedEvent>,
+    events: impl IntoIterator<Item = impl Into<StoredEvent>>,
 ) -> Result<(A, i64), HandleError> {
     for e in events {
+        let e: StoredEvent = e.into();
         let v = e.version;
         state = state.apply(&decode::<A>(e)?);
         version = v;
@@ -132,15 +134,22 @@ pub async fn hydrate<A: Aggregate>(
         }
         None => up_to_version,
     };
-    let ids = [aggregate_id.to_owned()];
-    let mut snapshots = store
-        .latest_snapshots(A::TYPE, &ids, A::STATE_VERSION, target)
+    let (snapshot, events) = store
+        .load_for_hydration(A::TYPE, aggregate_id, A::STATE_VERSION, target)
         .await?;
-    let (state, version) = restore::<A>(snapshots.remove(aggregate_id));
-    let events = store
-        .load(A::TYPE, aggregate_id, version, target, None, None)
-        .await?;
-    fold(state, version, events)
+    let Some(snapshot) = snapshot else {
+        return fold(A::default(), 0, events);
+    };
+    match serde_json::from_value::<A>(snapshot.state) {
+        Ok(state) => fold(state, snapshot.version, events),
+        // A snapshot that no longer deserializes is ignored: read every event instead.
+        Err(_) => {
+            let all = store
+                .load(A::TYPE, aggregate_id, 0, target, None, None)
+                .await?;
+            fold(A::default(), 0, all)
+        }
+    }
 }
 
 /// Rebuilds the current state of several aggregates of type `A` with two queries (snapshots, then

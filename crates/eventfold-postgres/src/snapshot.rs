@@ -3,7 +3,36 @@
 
 use std::collections::HashMap;
 
-use crate::store::EventStore;
+use uuid::Uuid;
+
+use crate::store::{EventStore, RecordedEvent};
+
+/// The part of a stored event that hydration needs.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct StoredEvent {
+    /// Event id.
+    pub event_id: Uuid,
+    /// Event type.
+    pub event_type: String,
+    /// Schema version the payload was written with.
+    pub schema_version: i32,
+    /// Aggregate version.
+    pub version: i64,
+    /// Payload.
+    pub payload: serde_json::Value,
+}
+
+impl From<RecordedEvent> for StoredEvent {
+    fn from(e: RecordedEvent) -> Self {
+        Self {
+            event_id: e.event_id,
+            event_type: e.event_type,
+            schema_version: e.schema_version,
+            version: e.version,
+            payload: e.payload,
+        }
+    }
+}
 
 /// When snapshots are taken and how many are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +130,61 @@ impl EventStore {
             .into_iter()
             .map(|(id, version, state)| (id, Snapshot { version, state }))
             .collect())
+    }
+
+    /// In one round trip: the newest snapshot of one aggregate with `state_version` at or below
+    /// `max_version`, and the events after it (after 0 without one) up to `max_version`.
+    pub async fn load_for_hydration(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        state_version: u32,
+        max_version: Option<i64>,
+    ) -> Result<(Option<Snapshot>, Vec<StoredEvent>), sqlx::Error> {
+        type Row = (bool, i64, Option<Uuid>, Option<String>, Option<i32>, serde_json::Value);
+        let rows: Vec<Row> = sqlx::query_as(
+            "WITH snap AS ( \
+                SELECT version, state FROM snapshots \
+                WHERE aggregate_type = $1 AND aggregate_id = $2 AND state_version = $3 \
+                  AND ($4::bigint IS NULL OR version <= $4) \
+                ORDER BY version DESC LIMIT 1) \
+             SELECT true, version, NULL::uuid, NULL::text, NULL::int, state FROM snap \
+             UNION ALL \
+             SELECT false, version, event_id, event_type, schema_version, payload FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 \
+               AND version > COALESCE((SELECT version FROM snap), 0) \
+               AND ($4::bigint IS NULL OR version <= $4) \
+             ORDER BY 1 DESC, 2",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(state_version as i32)
+        .bind(max_version)
+        .fetch_all(self.pool())
+        .await?;
+        let mut snapshot = None;
+        let mut events = Vec::with_capacity(rows.len());
+        for (is_snapshot, version, event_id, event_type, schema_version, payload) in rows {
+            match (is_snapshot, event_id, event_type, schema_version) {
+                (true, ..) => {
+                    snapshot = Some(Snapshot {
+                        version,
+                        state: payload,
+                    })
+                }
+                (false, Some(event_id), Some(event_type), Some(schema_version)) => {
+                    events.push(StoredEvent {
+                        event_id,
+                        event_type,
+                        schema_version,
+                        version,
+                        payload,
+                    })
+                }
+                _ => return Err(sqlx::Error::Protocol("incomplete event row".into())),
+            }
+        }
+        Ok((snapshot, events))
     }
 
     /// Snapshots stored for one aggregate, newest first: (version, state version).

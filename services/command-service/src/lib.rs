@@ -9,10 +9,9 @@ pub mod problem;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use eventfold_postgres::bus::BusMetrics;
-use eventfold_postgres::{BusConfig, EventStore, PgSettings, RetryPolicy, SnapshotPolicy};
+use eventfold_postgres::bus::{BusMetrics, positive};
+use eventfold_postgres::{BusConfig, EventStore, PgSettings};
 use eventfold_runtime::{Env, Ops, Server, ServiceSettings, SettingsError};
 
 /// Name in logs, metrics and `/healthz`.
@@ -37,36 +36,11 @@ pub struct Settings {
 impl Settings {
     /// Reads the settings, naming the variable on error.
     pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
-        let positive = |var: &str, default: usize| -> Result<usize, SettingsError> {
-            let v: usize = env.parse(var, default)?;
-            if v == 0 {
-                return Err(SettingsError::Invalid {
-                    var: var.into(),
-                    value: "0".into(),
-                    reason: "must be at least 1".into(),
-                });
-            }
-            Ok(v)
-        };
-        let defaults = BusConfig::default();
         Ok(Self {
             service: ServiceSettings::from_env(env, DEFAULT_PORT)?,
             database: PgSettings::from_env(env)?,
-            body_limit: positive("COMMAND_BODY_LIMIT_BYTES", 1024 * 1024)?,
-            bus: BusConfig {
-                writers: positive("COMMAND_WRITERS", defaults.writers)?,
-                max_batch: positive("COMMAND_MAX_BATCH", defaults.max_batch)?,
-                cache_capacity: positive("AGGREGATE_CACHE_SIZE", defaults.cache_capacity)?,
-                retry: RetryPolicy {
-                    max_attempts: positive("COMMAND_RETRY_ATTEMPTS", 8)? as u32,
-                    base_delay: Duration::from_millis(env.parse("COMMAND_RETRY_BASE_MS", 4)?),
-                },
-                snapshots: SnapshotPolicy {
-                    every: env.parse("SNAPSHOT_EVERY", defaults.snapshots.every)?,
-                    keep: positive("SNAPSHOT_KEEP", defaults.snapshots.keep as usize)? as u32,
-                },
-                metrics: None,
-            },
+            body_limit: positive(env, "COMMAND_BODY_LIMIT_BYTES", 1024 * 1024)?,
+            bus: BusConfig::from_env(env)?,
         })
     }
 }
