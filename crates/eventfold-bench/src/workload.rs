@@ -156,6 +156,18 @@ pub struct Measurement {
 }
 
 impl Measurement {
+    /// Nothing measured yet.
+    pub fn empty() -> Self {
+        Self {
+            applied: 0,
+            conflicts: 0,
+            failed: 0,
+            first_failure: None,
+            elapsed: Duration::ZERO,
+            latency: histogram(),
+        }
+    }
+
     /// Applied commands per second.
     pub fn per_second(&self) -> f64 {
         self.applied as f64 / self.elapsed.as_secs_f64()
@@ -192,14 +204,7 @@ pub async fn run<T: Target>(
         let (target, ids) = (target.clone(), ids.clone());
         tasks.spawn(async move {
             let mut rng = fastrand::Rng::with_seed(worker as u64 + 1);
-            let mut m = Measurement {
-                applied: 0,
-                conflicts: 0,
-                failed: 0,
-                first_failure: None,
-                elapsed: Duration::ZERO,
-                latency: histogram(),
-            };
+            let mut m = Measurement::empty();
             while Instant::now() < deadline {
                 let id = &ids[rng.usize(..ids.len())];
                 let command = validate(&mut rng);
@@ -219,14 +224,7 @@ pub async fn run<T: Target>(
             m
         });
     }
-    let mut total = Measurement {
-        applied: 0,
-        conflicts: 0,
-        failed: 0,
-        first_failure: None,
-        elapsed: Duration::ZERO,
-        latency: histogram(),
-    };
+    let mut total = Measurement::empty();
     while let Some(done) = tasks.join_next().await {
         let m = done.context("bench worker panicked")?;
         total.applied += m.applied;
