@@ -85,12 +85,11 @@ pub async fn hydrate<A: Aggregate>(
     let mut state = A::default();
     let mut version = 0;
     for e in events {
-        let event = A::Event::from_payload(&e.event_type, e.payload).map_err(|source| {
-            HandleError::CorruptEvent {
-                event_id: e.event_id,
-                event_type: e.event_type.clone(),
-                source,
-            }
+        let stored = A::Event::from_stored(&e.event_type, e.schema_version as u32, e.payload);
+        let event = stored.map_err(|source| HandleError::CorruptEvent {
+            event_id: e.event_id,
+            event_type: e.event_type.clone(),
+            source: source.into(),
         })?;
         state = state.apply(&event);
         version = e.version;
