@@ -514,7 +514,10 @@ mod tests {
         let err = chain()
             .upcast("Thing", 2, json!({"size_estimate": "x", "name": "X"}))
             .unwrap_err();
-        assert!(err.to_string().contains("v2→v3: field size_estimate"), "{err}");
+        assert!(
+            err.to_string().contains("v2→v3: field size_estimate"),
+            "{err}"
+        );
     }
 
     #[test]

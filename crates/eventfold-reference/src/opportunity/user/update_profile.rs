@@ -86,8 +86,10 @@ mod tests {
 
     #[test]
     fn replaces_the_expertise_and_keeps_the_rest() {
-        let mut settings = NotificationSettings::default();
-        settings.frequency = Frequency::Weekly;
+        let settings = NotificationSettings {
+            frequency: Frequency::Weekly,
+            ..Default::default()
+        };
         let c = UpdateUserProfile {
             expertise_domains: Some(vec!["robotics".into()]),
             notification_settings: Some(settings.clone()),
