@@ -30,10 +30,14 @@ fn main() {
     for f in &files {
         let rel = relative(f, &schemas);
         let abs = f.canonicalize().expect("schema path");
-        out.push_str(&format!("    ({rel:?}, include_str!({:?})),\n", abs.display().to_string()));
+        out.push_str(&format!(
+            "    ({rel:?}, include_str!({:?})),\n",
+            abs.display().to_string()
+        ));
     }
     out.push_str("];\n");
-    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("embedded_schemas.rs");
+    let dest =
+        PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("embedded_schemas.rs");
     std::fs::write(dest, out).expect("write embedded_schemas.rs");
 }
 

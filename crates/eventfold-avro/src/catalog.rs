@@ -172,7 +172,9 @@ impl Catalog {
             if names.windows(2).any(|w| w[0] != w[1]) {
                 return Err(CatalogError::Invalid {
                     path: catalog.files[indices[0]].path.clone(),
-                    message: format!("every version of {event_type} must keep the full name, found {names:?}"),
+                    message: format!(
+                        "every version of {event_type} must keep the full name, found {names:?}"
+                    ),
                 });
             }
         }
@@ -234,8 +236,15 @@ fn parse_name(path: &str) -> Option<(String, String, u32)> {
 /// The 1-based line of the name an apache-avro error message points at: a quoted token, or the
 /// word after the last colon (namespace dropped), looked up as a JSON string; 1 when not found.
 fn offending_line(text: &str, message: &str) -> usize {
-    let quoted = message.split(['"', '\'', '`']).nth(1).filter(|s| !s.is_empty());
-    let last = message.rsplit(':').next().map(str::trim).filter(|s| !s.is_empty());
+    let quoted = message
+        .split(['"', '\'', '`'])
+        .nth(1)
+        .filter(|s| !s.is_empty());
+    let last = message
+        .rsplit(':')
+        .next()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
     for token in quoted.into_iter().chain(last) {
         let short = token.rsplit('.').next().unwrap_or(token);
         for needle in [token, short] {
@@ -252,12 +261,11 @@ fn parse_file(path: &str, text: String) -> Result<SchemaFile, CatalogError> {
     let Some((aggregate_type, event_type, version)) = parse_name(path) else {
         return Err(CatalogError::FileName { path: path.into() });
     };
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| CatalogError::Parse {
-            path: path.into(),
-            line: e.line(),
-            message: e.to_string(),
-        })?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| CatalogError::Parse {
+        path: path.into(),
+        line: e.line(),
+        message: e.to_string(),
+    })?;
     let schema = Schema::parse(&json).map_err(|e| {
         let message = e.to_string();
         CatalogError::Parse {
@@ -342,7 +350,10 @@ mod tests {
         let text = "{\n  \"type\": \"record\",\n  \"name\": \"ThingHappened\",,\n}";
         match one("Agg/ThingHappened.v1.avsc", text) {
             Err(e @ CatalogError::Parse { line: 3, .. }) => {
-                assert!(e.to_string().starts_with("Agg/ThingHappened.v1.avsc:3:"), "{e}")
+                assert!(
+                    e.to_string().starts_with("Agg/ThingHappened.v1.avsc:3:"),
+                    "{e}"
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -385,7 +396,10 @@ mod tests {
     fn refuses_a_gap_in_the_versions() {
         let c = Catalog::from_texts([
             ("Agg/ThingHappened.v1.avsc".to_owned(), OK.to_owned()),
-            ("Agg/ThingHappened.v3.avsc".to_owned(), OK.replace("\"a\"", "\"b\"")),
+            (
+                "Agg/ThingHappened.v3.avsc".to_owned(),
+                OK.replace("\"a\"", "\"b\""),
+            ),
         ]);
         assert!(matches!(c, Err(CatalogError::VersionGap { .. })));
     }

@@ -61,7 +61,9 @@ pub enum CodecError {
         message: String,
     },
     /// The record does not start with the Confluent magic byte and a schema id.
-    #[error("record of {len} bytes does not start with magic byte 0 and a schema id (first byte {first:?})")]
+    #[error(
+        "record of {len} bytes does not start with magic byte 0 and a schema id (first byte {first:?})"
+    )]
     BadHeader {
         /// Record length.
         len: usize,
@@ -209,13 +211,13 @@ impl AvroCodec {
         version: u32,
         payload: &Value,
     ) -> Result<Vec<u8>, CodecError> {
-        let file = self
-            .catalog
-            .get(event_type, version)
-            .ok_or_else(|| CodecError::NoLocalSchema {
-                event_type: event_type.into(),
-                version,
-            })?;
+        let file =
+            self.catalog
+                .get(event_type, version)
+                .ok_or_else(|| CodecError::NoLocalSchema {
+                    event_type: event_type.into(),
+                    version,
+                })?;
         let id = self.schema_id(topic, file).await?;
         let mut out = Vec::with_capacity(256);
         encode_with(id, file, payload, &mut out)?;
@@ -261,11 +263,7 @@ impl AvroCodec {
     /// Decodes a record consumed from `topic` to its JSON payload at the writer's version.
     pub async fn decode(&self, topic: &str, record: &[u8]) -> Result<Decoded, CodecError> {
         let (id, body) = split_header(record)?;
-        let cached = self
-            .writers
-            .read()
-            .ok()
-            .and_then(|m| m.get(&id).cloned());
+        let cached = self.writers.read().ok().and_then(|m| m.get(&id).cloned());
         let writer = match cached {
             Some(w) => w,
             None => self.fetch_writer(id).await?,
@@ -277,12 +275,11 @@ impl AvroCodec {
         let registered = get_schema_by_id(id, &self.settings)
             .await
             .map_err(|e| classify(e, &format!("schema id {id}"), Some(id)))?;
-        let schema = Schema::parse_str(&registered.schema).map_err(|e| {
-            CodecError::BadWriterSchema {
+        let schema =
+            Schema::parse_str(&registered.schema).map_err(|e| CodecError::BadWriterSchema {
                 schema_id: id,
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         let Schema::Record(record) = &schema else {
             return Err(CodecError::BadWriterSchema {
                 schema_id: id,
@@ -479,7 +476,10 @@ mod tests {
             }
         }
         let err = d.into_event::<E>().unwrap_err();
-        assert!(matches!(err, CodecError::Upcast { schema_id: 5, .. }), "{err}");
+        assert!(
+            matches!(err, CodecError::Upcast { schema_id: 5, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("no upcaster path"), "{err}");
     }
 

@@ -20,4 +20,7 @@ pub mod registry;
 
 pub use catalog::{Catalog, CatalogError, SchemaFile};
 pub use codec::{AvroCodec, CodecError, Decoded, subject_for, topic_for};
-pub use registry::{Compatibility, RegistryClient, RegistryError, RegistrySettings};
+pub use registry::{
+    Compatibility, CompatibilityReport, RegistryClient, RegistryError, RegistrySettings,
+    SubjectSchema,
+};

@@ -640,7 +640,10 @@ mod tests {
         };
         assert_eq!(
             fields[0],
-            ("s".into(), apache_avro::types::Value::String("héllo 🙂".into()))
+            (
+                "s".into(),
+                apache_avro::types::Value::String("héllo 🙂".into())
+            )
         );
         assert_eq!(
             fields[10].1,
@@ -694,7 +697,10 @@ mod tests {
         let mut v = sample();
         v.as_object_mut().unwrap().remove("s");
         let err = plan.encode(&v, &mut Vec::new()).unwrap_err();
-        assert_eq!((err.pointer.as_str(), err.message.as_str()), ("/s", "missing field"));
+        assert_eq!(
+            (err.pointer.as_str(), err.message.as_str()),
+            ("/s", "missing field")
+        );
     }
 
     #[test]
