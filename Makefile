@@ -4,7 +4,7 @@ EVENTFOLD_CACHE ?= $(HOME)/.cache/eventfold
 export EVENTFOLD_CACHE
 export CARGO_TARGET_DIR ?= $(EVENTFOLD_CACHE)/target
 
-.PHONY: up down status test build fmt lint env images clean-data
+.PHONY: up down status test build fmt lint env images clean-data bench-avro
 
 up: ## start PostgreSQL, Kafka, Neo4j, the schema registry and the three services
 	@scripts/stack/stack.sh up
@@ -29,6 +29,9 @@ lint: ## clippy with warnings as errors
 
 images: ## print the docker build commands for the three service images
 	@scripts/helm/images.sh
+
+bench-avro: ## Avro codec throughput per core (encode, decode, decode + upcast), criterion
+	cargo bench -p eventfold-avro --bench codec
 
 env: ## print the stack's addresses as export lines
 	@scripts/stack/stack.sh env

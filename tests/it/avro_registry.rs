@@ -66,7 +66,7 @@ async fn every_event_type_and_version_round_trips_through_the_real_registry() {
         let decoded = reader.decode(&topic, &bytes).await.unwrap();
         assert_eq!(decoded.subject, subject);
         assert_eq!(
-            (decoded.event_type.as_str(), decoded.schema_version),
+            (&*decoded.event_type, decoded.schema_version),
             (file.event_type.as_str(), file.version)
         );
         assert_eq!(decoded.payload, sample, "{}", file.path);
@@ -297,7 +297,7 @@ async fn a_registry_outage_is_retryable_and_cached_ids_keep_working() {
 
     let _restored = cut.restore();
     let decoded = codec.decode(&topic, &unseen).await.expect("healed");
-    assert_eq!(decoded.event_type, "OpportunityValidated");
+    assert_eq!(&*decoded.event_type, "OpportunityValidated");
 }
 
 #[tokio::test]

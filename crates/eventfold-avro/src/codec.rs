@@ -38,7 +38,11 @@ pub fn topic_for(prefix: &str, aggregate_type: &str) -> String {
 
 /// The TopicRecordNameStrategy subject: `<topic>-<record full name>`.
 pub fn subject_for(topic: &str, fullname: &str) -> String {
-    format!("{topic}-{fullname}")
+    let mut s = String::with_capacity(topic.len() + 1 + fullname.len());
+    s.push_str(topic);
+    s.push('-');
+    s.push_str(fullname);
+    s
 }
 
 /// Why a record could not be encoded or decoded.
@@ -148,7 +152,7 @@ pub struct Decoded {
     /// The subject (`<topic>-<full name>`).
     pub subject: String,
     /// Event type.
-    pub event_type: String,
+    pub event_type: Arc<str>,
     /// The writer's schema version (upcast with [`Decoded::into_event`]).
     pub schema_version: u32,
     /// The JSON payload at `schema_version`.
@@ -172,7 +176,7 @@ impl Decoded {
 #[derive(Debug)]
 struct Writer {
     fullname: String,
-    event_type: String,
+    event_type: Arc<str>,
     version: u32,
     plan: Arc<Plan>,
 }
@@ -247,10 +251,19 @@ impl AvroCodec {
         Ok(id)
     }
 
+    /// Seeds the caches with a known id of `file` under `topic` (e.g. from `eventfold schemas
+    /// register`), so that encoding and decoding it need no registry call.
+    pub fn preload(&self, topic: &str, file: &SchemaFile, id: u32) {
+        if let Ok(mut m) = self.ids.write() {
+            m.insert((subject_for(topic, &file.fullname), file.version), id);
+        }
+        self.remember(id, file);
+    }
+
     fn remember(&self, id: u32, file: &SchemaFile) -> Arc<Writer> {
         let w = Arc::new(Writer {
             fullname: file.fullname.clone(),
-            event_type: file.event_type.clone(),
+            event_type: file.event_type.as_str().into(),
             version: file.version,
             plan: file.plan.clone(),
         });
@@ -326,14 +339,20 @@ fn encode_with(
 }
 
 fn decode_with(id: u32, w: &Writer, topic: &str, body: &[u8]) -> Result<Decoded, CodecError> {
-    let payload = w.plan.decode(body).map_err(|source| CodecError::Body {
-        subject: subject_for(topic, &w.fullname),
-        schema_id: id,
-        source,
-    })?;
+    let subject = subject_for(topic, &w.fullname);
+    let payload = match w.plan.decode(body) {
+        Ok(p) => p,
+        Err(source) => {
+            return Err(CodecError::Body {
+                subject,
+                schema_id: id,
+                source,
+            });
+        }
+    };
     Ok(Decoded {
         schema_id: id,
-        subject: subject_for(topic, &w.fullname),
+        subject,
         event_type: w.event_type.clone(),
         schema_version: w.version,
         payload,
@@ -389,7 +408,7 @@ pub mod offline {
         let (id, body) = split_header(record)?;
         let w = Writer {
             fullname: file.fullname.clone(),
-            event_type: file.event_type.clone(),
+            event_type: file.event_type.as_str().into(),
             version: file.version,
             plan: file.plan.clone(),
         };

@@ -11,6 +11,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 
 /// A JSON payload being upcast (always an object).
@@ -118,17 +119,19 @@ impl Op {
         match self {
             Op::Rename { from, to } => {
                 if let Some(v) = p.remove(from) {
-                    if p.contains_key(to) {
-                        return Err(format!("cannot rename to {to}: it is already present"));
+                    match p.entry(to.clone()) {
+                        Entry::Vacant(slot) => {
+                            slot.insert(v);
+                        }
+                        Entry::Occupied(_) => {
+                            return Err(format!("cannot rename to {to}: it is already present"));
+                        }
                     }
-                    p.insert(to.clone(), v);
                 }
                 Ok(())
             }
             Op::Default { field, value } => {
-                if !p.contains_key(field) {
-                    p.insert(field.clone(), value.clone());
-                }
+                p.entry(field.clone()).or_insert_with(|| value.clone());
                 Ok(())
             }
             Op::Derive { field, f } => {
@@ -300,14 +303,17 @@ impl Upcaster {
 /// Every upcasting step of one aggregate's events; an event type without steps has version 1.
 #[derive(Debug, Clone, Default)]
 pub struct Upcasters {
-    steps: Vec<Upcaster>,
-    latest: Vec<(String, u32)>,
+    chains: Vec<Chain>,
 }
 
-static EMPTY: Upcasters = Upcasters {
-    steps: Vec::new(),
-    latest: Vec::new(),
-};
+/// The steps of one event type, indexed by `from_version - 1` (`None`: a missing step).
+#[derive(Debug, Clone)]
+struct Chain {
+    event_type: String,
+    steps: Vec<Option<Upcaster>>,
+}
+
+static EMPTY: Upcasters = Upcasters { chains: Vec::new() };
 
 impl Upcasters {
     /// No steps: every event type is at version 1.
@@ -316,65 +322,52 @@ impl Upcasters {
     }
 
     /// Adds a step; the latest version of its event type becomes at least `from_version + 1`.
+    /// A step from version 0 is ignored (versions start at 1).
     pub fn with(mut self, step: Upcaster) -> Self {
-        let to = step.from_version + 1;
-        match self.latest.iter_mut().find(|(t, _)| *t == step.event_type) {
-            Some((_, latest)) => *latest = (*latest).max(to),
-            None => self.latest.push((step.event_type.clone(), to)),
+        let Some(index) = (step.from_version as usize).checked_sub(1) else {
+            return self;
+        };
+        let chain = match self
+            .chains
+            .iter_mut()
+            .position(|c| c.event_type == step.event_type)
+        {
+            Some(i) => &mut self.chains[i],
+            None => {
+                self.chains.push(Chain {
+                    event_type: step.event_type.clone(),
+                    steps: Vec::new(),
+                });
+                self.chains.last_mut().expect("just pushed")
+            }
+        };
+        if chain.steps.len() <= index {
+            chain.steps.resize(index + 1, None);
         }
-        self.steps.push(step);
+        chain.steps[index] = Some(step);
         self
+    }
+
+    fn chain(&self, event_type: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.event_type == event_type)
     }
 
     /// The latest schema version of `event_type` (1 when it has no step).
     pub fn latest(&self, event_type: &str) -> u32 {
-        self.latest
-            .iter()
-            .find(|(t, _)| t == event_type)
-            .map_or(1, |(_, v)| *v)
+        self.chain(event_type)
+            .map_or(1, |c| c.steps.len() as u32 + 1)
     }
 
-    /// Every step, in the order added.
-    pub fn steps(&self) -> &[Upcaster] {
-        &self.steps
+    /// Every step, by event type then version.
+    pub fn steps(&self) -> impl Iterator<Item = &Upcaster> {
+        self.chains.iter().flat_map(|c| c.steps.iter().flatten())
     }
 
-    fn step(&self, event_type: &str, from: u32) -> Option<&Upcaster> {
-        self.steps
-            .iter()
-            .find(|s| s.from_version == from && s.event_type == event_type)
-    }
-
-    /// Brings `payload` of `event_type` at `version` to the latest version.
-    pub fn upcast(
-        &self,
-        event_type: &str,
-        version: u32,
-        payload: Value,
-    ) -> Result<Value, UpcastError> {
-        let latest = self.latest(event_type);
-        if version == latest {
-            return Ok(payload);
-        }
-        self.check_path(event_type, version)?;
-        let Value::Object(mut map) = payload else {
-            return Err(UpcastError::NotAnObject {
-                event_type: event_type.to_owned(),
-                version,
-            });
-        };
-        for from in version..latest {
-            // check_path found every step.
-            if let Some(step) = self.step(event_type, from) {
-                step.apply(&mut map)?;
-            }
-        }
-        Ok(Value::Object(map))
-    }
-
-    /// Succeeds when a chain of steps leads from `version` to the latest version.
-    pub fn check_path(&self, event_type: &str, version: u32) -> Result<(), UpcastError> {
-        let latest = self.latest(event_type);
+    /// The steps from `version` to the latest, or why there is no such path.
+    fn path(&self, event_type: &str, version: u32) -> Result<&[Option<Upcaster>], UpcastError> {
+        let chain = self.chain(event_type);
+        let steps = chain.map_or(&[][..], |c| c.steps.as_slice());
+        let latest = steps.len() as u32 + 1;
         if version > latest {
             return Err(UpcastError::Newer {
                 event_type: event_type.to_owned(),
@@ -388,13 +381,42 @@ impl Upcasters {
             latest,
             missing,
         };
-        if version == 0 {
+        let Some(first) = (version as usize).checked_sub(1) else {
             return Err(no_path(0));
+        };
+        let path = &steps[first..];
+        match path.iter().position(Option::is_none) {
+            Some(i) => Err(no_path(version + i as u32)),
+            None => Ok(path),
         }
-        match (version..latest).find(|from| self.step(event_type, *from).is_none()) {
-            Some(missing) => Err(no_path(missing)),
-            None => Ok(()),
+    }
+
+    /// Brings `payload` of `event_type` at `version` to the latest version.
+    pub fn upcast(
+        &self,
+        event_type: &str,
+        version: u32,
+        payload: Value,
+    ) -> Result<Value, UpcastError> {
+        let path = self.path(event_type, version)?;
+        if path.is_empty() {
+            return Ok(payload);
         }
+        let Value::Object(mut map) = payload else {
+            return Err(UpcastError::NotAnObject {
+                event_type: event_type.to_owned(),
+                version,
+            });
+        };
+        for step in path.iter().flatten() {
+            step.apply(&mut map)?;
+        }
+        Ok(Value::Object(map))
+    }
+
+    /// Succeeds when a chain of steps leads from `version` to the latest version.
+    pub fn check_path(&self, event_type: &str, version: u32) -> Result<(), UpcastError> {
+        self.path(event_type, version).map(drop)
     }
 }
 

@@ -101,6 +101,17 @@ pub enum AiSolutionCategory {
 }
 
 impl AiSolutionType {
+    /// Every solution type, in declaration order.
+    pub const ALL: [Self; 7] = [
+        Self::Nlp,
+        Self::ComputerVision,
+        Self::MachineLearning,
+        Self::Speech,
+        Self::Robotics,
+        Self::GenerativeAi,
+        Self::Recommendation,
+    ];
+
     /// The documented mapping from solution type to category, used by `decide` and by the v1 → v2
     /// upcaster: nlp → natural_language_processing, computer_vision → computer_vision,
     /// machine_learning → predictive_analytics, speech → speech_and_audio, robotics → automation,
@@ -214,12 +225,25 @@ static UPCASTERS: LazyLock<Upcasters> = LazyLock::new(|| {
         )
 });
 
+/// [`AiSolutionType::category`] as JSON values, for the upcaster (no serde round trip per event).
+static CATEGORY_BY_TYPE: LazyLock<Vec<(String, Value)>> = LazyLock::new(|| {
+    AiSolutionType::ALL
+        .iter()
+        .filter_map(|t| {
+            let name = serde_json::to_value(t).ok()?.as_str()?.to_owned();
+            Some((name, serde_json::to_value(t.category()).ok()?))
+        })
+        .collect()
+});
+
 /// The v2 `ai_solution_category` of a v1 payload, from its `ai_solution_type`.
 fn derive_category(p: &eventfold_domain::upcast::Payload) -> Result<Value, String> {
-    let t = p.get("ai_solution_type").cloned().unwrap_or(Value::Null);
-    let t: AiSolutionType =
-        serde_json::from_value(t).map_err(|e| format!("from ai_solution_type: {e}"))?;
-    serde_json::to_value(t.category()).map_err(|e| e.to_string())
+    let t = p.get("ai_solution_type").and_then(Value::as_str);
+    CATEGORY_BY_TYPE
+        .iter()
+        .find(|(k, _)| Some(k.as_str()) == t)
+        .map(|(_, c)| c.clone())
+        .ok_or_else(|| format!("cannot derive a category from ai_solution_type {t:?}"))
 }
 
 /// The steps that bring older opportunity events to the latest schema version.
