@@ -178,12 +178,15 @@ fn summary() {
     println!("decode v2 (record -> JSON payload)      {dec2:>12.0} events/s per core");
     println!("decode v1 (record -> JSON payload)      {dec1:>12.0} events/s per core");
     println!(
-        "decode v1 + upcast to v2                {up:>12.0} events/s per core (upcast adds {:.1}%)",
-        (dec1 / up - 1.0) * 100.0
+        "decode v1 + upcast to v2 JSON           {up:>12.0} events/s per core \
+         (+{:.1}% time vs decoding the same event stored as v2; the step alone {:.0} ns)",
+        (dec2 / up - 1.0) * 100.0,
+        (1.0 / up - 1.0 / dec1) * 1e9
     );
     println!("decode v2 -> domain event               {ev2:>12.0} events/s per core");
     println!(
-        "decode v1 -> upcast -> domain event     {ev1:>12.0} events/s per core (upcast adds {:.1}% over v2)",
+        "decode v1 -> upcast -> domain event     {ev1:>12.0} events/s per core \
+         (+{:.1}% time vs the v2 record)",
         (ev2 / ev1 - 1.0) * 100.0
     );
 }
