@@ -145,16 +145,7 @@ fn parses_a_create_command_and_names_an_unknown_solution_type() {
 }
 
 fn solution_type() -> impl Strategy<Value = AiSolutionType> {
-    use AiSolutionType::*;
-    prop::sample::select(vec![
-        Nlp,
-        ComputerVision,
-        MachineLearning,
-        Speech,
-        Robotics,
-        GenerativeAi,
-        Recommendation,
-    ])
+    prop::sample::select(AiSolutionType::ALL.to_vec())
 }
 
 fn command() -> impl Strategy<Value = Command> {
