@@ -48,7 +48,8 @@ pub fn subject_for(topic: &str, fullname: &str) -> String {
 /// Why a record could not be encoded or decoded.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CodecError {
-    /// The registry could not be reached or failed (5xx, timeout): retry later, never park.
+    /// The registry could not be reached, failed (5xx, timeout, 429) or refused the credentials
+    /// (401, 403): retry later, never park.
     #[error("schema registry unavailable ({context}): {message}")]
     RegistryUnavailable {
         /// The subject or schema id being resolved.
@@ -56,7 +57,7 @@ pub enum CodecError {
         /// The transport or status error.
         message: String,
     },
-    /// The registry refused a request (e.g. an incompatible schema, bad credentials).
+    /// The registry refused the schema itself (e.g. incompatible with the subject's versions).
     #[error("schema registry refused {context}: {message}")]
     RegistryRefused {
         /// The subject or schema id.
@@ -366,13 +367,15 @@ fn classify(e: SRCError, context: &str, id: Option<u32>) -> CodecError {
     let transport = e
         .source()
         .is_some_and(|s| s.downcast_ref::<reqwest::Error>().is_some());
+    // Not the record's fault: the registry is failing, overloaded, or refuses our credentials
+    // (a configuration problem to fix and retry, never a reason to park records).
     let server_error = e
         .error
         .rsplit("status ")
         .next()
         .and_then(|s| s.get(..3))
         .and_then(|s| s.parse::<u16>().ok())
-        .is_some_and(|s| s >= 500 || s == 429);
+        .is_some_and(|s| s >= 500 || matches!(s, 401 | 403 | 408 | 429));
     let message = e.to_string();
     if let (Some(schema_id), Some(raw)) = (id, raw)
         && raw.error_code == 40403
@@ -500,6 +503,38 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("no upcaster path"), "{err}");
+    }
+
+    #[test]
+    fn sorts_registry_failures_into_retryable_and_not() {
+        let status = |code: u16| {
+            SRCError::new(
+                &format!("HTTP request to schema registry failed with status {code}"),
+                None,
+                false,
+            )
+        };
+        for code in [500, 502, 503, 401, 403, 429] {
+            assert!(classify(status(code), "s", None).is_retryable(), "{code}");
+        }
+        for code in [409, 422] {
+            let e = classify(status(code), "s", None);
+            assert!(
+                matches!(e, CodecError::RegistryRefused { .. }),
+                "{code}: {e}"
+            );
+        }
+        let raw: RawError =
+            serde_json::from_value(json!({"error_code": 40403, "message": "Schema not found"}))
+                .unwrap();
+        let not_found = SRCError::non_retryable_with_cause(
+            raw,
+            "HTTP request to schema registry failed with status 404 Not Found",
+        );
+        assert!(matches!(
+            classify(not_found, "id 7", Some(7)),
+            CodecError::UnknownSchemaId { schema_id: 7 }
+        ));
     }
 
     #[test]
