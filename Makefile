@@ -4,7 +4,7 @@ EVENTFOLD_CACHE ?= $(HOME)/.cache/eventfold
 export EVENTFOLD_CACHE
 export CARGO_TARGET_DIR ?= $(EVENTFOLD_CACHE)/target
 
-.PHONY: up down status test build fmt lint env images clean-data
+.PHONY: up down status test build fmt lint env images clean-data bench-avro
 
 up: ## start PostgreSQL, Kafka, Neo4j, the schema registry and the three services
 	@scripts/stack/stack.sh up
@@ -31,15 +31,17 @@ images: ## print the docker build commands for the three service images
 	@scripts/helm/images.sh
 
 # Every benchmark is a target of its own listed in BENCHES; `make bench` runs them in this order.
-# A new one adds `BENCHES += bench-<name>`, `.PHONY: bench-<name>` and its target below
-# (bench-avro, the Avro codec's, goes here).
-BENCHES := bench-write
-.PHONY: bench bench-write
+# A new one adds `BENCHES += bench-<name>`, `.PHONY: bench-<name>` and its target below.
+BENCHES := bench-write bench-avro
+.PHONY: bench bench-write bench-avro
 
 bench: $(BENCHES) ## every benchmark against the running stack (`make up` first; starts nothing)
 
 bench-write: ## issue 4: eventfold's write side vs cqrs-es + postgres-es (BENCH_* variables, see README)
 	@scripts/bench.sh cargo run --release -p eventfold-bench -- $(BENCH_ARGS)
+
+bench-avro: ## Avro codec throughput per core (encode, decode, decode + upcast), criterion
+	cargo bench -p eventfold-avro --bench codec
 
 env: ## print the stack's addresses as export lines
 	@scripts/stack/stack.sh env

@@ -209,6 +209,128 @@ impl RegistryClient {
     }
 }
 
+/// The registry's verdict on a candidate schema for a subject.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CompatibilityReport {
+    /// True when the subject's compatibility level accepts the schema.
+    pub is_compatible: bool,
+    /// Why not (the registry's messages name the version and the offending field).
+    #[serde(default)]
+    pub messages: Vec<String>,
+}
+
+/// A schema found under a subject.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SubjectSchema {
+    /// Global schema id.
+    pub id: u32,
+    /// Version within the subject.
+    pub version: u32,
+}
+
+fn schema_body(schema: &str) -> String {
+    serde_json::json!({ "schemaType": "AVRO", "schema": schema }).to_string()
+}
+
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl RegistryClient {
+    async fn post_json(
+        &self,
+        path: &str,
+        body: String,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let req = self
+            .request(reqwest::Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, REGISTRY_CONTENT_TYPE)
+            .body(body);
+        self.send("POST", path, req).await
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        resp: reqwest::Response,
+    ) -> Result<T, RegistryError> {
+        resp.json()
+            .await
+            .map_err(|source| RegistryError::Unreachable {
+                url: self.settings.url.clone(),
+                source,
+            })
+    }
+
+    /// The compatibility level that applies to `subject` (its own, else the global one).
+    pub async fn subject_compatibility(
+        &self,
+        subject: &str,
+    ) -> Result<Option<Compatibility>, RegistryError> {
+        let path = format!("/config/{}", path_segment(subject));
+        match self
+            .send("GET", &path, self.request(reqwest::Method::GET, &path))
+            .await
+        {
+            Ok(resp) => Ok(self.json::<ConfigBody>(resp).await?.compatibility),
+            Err(RegistryError::Status { status: 404, .. }) => self.compatibility().await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `schema` could be registered as the next version of `subject` (a subject that does
+    /// not exist yet accepts anything).
+    pub async fn check_compatibility(
+        &self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<CompatibilityReport, RegistryError> {
+        let path = format!(
+            "/compatibility/subjects/{}/versions/latest?verbose=true",
+            path_segment(subject)
+        );
+        match self.post_json(&path, schema_body(schema)).await {
+            Ok(resp) => self.json(resp).await,
+            Err(RegistryError::Status { status: 404, .. }) => Ok(CompatibilityReport {
+                is_compatible: true,
+                messages: Vec::new(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The id and version of `schema` under `subject`, if it is registered there.
+    pub async fn lookup(
+        &self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<Option<SubjectSchema>, RegistryError> {
+        let path = format!("/subjects/{}", path_segment(subject));
+        match self.post_json(&path, schema_body(schema)).await {
+            Ok(resp) => self.json(resp).await.map(Some),
+            Err(RegistryError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Registers `schema` under `subject` (the existing id when it is already there).
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+        #[derive(Deserialize)]
+        struct Id {
+            id: u32,
+        }
+        let path = format!("/subjects/{}/versions", path_segment(subject));
+        let resp = self.post_json(&path, schema_body(schema)).await?;
+        Ok(self.json::<Id>(resp).await?.id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

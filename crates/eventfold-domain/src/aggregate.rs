@@ -3,6 +3,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::upcast::{StoredEventError, Upcasters};
 use crate::{CommandError, DomainError, StateMachine};
 
 /// Event category, used for routing, filtering and retention (seed 000).
@@ -46,9 +47,9 @@ pub trait DomainEvent:
 {
     /// Past-tense type name, e.g. `CrossReferenceDiscovered`.
     fn event_type(&self) -> &'static str;
-    /// Schema version of this payload shape (the latest the code writes).
+    /// Schema version of this payload shape (the latest the code writes, from [`Self::upcasters`]).
     fn schema_version(&self) -> u32 {
-        1
+        Self::upcasters().latest(self.event_type())
     }
     /// Category of the event.
     fn category(&self) -> EventCategory;
@@ -57,6 +58,27 @@ pub trait DomainEvent:
         event_type: &str,
         payload: serde_json::Value,
     ) -> Result<Self, serde_json::Error>;
+
+    /// The steps that bring older payload versions of these events to the latest (none by default).
+    fn upcasters() -> &'static Upcasters {
+        Upcasters::empty()
+    }
+
+    /// Reads a payload stored or consumed at `schema_version`: upcasts it to the latest version,
+    /// then reads it with [`Self::from_payload`]. The one entry point of every read path
+    /// (hydration, projection, replay); the stored payload itself is never rewritten.
+    fn from_stored(
+        event_type: &str,
+        schema_version: u32,
+        payload: serde_json::Value,
+    ) -> Result<Self, StoredEventError> {
+        let latest = Self::upcasters().upcast(event_type, schema_version, payload)?;
+        Self::from_payload(event_type, latest).map_err(|source| StoredEventError::Payload {
+            event_type: event_type.to_owned(),
+            version: schema_version,
+            source,
+        })
+    }
 }
 
 /// An aggregate as a Mealy machine: `decide` turns (state, command) into events, `apply` folds an

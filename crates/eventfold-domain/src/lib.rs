@@ -1,5 +1,6 @@
 //! The pure core of eventfold: an aggregate is a Mealy machine (`decide` + `apply`), its events know
 //! their type name, schema version and category, and every refusal is a typed [`DomainError`].
+//! [`upcast`] brings older stored payload versions to the latest on every read path.
 //!
 //! This crate does no I/O and must not depend on tokio, sqlx, rdkafka or neo4rs; the event store,
 //! the relay and the projector are built on top of it.
@@ -10,7 +11,9 @@ mod error;
 mod events_macro;
 mod state_machine;
 pub mod testing;
+pub mod upcast;
 
 pub use aggregate::{Aggregate, DomainEvent, EventCategory, parse_command};
 pub use error::{CommandError, DomainError};
 pub use state_machine::{StateMachine, Transition};
+pub use upcast::{StoredEventError, UpcastError, Upcaster, Upcasters};

@@ -86,10 +86,11 @@ pub enum HandleError {
 /// Turns a stored event into `A`'s event type.
 pub fn decode<A: Aggregate>(e: impl Into<StoredEvent>) -> Result<A::Event, HandleError> {
     let e: StoredEvent = e.into();
-    A::Event::from_payload(&e.event_type, e.payload).map_err(|source| HandleError::CorruptEvent {
+    let stored = A::Event::from_stored(&e.event_type, e.schema_version as u32, e.payload);
+    stored.map_err(|source| HandleError::CorruptEvent {
         event_id: e.event_id,
         event_type: e.event_type,
-        source,
+        source: source.into(),
     })
 }
 

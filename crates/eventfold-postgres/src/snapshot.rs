@@ -141,7 +141,14 @@ impl EventStore {
         state_version: u32,
         max_version: Option<i64>,
     ) -> Result<(Option<Snapshot>, Vec<StoredEvent>), sqlx::Error> {
-        type Row = (bool, i64, Option<Uuid>, Option<String>, Option<i32>, serde_json::Value);
+        type Row = (
+            bool,
+            i64,
+            Option<Uuid>,
+            Option<String>,
+            Option<i32>,
+            serde_json::Value,
+        );
         let rows: Vec<Row> = sqlx::query_as(
             "WITH snap AS ( \
                 SELECT version, state FROM snapshots \

@@ -5,6 +5,9 @@
 //!   completed, failed, retried).
 //! - [`interview`] (seed 001): [`Interview`] (created, status changed, metadata updated) and
 //!   [`Sentence`] (created, edited, machine analysis, user override that wins until cleared).
+//! - [`opportunity`] (seed 002): [`Opportunity`] (created, updated, validated, archived) and
+//!   [`User`] (registered, profile updated, deactivated), whose events have two schema versions
+//!   and upcasters from the first to the second.
 //!
 //! Each aggregate is a decider built on [`eventfold_domain::Aggregate`]: commands arrive as JSON
 //! through [`eventfold_domain::parse_command`], `decide` is pure (no clock, no I/O; times come from
@@ -18,6 +21,7 @@
 pub mod biblos;
 pub mod fields;
 pub mod interview;
+pub mod opportunity;
 pub mod registry;
 
 #[cfg(test)]
@@ -27,4 +31,9 @@ pub use biblos::cross_reference::CrossReference;
 pub use biblos::verse_processing::VerseProcessing;
 pub use interview::interview::Interview;
 pub use interview::sentence::Sentence;
-pub use registry::{AGGREGATE_TYPES, AggregateVisitor, command_names, event_types, mermaid, visit};
+pub use opportunity::opportunity::Opportunity;
+pub use opportunity::user::User;
+pub use registry::{
+    AGGREGATE_TYPES, AggregateVisitor, command_names, event_types, mermaid, read_stored, upcasters,
+    visit,
+};

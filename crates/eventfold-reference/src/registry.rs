@@ -1,9 +1,12 @@
 //! Every aggregate type of the reference domains, by name, for the command-service (routing,
 //! OpenAPI, Mermaid) and for the schema and projector code (event type names).
 
-use eventfold_domain::{Aggregate, StateMachine, Transition};
+use eventfold_domain::{
+    Aggregate, DomainEvent, StateMachine, StoredEventError, Transition, Upcasters,
+};
+use serde_json::Value;
 
-use crate::{CrossReference, Interview, Sentence, VerseProcessing};
+use crate::{CrossReference, Interview, Opportunity, Sentence, User, VerseProcessing};
 
 /// The aggregate type names, as used in URLs, rows and topics.
 pub const AGGREGATE_TYPES: &[&str] = &[
@@ -11,6 +14,8 @@ pub const AGGREGATE_TYPES: &[&str] = &[
     VerseProcessing::TYPE,
     Interview::TYPE,
     Sentence::TYPE,
+    Opportunity::TYPE,
+    User::TYPE,
 ];
 
 /// Code that runs generically for one aggregate type chosen by name at run time.
@@ -31,6 +36,8 @@ pub fn visit<V: AggregateVisitor>(aggregate_type: &str, visitor: V) -> Option<V:
         VerseProcessing::TYPE => Some(visitor.visit::<VerseProcessing>()),
         Interview::TYPE => Some(visitor.visit::<Interview>()),
         Sentence::TYPE => Some(visitor.visit::<Sentence>()),
+        Opportunity::TYPE => Some(visitor.visit::<Opportunity>()),
+        User::TYPE => Some(visitor.visit::<User>()),
         _ => None,
     }
 }
@@ -75,8 +82,60 @@ pub fn event_types(aggregate_type: &str) -> Option<&'static [&'static str]> {
         VerseProcessing::TYPE => Some(crate::biblos::verse_processing::Event::TYPES),
         Interview::TYPE => Some(crate::interview::interview::Event::TYPES),
         Sentence::TYPE => Some(crate::interview::sentence::Event::TYPES),
+        Opportunity::TYPE => Some(crate::opportunity::opportunity::Event::TYPES),
+        User::TYPE => Some(crate::opportunity::user::Event::TYPES),
         _ => None,
     }
+}
+
+struct Steps;
+
+impl AggregateVisitor for Steps {
+    type Output = &'static Upcasters;
+    fn visit<A: Aggregate>(self) -> Self::Output {
+        A::Event::upcasters()
+    }
+}
+
+/// The upcasters of `aggregate_type`'s events (every event type without a step is at version 1).
+pub fn upcasters(aggregate_type: &str) -> Option<&'static Upcasters> {
+    visit(aggregate_type, Steps)
+}
+
+struct ReadStored<'a> {
+    event_type: &'a str,
+    version: u32,
+    payload: Value,
+}
+
+impl AggregateVisitor for ReadStored<'_> {
+    type Output = Result<Value, StoredEventError>;
+    fn visit<A: Aggregate>(self) -> Self::Output {
+        let event = A::Event::from_stored(self.event_type, self.version, self.payload)?;
+        serde_json::to_value(&event).map_err(|source| StoredEventError::Payload {
+            event_type: self.event_type.to_owned(),
+            version: self.version,
+            source,
+        })
+    }
+}
+
+/// Reads a payload of `event_type` stored at `version` as `aggregate_type`'s event (upcasting it)
+/// and returns that event's payload at the latest version; `None` for an unknown aggregate type.
+pub fn read_stored(
+    aggregate_type: &str,
+    event_type: &str,
+    version: u32,
+    payload: Value,
+) -> Option<Result<Value, StoredEventError>> {
+    visit(
+        aggregate_type,
+        ReadStored {
+            event_type,
+            version,
+            payload,
+        },
+    )
 }
 
 /// One row of a state machine table: in `from`, `command` emits `events` and leads to `to`.
@@ -99,10 +158,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lists_the_four_seed_aggregates() {
+    fn lists_the_seed_aggregates() {
         assert_eq!(
             AGGREGATE_TYPES,
-            ["CrossReference", "VerseProcessing", "Interview", "Sentence"]
+            [
+                "CrossReference",
+                "VerseProcessing",
+                "Interview",
+                "Sentence",
+                "Opportunity",
+                "User"
+            ]
         );
     }
 

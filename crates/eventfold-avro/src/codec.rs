@@ -1,0 +1,548 @@
+//! Events in the Confluent wire format: magic byte `0`, the schema id as 4 big-endian bytes, then
+//! the Avro body. The relay encodes stored JSON payloads ([`AvroCodec::encode`]); the projector
+//! decodes records back to the JSON payload at the writer's version and upcasts it
+//! ([`Decoded::into_event`]).
+//!
+//! Subjects follow TopicRecordNameStrategy: `<topic>-<record full name>`, so every version of an
+//! event type is a version of one subject. Schema ids are cached for the life of the codec (ids
+//! never change); registry calls go through `schema_registry_converter`.
+//!
+//! Errors: a registry that cannot be reached or answers 5xx is [`CodecError::RegistryUnavailable`],
+//! the only retryable error (never a reason to park a record or to drop it); every other error
+//! says what is wrong with the record (unknown magic byte, unknown schema id, truncated body,
+//! schema unknown to this build, no upcaster path) and names the subject, schema id and byte
+//! offset where known.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use apache_avro::Schema;
+use eventfold_domain::{DomainEvent, StoredEventError};
+use schema_registry_converter::async_impl::schema_registry::{
+    SrSettings, get_schema_by_id, post_schema,
+};
+use schema_registry_converter::error::SRCError;
+use schema_registry_converter::schema_registry_common::{RawError, SchemaType, SuppliedSchema};
+use serde_json::Value;
+
+use crate::catalog::{Catalog, SchemaFile};
+use crate::plan::{BodyError, PayloadError, Plan};
+
+/// The Confluent wire format's magic byte.
+pub const MAGIC_BYTE: u8 = 0;
+
+/// The topic of an aggregate type: `<prefix><AggregateType>`, e.g. `eventfold.Opportunity`.
+pub fn topic_for(prefix: &str, aggregate_type: &str) -> String {
+    format!("{prefix}{aggregate_type}")
+}
+
+/// The TopicRecordNameStrategy subject: `<topic>-<record full name>`.
+pub fn subject_for(topic: &str, fullname: &str) -> String {
+    let mut s = String::with_capacity(topic.len() + 1 + fullname.len());
+    s.push_str(topic);
+    s.push('-');
+    s.push_str(fullname);
+    s
+}
+
+/// Why a record could not be encoded or decoded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CodecError {
+    /// The registry could not be reached, failed (5xx, timeout, 429) or refused the credentials
+    /// (401, 403): retry later, never park.
+    #[error("schema registry unavailable ({context}): {message}")]
+    RegistryUnavailable {
+        /// The subject or schema id being resolved.
+        context: String,
+        /// The transport or status error.
+        message: String,
+    },
+    /// The registry refused the schema itself (e.g. incompatible with the subject's versions).
+    #[error("schema registry refused {context}: {message}")]
+    RegistryRefused {
+        /// The subject or schema id.
+        context: String,
+        /// The registry's message.
+        message: String,
+    },
+    /// The record does not start with the Confluent magic byte and a schema id.
+    #[error(
+        "record of {len} bytes does not start with magic byte 0 and a schema id (first byte {first:?})"
+    )]
+    BadHeader {
+        /// Record length.
+        len: usize,
+        /// First byte, if any.
+        first: Option<u8>,
+    },
+    /// The registry has no schema with this id.
+    #[error("unknown schema id {schema_id}")]
+    UnknownSchemaId {
+        /// The id.
+        schema_id: u32,
+    },
+    /// The writer's schema is not one of this build's schemas (e.g. a newer version).
+    #[error("schema id {schema_id} ({fullname}) matches none of this build's schemas")]
+    UnknownWriterSchema {
+        /// The id.
+        schema_id: u32,
+        /// The record's full name.
+        fullname: String,
+    },
+    /// The registry returned a schema that does not parse or is not a record.
+    #[error("schema id {schema_id} is not a usable Avro record: {message}")]
+    BadWriterSchema {
+        /// The id.
+        schema_id: u32,
+        /// What is wrong.
+        message: String,
+    },
+    /// The Avro body is malformed (truncated, bad index, trailing bytes…).
+    #[error("subject {subject}, schema id {schema_id}: {source}")]
+    Body {
+        /// The subject.
+        subject: String,
+        /// The id.
+        schema_id: u32,
+        /// What is wrong, with its byte offset.
+        source: BodyError,
+    },
+    /// This build has no schema for the event type and version to encode.
+    #[error("no local schema for {event_type} v{version}")]
+    NoLocalSchema {
+        /// Event type.
+        event_type: String,
+        /// Version.
+        version: u32,
+    },
+    /// The JSON payload does not fit its schema (drift between the event type and its schema).
+    #[error("{event_type} v{version} payload does not fit its schema {source}")]
+    Payload {
+        /// Event type.
+        event_type: String,
+        /// Version.
+        version: u32,
+        /// The offending field.
+        source: PayloadError,
+    },
+    /// The decoded payload has no upcaster path to the latest version, or does not fit the event.
+    #[error("subject {subject}, schema id {schema_id}: {message}")]
+    Upcast {
+        /// The subject.
+        subject: String,
+        /// The id.
+        schema_id: u32,
+        /// The upcasting or deserialization error.
+        message: String,
+    },
+}
+
+impl CodecError {
+    /// True when the same call may succeed later (the registry is down); such a record must be
+    /// retried, never parked or dropped.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::RegistryUnavailable { .. })
+    }
+}
+
+/// A decoded record: the JSON payload as the writer wrote it, and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The schema id of the record.
+    pub schema_id: u32,
+    /// The subject (`<topic>-<full name>`).
+    pub subject: String,
+    /// Event type.
+    pub event_type: Arc<str>,
+    /// The writer's schema version (upcast with [`Decoded::into_event`]).
+    pub schema_version: u32,
+    /// The JSON payload at `schema_version`.
+    pub payload: Value,
+}
+
+impl Decoded {
+    /// The domain event at the latest version, through [`DomainEvent::from_stored`].
+    pub fn into_event<E: DomainEvent>(self) -> Result<E, CodecError> {
+        E::from_stored(&self.event_type, self.schema_version, self.payload).map_err(
+            |e: StoredEventError| CodecError::Upcast {
+                subject: self.subject,
+                schema_id: self.schema_id,
+                message: e.to_string(),
+            },
+        )
+    }
+}
+
+/// A writer schema known by id.
+#[derive(Debug)]
+struct Writer {
+    fullname: String,
+    event_type: Arc<str>,
+    version: u32,
+    plan: Arc<Plan>,
+}
+
+/// Encoder and decoder of event records, with the schema-id caches.
+#[derive(Debug)]
+pub struct AvroCodec {
+    settings: SrSettings,
+    catalog: Arc<Catalog>,
+    ids: RwLock<HashMap<(String, u32), u32>>,
+    writers: RwLock<HashMap<u32, Arc<Writer>>>,
+}
+
+impl AvroCodec {
+    /// A codec for `catalog`'s schemas against the registry of `settings`.
+    pub fn new(settings: SrSettings, catalog: Arc<Catalog>) -> Self {
+        Self {
+            settings,
+            catalog,
+            ids: RwLock::default(),
+            writers: RwLock::default(),
+        }
+    }
+
+    /// The local schemas.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Encodes `payload` of `event_type` at `version` for `topic`: registers the schema under its
+    /// subject on first use (idempotent; the registry returns the existing id) and caches the id.
+    pub async fn encode(
+        &self,
+        topic: &str,
+        event_type: &str,
+        version: u32,
+        payload: &Value,
+    ) -> Result<Vec<u8>, CodecError> {
+        let file =
+            self.catalog
+                .get(event_type, version)
+                .ok_or_else(|| CodecError::NoLocalSchema {
+                    event_type: event_type.into(),
+                    version,
+                })?;
+        let id = self.schema_id(topic, file).await?;
+        let mut out = Vec::with_capacity(256);
+        encode_with(id, file, payload, &mut out)?;
+        Ok(out)
+    }
+
+    /// The registry id of `file` under `topic`'s subject (cached; registers on first use).
+    pub async fn schema_id(&self, topic: &str, file: &SchemaFile) -> Result<u32, CodecError> {
+        let subject = subject_for(topic, &file.fullname);
+        let key = (subject, file.version);
+        if let Some(id) = self.ids.read().ok().and_then(|m| m.get(&key).copied()) {
+            return Ok(id);
+        }
+        let supplied = SuppliedSchema::new(
+            Some(file.fullname.clone()),
+            SchemaType::Avro,
+            file.text.clone(),
+        );
+        let registered = post_schema(&self.settings, key.0.clone(), supplied)
+            .await
+            .map_err(|e| classify(e, &key.0, None))?;
+        let id = registered.id;
+        if let Ok(mut m) = self.ids.write() {
+            m.insert(key, id);
+        }
+        self.remember(id, file);
+        Ok(id)
+    }
+
+    /// Seeds the caches with a known id of `file` under `topic` (e.g. from `eventfold schemas
+    /// register`), so that encoding and decoding it need no registry call.
+    pub fn preload(&self, topic: &str, file: &SchemaFile, id: u32) {
+        if let Ok(mut m) = self.ids.write() {
+            m.insert((subject_for(topic, &file.fullname), file.version), id);
+        }
+        self.remember(id, file);
+    }
+
+    fn remember(&self, id: u32, file: &SchemaFile) -> Arc<Writer> {
+        let w = Arc::new(Writer {
+            fullname: file.fullname.clone(),
+            event_type: file.event_type.as_str().into(),
+            version: file.version,
+            plan: file.plan.clone(),
+        });
+        if let Ok(mut m) = self.writers.write() {
+            m.entry(id).or_insert_with(|| w.clone());
+        }
+        w
+    }
+
+    /// Decodes a record consumed from `topic` to its JSON payload at the writer's version.
+    pub async fn decode(&self, topic: &str, record: &[u8]) -> Result<Decoded, CodecError> {
+        let (id, body) = split_header(record)?;
+        let cached = self.writers.read().ok().and_then(|m| m.get(&id).cloned());
+        let writer = match cached {
+            Some(w) => w,
+            None => self.fetch_writer(id).await?,
+        };
+        decode_with(id, &writer, topic, body)
+    }
+
+    async fn fetch_writer(&self, id: u32) -> Result<Arc<Writer>, CodecError> {
+        let registered = get_schema_by_id(id, &self.settings)
+            .await
+            .map_err(|e| classify(e, &format!("schema id {id}"), Some(id)))?;
+        let schema =
+            Schema::parse_str(&registered.schema).map_err(|e| CodecError::BadWriterSchema {
+                schema_id: id,
+                message: e.to_string(),
+            })?;
+        let Schema::Record(record) = &schema else {
+            return Err(CodecError::BadWriterSchema {
+                schema_id: id,
+                message: "not a record".into(),
+            });
+        };
+        let fullname = record.name.fullname(None);
+        match self.catalog.by_canonical_form(&schema.canonical_form()) {
+            Some(file) if file.fullname == fullname => Ok(self.remember(id, file)),
+            _ => Err(CodecError::UnknownWriterSchema {
+                schema_id: id,
+                fullname,
+            }),
+        }
+    }
+}
+
+/// Reads the 5-byte header: magic byte 0 and the big-endian schema id.
+pub fn split_header(record: &[u8]) -> Result<(u32, &[u8]), CodecError> {
+    match record {
+        [MAGIC_BYTE, a, b, c, d, body @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), body)),
+        _ => Err(CodecError::BadHeader {
+            len: record.len(),
+            first: record.first().copied(),
+        }),
+    }
+}
+
+fn encode_with(
+    id: u32,
+    file: &SchemaFile,
+    payload: &Value,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    out.push(MAGIC_BYTE);
+    out.extend_from_slice(&id.to_be_bytes());
+    file.plan
+        .encode(payload, out)
+        .map_err(|source| CodecError::Payload {
+            event_type: file.event_type.clone(),
+            version: file.version,
+            source,
+        })
+}
+
+fn decode_with(id: u32, w: &Writer, topic: &str, body: &[u8]) -> Result<Decoded, CodecError> {
+    let subject = subject_for(topic, &w.fullname);
+    let payload = match w.plan.decode(body) {
+        Ok(p) => p,
+        Err(source) => {
+            return Err(CodecError::Body {
+                subject,
+                schema_id: id,
+                source,
+            });
+        }
+    };
+    Ok(Decoded {
+        schema_id: id,
+        subject,
+        event_type: w.event_type.clone(),
+        schema_version: w.version,
+        payload,
+    })
+}
+
+/// Sorts a `schema_registry_converter` error into retryable and not.
+fn classify(e: SRCError, context: &str, id: Option<u32>) -> CodecError {
+    use std::error::Error as _;
+    let raw = e.source().and_then(|s| s.downcast_ref::<RawError>());
+    let transport = e
+        .source()
+        .is_some_and(|s| s.downcast_ref::<reqwest::Error>().is_some());
+    // Not the record's fault: the registry is failing, overloaded, or refuses our credentials
+    // (a configuration problem to fix and retry, never a reason to park records).
+    let server_error = e
+        .error
+        .rsplit("status ")
+        .next()
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse::<u16>().ok())
+        .is_some_and(|s| s >= 500 || matches!(s, 401 | 403 | 408 | 429));
+    let message = e.to_string();
+    if let (Some(schema_id), Some(raw)) = (id, raw)
+        && raw.error_code == 40403
+    {
+        return CodecError::UnknownSchemaId { schema_id };
+    }
+    if e.retriable || transport || server_error {
+        return CodecError::RegistryUnavailable {
+            context: context.into(),
+            message,
+        };
+    }
+    CodecError::RegistryRefused {
+        context: context.into(),
+        message,
+    }
+}
+
+/// Encoding and decoding with a schema id already known, without the registry (tests, benches,
+/// golden corpus).
+pub mod offline {
+    use super::*;
+
+    /// Encodes `payload` with `file`'s schema under schema id `id`.
+    pub fn encode(id: u32, file: &SchemaFile, payload: &Value) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::with_capacity(256);
+        encode_with(id, file, payload, &mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes a whole record written with `file`'s schema (any schema id).
+    pub fn decode(topic: &str, file: &SchemaFile, record: &[u8]) -> Result<Decoded, CodecError> {
+        let (id, body) = split_header(record)?;
+        let w = Writer {
+            fullname: file.fullname.clone(),
+            event_type: file.event_type.as_str().into(),
+            version: file.version,
+            plan: file.plan.clone(),
+        };
+        decode_with(id, &w, topic, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn catalog() -> Catalog {
+        Catalog::embedded().unwrap()
+    }
+
+    #[test]
+    fn writes_the_magic_byte_and_the_big_endian_id() {
+        let c = catalog();
+        let file = c.get("OpportunityArchived", 1).unwrap();
+        let bytes = offline::encode(0x0102_0304, file, &json!({"reason": "x"})).unwrap();
+        assert_eq!(&bytes[..5], &[0, 1, 2, 3, 4]);
+        let d = offline::decode("t", file, &bytes).unwrap();
+        assert_eq!(d.payload, json!({"reason": "x"}));
+        assert_eq!(d.subject, "t-eventfold.opportunity.OpportunityArchived");
+        assert_eq!(d.schema_id, 0x0102_0304);
+    }
+
+    #[test]
+    fn refuses_an_unknown_magic_byte_and_a_short_header() {
+        for bad in [&[1u8, 0, 0, 0, 1, 2][..], &[0, 0, 0], &[]] {
+            assert!(matches!(
+                split_header(bad),
+                Err(CodecError::BadHeader { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn names_subject_id_and_offset_of_a_truncated_body() {
+        let c = catalog();
+        let file = c.get("OpportunityArchived", 1).unwrap();
+        let bytes = offline::encode(9, file, &json!({"reason": "long enough"})).unwrap();
+        let err = offline::decode("t", file, &bytes[..8]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("t-eventfold.opportunity.OpportunityArchived")
+                && text.contains("schema id 9")
+                && text.contains("byte"),
+            "{text}"
+        );
+        assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn a_payload_that_drifted_from_its_schema_names_the_field() {
+        let c = catalog();
+        let file = c.get("OpportunityArchived", 1).unwrap();
+        let err = offline::encode(1, file, &json!({"reason": "x", "why": 1})).unwrap_err();
+        assert!(err.to_string().contains("/why"), "{err}");
+    }
+
+    #[test]
+    fn an_upcast_failure_names_the_subject_and_id() {
+        let d = Decoded {
+            schema_id: 5,
+            subject: "t-x".into(),
+            event_type: "E".into(),
+            schema_version: 0,
+            payload: json!({}),
+        };
+        #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+        struct E;
+        impl DomainEvent for E {
+            fn event_type(&self) -> &'static str {
+                "E"
+            }
+            fn category(&self) -> eventfold_domain::EventCategory {
+                eventfold_domain::EventCategory::System
+            }
+            fn from_payload(_: &str, p: Value) -> Result<Self, serde_json::Error> {
+                serde_json::from_value(p)
+            }
+        }
+        let err = d.into_event::<E>().unwrap_err();
+        assert!(
+            matches!(err, CodecError::Upcast { schema_id: 5, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("no upcaster path"), "{err}");
+    }
+
+    #[test]
+    fn sorts_registry_failures_into_retryable_and_not() {
+        let status = |code: u16| {
+            SRCError::new(
+                &format!("HTTP request to schema registry failed with status {code}"),
+                None,
+                false,
+            )
+        };
+        for code in [500, 502, 503, 401, 403, 429] {
+            assert!(classify(status(code), "s", None).is_retryable(), "{code}");
+        }
+        for code in [409, 422] {
+            let e = classify(status(code), "s", None);
+            assert!(
+                matches!(e, CodecError::RegistryRefused { .. }),
+                "{code}: {e}"
+            );
+        }
+        let raw: RawError =
+            serde_json::from_value(json!({"error_code": 40403, "message": "Schema not found"}))
+                .unwrap();
+        let not_found = SRCError::non_retryable_with_cause(
+            raw,
+            "HTTP request to schema registry failed with status 404 Not Found",
+        );
+        assert!(matches!(
+            classify(not_found, "id 7", Some(7)),
+            CodecError::UnknownSchemaId { schema_id: 7 }
+        ));
+    }
+
+    #[test]
+    fn names_topics_and_subjects_by_the_record_strategy() {
+        assert_eq!(topic_for("eventfold.", "User"), "eventfold.User");
+        assert_eq!(
+            subject_for("eventfold.User", "eventfold.opportunity.UserRegistered"),
+            "eventfold.User-eventfold.opportunity.UserRegistered"
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! The command line: `eventfold <group> <command>`. Settings come from flags or their environment
+//! variables (`EVENTFOLD_SCHEMAS_DIR`, `EVENTFOLD_TOPIC_PREFIX`) and, for the registry,
+//! `SCHEMA_REGISTRY_URL`, `SCHEMA_REGISTRY_USERNAME`, `SCHEMA_REGISTRY_PASSWORD`.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use eventfold_avro::{Catalog, Compatibility, RegistryClient, RegistrySettings};
+use eventfold_runtime::Env;
+
+use crate::{check, golden, register};
+
+/// eventfold administration.
+#[derive(Debug, Parser)]
+#[command(name = "eventfold", version, about)]
+pub struct Cli {
+    /// The command group.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Command groups (migrate, rebuild, audit and parked will join here).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Avro schemas: register them, check compatibility, keep the golden corpus.
+    #[command(subcommand)]
+    Schemas(Schemas),
+}
+
+/// `eventfold schemas …`.
+#[derive(Debug, Subcommand)]
+pub enum Schemas {
+    /// Register every version of every subject in version order (idempotent).
+    Register(Target),
+    /// Check every version against the previous one and against the registry.
+    Check(CheckArgs),
+    /// Compare (or with --write regenerate) the golden corpus.
+    Golden(GoldenArgs),
+}
+
+/// Where the schemas are and which topics their subjects belong to.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Directory holding `<AggregateType>/<EventType>.v<N>.avsc`.
+    #[arg(long, env = "EVENTFOLD_SCHEMAS_DIR", default_value = "schemas")]
+    pub dir: PathBuf,
+    /// Topic name prefix; the topic of an aggregate type is `<prefix><AggregateType>`.
+    #[arg(long, env = "EVENTFOLD_TOPIC_PREFIX", default_value = "eventfold.")]
+    pub topic_prefix: String,
+}
+
+/// `schemas check` options.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Schemas and topics.
+    #[command(flatten)]
+    pub target: Target,
+    /// Only check local versions against each other (at BACKWARD), without a registry.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// `schemas golden` options.
+#[derive(Debug, Args)]
+pub struct GoldenArgs {
+    /// Directory holding the schemas; the corpus is its `golden/` subdirectory.
+    #[arg(long, env = "EVENTFOLD_SCHEMAS_DIR", default_value = "schemas")]
+    pub dir: PathBuf,
+    /// Regenerate `.avro` and `.expected.json` from the `.json` samples instead of comparing.
+    #[arg(long)]
+    pub write: bool,
+}
+
+/// How a command ended: the lines it printed and whether it succeeded.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Lines for standard output.
+    pub out: Vec<String>,
+    /// Lines for standard error (findings, problems).
+    pub err: Vec<String>,
+    /// True when the command found nothing wrong.
+    pub ok: bool,
+}
+
+/// A setting that prevents the command from starting (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn load(dir: &Path) -> Result<Catalog, Outcome> {
+    Catalog::load_dir(dir).map_err(|e| Outcome {
+        err: vec![e.to_string()],
+        ..Outcome::default()
+    })
+}
+
+fn registry(env: &Env) -> Result<RegistryClient, UsageError> {
+    RegistrySettings::from_env(env)
+        .map(RegistryClient::new)
+        .map_err(|e| UsageError(e.to_string()))
+}
+
+/// Runs `cli` with the registry settings of `env`.
+pub async fn run(cli: Cli, env: &Env) -> Result<Outcome, UsageError> {
+    let Command::Schemas(schemas) = cli.command;
+    Ok(match schemas {
+        Schemas::Register(t) => {
+            let client = registry(env)?;
+            let catalog = match load(&t.dir) {
+                Ok(c) => c,
+                Err(o) => return Ok(o),
+            };
+            match register::register_all(&catalog, &client, &t.topic_prefix).await {
+                Ok(done) => Outcome {
+                    out: done
+                        .iter()
+                        .map(|r| format!("{} v{}: id {}", r.subject, r.version, r.id))
+                        .collect(),
+                    ok: true,
+                    ..Outcome::default()
+                },
+                Err((what, e)) => Outcome {
+                    err: vec![format!("{what}: {e}")],
+                    ..Outcome::default()
+                },
+            }
+        }
+        Schemas::Check(a) => {
+            let client = if a.offline {
+                None
+            } else {
+                Some(registry(env)?)
+            };
+            let catalog = match load(&a.target.dir) {
+                Ok(c) => c,
+                Err(o) => return Ok(o),
+            };
+            check_all(&catalog, client.as_ref(), &a.target.topic_prefix).await
+        }
+        Schemas::Golden(g) => {
+            let catalog = match load(&g.dir) {
+                Ok(c) => c,
+                Err(o) => return Ok(o),
+            };
+            let dir = g.dir.join("golden");
+            let result = if g.write {
+                golden::write(&catalog, &dir).map(|n| format!("wrote {n} golden samples"))
+            } else {
+                golden::check(&catalog, &dir).map(|n| format!("{n} golden samples match"))
+            };
+            match result {
+                Ok(line) => Outcome {
+                    out: vec![line],
+                    ok: true,
+                    ..Outcome::default()
+                },
+                Err(problems) => Outcome {
+                    err: problems,
+                    ..Outcome::default()
+                },
+            }
+        }
+    })
+}
+
+async fn check_all(catalog: &Catalog, client: Option<&RegistryClient>, prefix: &str) -> Outcome {
+    let mut o = Outcome::default();
+    let level = match client {
+        None => Compatibility::Backward,
+        Some(c) => match c.compatibility().await {
+            Ok(level) => level.unwrap_or(Compatibility::Backward),
+            Err(e) => {
+                o.err.push(format!("schema registry: {e}"));
+                return o;
+            }
+        },
+    };
+    o.out.push(format!(
+        "{} schema versions, compatibility {level:?}",
+        catalog.files().len()
+    ));
+    let mut findings = check::check_local(catalog, level, prefix);
+    if let Some(client) = client {
+        match check::check_registry(catalog, client, prefix).await {
+            Ok((notes, more)) => {
+                o.out.extend(notes);
+                findings.extend(more);
+            }
+            Err(e) => {
+                o.err.push(format!("schema registry: {e}"));
+                return o;
+            }
+        }
+    }
+    o.err
+        .extend(findings.iter().map(|f| format!("incompatible: {f}")));
+    o.ok = findings.is_empty();
+    o
+}

@@ -1,0 +1,19 @@
+//! The `eventfold` admin command, as a library so tests drive it without a process: schema
+//! registration, compatibility checks and the golden corpus. Each subcommand group is a module;
+//! later groups (migrate, rebuild, audit, parked) join the same [`cli::Command`] enum.
+#![deny(missing_docs)]
+
+pub mod check;
+pub mod cli;
+pub mod golden;
+pub mod register;
+
+use eventfold_avro::{SchemaFile, subject_for, topic_for};
+
+/// The subject of `file` for the topic of its aggregate type.
+pub fn subject_of(topic_prefix: &str, file: &SchemaFile) -> String {
+    subject_for(
+        &topic_for(topic_prefix, &file.aggregate_type),
+        &file.fullname,
+    )
+}
