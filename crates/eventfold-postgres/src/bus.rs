@@ -89,7 +89,7 @@ pub fn positive(
 impl Default for BusConfig {
     fn default() -> Self {
         Self {
-            writers: 4,
+            writers: 2,
             max_batch: 64,
             cache_capacity: 100_000,
             retry: RetryPolicy::default(),
