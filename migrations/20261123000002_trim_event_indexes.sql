@@ -8,3 +8,6 @@
 DROP INDEX IF EXISTS events_type_position;
 DROP INDEX IF EXISTS events_aggregate_recorded;
 ALTER TABLE outbox DROP CONSTRAINT IF EXISTS outbox_event_position_fkey;
+-- Snapshots are written and read whole, never queried inside: JSON text skips the jsonb parse on
+-- write and the jsonb rendering on every read.
+ALTER TABLE snapshots ALTER COLUMN state TYPE text USING state::text;

@@ -44,7 +44,7 @@ pub async fn eventfold(
                 aggregate_id,
                 version,
                 CrossReference::STATE_VERSION,
-                &serde_json::to_value(&state)?,
+                &serde_json::to_string(&state)?,
                 1,
             )
             .await

@@ -325,7 +325,7 @@ struct Writer<A: Aggregate> {
     max_batch: usize,
     retry: RetryPolicy,
     snapshot_policy: SnapshotPolicy,
-    snapshots: Option<mpsc::Sender<(String, i64, serde_json::Value)>>,
+    snapshots: Option<mpsc::Sender<(String, i64, String)>>,
     counters: Counters,
     requeue: mpsc::WeakSender<Job<A>>,
 }
@@ -683,7 +683,7 @@ impl<A: Aggregate> Writer<A> {
 
     fn snapshot(&self, aggregate_id: &str, cached: &Cached<A>) {
         let Some(tx) = &self.snapshots else { return };
-        let Ok(state) = serde_json::to_value(&cached.state) else {
+        let Ok(state) = serde_json::to_string(&cached.state) else {
             self.counters.snapshot("failed");
             return;
         };
@@ -739,11 +739,11 @@ fn spawn_snapshotter<A: Aggregate>(
     store: EventStore,
     policy: SnapshotPolicy,
     counters: Counters,
-) -> Option<mpsc::Sender<(String, i64, serde_json::Value)>> {
+) -> Option<mpsc::Sender<(String, i64, String)>> {
     if policy.every == 0 {
         return None;
     }
-    let (tx, mut rx) = mpsc::channel::<(String, i64, serde_json::Value)>(1024);
+    let (tx, mut rx) = mpsc::channel::<(String, i64, String)>(1024);
     tokio::spawn(async move {
         while let Some((id, version, state)) = rx.recv().await {
             let saved = store

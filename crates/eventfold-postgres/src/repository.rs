@@ -113,7 +113,7 @@ fn fold<A: Aggregate>(
 fn restore<A: Aggregate>(snapshot: Option<Snapshot>) -> (A, i64) {
     snapshot
         .and_then(|s| {
-            serde_json::from_value::<A>(s.state)
+            serde_json::from_str::<A>(&s.state)
                 .ok()
                 .map(|a| (a, s.version))
         })
@@ -141,7 +141,7 @@ pub async fn hydrate<A: Aggregate>(
     let Some(snapshot) = snapshot else {
         return fold(A::default(), 0, events);
     };
-    match serde_json::from_value::<A>(snapshot.state) {
+    match serde_json::from_str::<A>(&snapshot.state) {
         Ok(state) => fold(state, snapshot.version, events),
         // A snapshot that no longer deserializes is ignored: read every event instead.
         Err(_) => {

@@ -65,8 +65,8 @@ impl SnapshotPolicy {
 pub struct Snapshot {
     /// Aggregate version the state is at.
     pub version: i64,
-    /// The serialized state.
-    pub state: serde_json::Value,
+    /// The serialized state (JSON text).
+    pub state: String,
 }
 
 impl EventStore {
@@ -77,7 +77,7 @@ impl EventStore {
         aggregate_id: &str,
         version: i64,
         state_version: u32,
-        state: &serde_json::Value,
+        state: &str,
         keep: u32,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
@@ -114,7 +114,7 @@ impl EventStore {
         state_version: u32,
         max_version: Option<i64>,
     ) -> Result<HashMap<String, Snapshot>, sqlx::Error> {
-        let rows: Vec<(String, i64, serde_json::Value)> = sqlx::query_as(
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
             "SELECT DISTINCT ON (aggregate_id) aggregate_id, version, state FROM snapshots \
              WHERE aggregate_type = $1 AND aggregate_id = ANY($2) AND state_version = $3 \
                AND ($4::bigint IS NULL OR version <= $4) \
@@ -142,12 +142,12 @@ impl EventStore {
         max_version: Option<i64>,
     ) -> Result<(Option<Snapshot>, Vec<StoredEvent>), sqlx::Error> {
         type Row = (
-            bool,
             i64,
+            Option<String>,
             Option<Uuid>,
             Option<String>,
             Option<i32>,
-            serde_json::Value,
+            Option<serde_json::Value>,
         );
         let rows: Vec<Row> = sqlx::query_as(
             "WITH snap AS ( \
@@ -155,13 +155,13 @@ impl EventStore {
                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND state_version = $3 \
                   AND ($4::bigint IS NULL OR version <= $4) \
                 ORDER BY version DESC LIMIT 1) \
-             SELECT true, version, NULL::uuid, NULL::text, NULL::int, state FROM snap \
+             SELECT version, state, NULL::uuid, NULL::text, NULL::int, NULL::jsonb FROM snap \
              UNION ALL \
-             SELECT false, version, event_id, event_type, schema_version, payload FROM events \
+             SELECT version, NULL, event_id, event_type, schema_version, payload FROM events \
              WHERE aggregate_type = $1 AND aggregate_id = $2 \
                AND version > COALESCE((SELECT version FROM snap), 0) \
                AND ($4::bigint IS NULL OR version <= $4) \
-             ORDER BY 1 DESC, 2",
+             ORDER BY 2 NULLS LAST, 1",
         )
         .bind(aggregate_type)
         .bind(aggregate_id)
@@ -171,15 +171,10 @@ impl EventStore {
         .await?;
         let mut snapshot = None;
         let mut events = Vec::with_capacity(rows.len());
-        for (is_snapshot, version, event_id, event_type, schema_version, payload) in rows {
-            match (is_snapshot, event_id, event_type, schema_version) {
-                (true, ..) => {
-                    snapshot = Some(Snapshot {
-                        version,
-                        state: payload,
-                    })
-                }
-                (false, Some(event_id), Some(event_type), Some(schema_version)) => {
+        for (version, state, event_id, event_type, schema_version, payload) in rows {
+            match (state, event_id, event_type, schema_version, payload) {
+                (Some(state), ..) => snapshot = Some(Snapshot { version, state }),
+                (None, Some(event_id), Some(event_type), Some(schema_version), Some(payload)) => {
                     events.push(StoredEvent {
                         event_id,
                         event_type,
