@@ -11,3 +11,5 @@ ALTER TABLE outbox DROP CONSTRAINT IF EXISTS outbox_event_position_fkey;
 -- Snapshots are written and read whole, never queried inside: JSON text skips the jsonb parse on
 -- write and the jsonb rendering on every read.
 ALTER TABLE snapshots ALTER COLUMN state TYPE text USING state::text;
+-- The same for a command's recorded answer, read back only when the command id is repeated.
+ALTER TABLE commands ALTER COLUMN response TYPE text USING response::text;

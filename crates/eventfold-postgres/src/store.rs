@@ -230,7 +230,7 @@ struct BatchRows<'a> {
     cmd_aggregate_id: Vec<&'a str>,
     cmd_name: Vec<&'a str>,
     cmd_hash: Vec<&'a [u8]>,
-    cmd_response: Vec<&'a serde_json::Value>,
+    cmd_response: Vec<String>,
 }
 
 impl<'a> BatchRows<'a> {
@@ -260,7 +260,7 @@ impl<'a> BatchRows<'a> {
             rows.cmd_aggregate_id.push(w.aggregate_id);
             rows.cmd_name.push(&w.record.command_name);
             rows.cmd_hash.push(&w.record.request_hash);
-            rows.cmd_response.push(&w.record.response);
+            rows.cmd_response.push(w.record.response.to_string());
         }
         rows
     }
@@ -385,7 +385,7 @@ impl EventStore {
              ), claimed AS ( \
                 INSERT INTO commands (command_id, aggregate_type, aggregate_id, command_name, request_hash, response) \
                 SELECT c.id, $1, c.aggregate_id, c.name, c.hash, c.response \
-                FROM UNNEST($18::uuid[], $19::text[], $20::text[], $21::bytea[], $22::jsonb[]) \
+                FROM UNNEST($18::uuid[], $19::text[], $20::text[], $21::bytea[], $22::text[]) \
                     AS c(id, aggregate_id, name, hash, response) \
              ), appended AS ( \
                 INSERT INTO events (event_id, event_type, schema_version, category, aggregate_type, \
@@ -446,7 +446,7 @@ impl EventStore {
         command_ids: &[Uuid],
     ) -> Result<std::collections::HashMap<Uuid, CommandRecord>, sqlx::Error> {
         let rows: Vec<(Uuid, String, Vec<u8>, serde_json::Value)> = sqlx::query_as(
-            "SELECT command_id, command_name, request_hash, response FROM commands \
+            "SELECT command_id, command_name, request_hash, response::jsonb FROM commands \
              WHERE command_id = ANY($1)",
         )
         .bind(command_ids)
@@ -508,7 +508,7 @@ impl EventStore {
     /// The stored record of `command_id`, if any.
     pub async fn command(&self, command_id: Uuid) -> Result<Option<CommandRecord>, sqlx::Error> {
         let row: Option<(String, Vec<u8>, serde_json::Value)> = sqlx::query_as(
-            "SELECT command_name, request_hash, response FROM commands WHERE command_id = $1",
+            "SELECT command_name, request_hash, response::jsonb FROM commands WHERE command_id = $1",
         )
         .bind(command_id)
         .fetch_optional(&self.pool)
