@@ -21,7 +21,7 @@ if [[ -z "${BENCH_HTTP_URL+set}" ]]; then
   port="${EVENTFOLD_BENCH_HTTP_PORT:-18080}"
   name=bench-command-service
   require_free_port "$name" "$port" EVENTFOLD_BENCH_HTTP_PORT
-  (cd "$EVENTFOLD_ROOT" && cargo build --release --quiet -p command-service -p eventfold-postgres --bin eventfold-migrate) \
+  (cd "$EVENTFOLD_ROOT" && cargo build --release --quiet -p command-service -p eventfold-postgres --bins) \
     || die "release build of the command-service failed"
   http_db="${DATABASE_URL%/*}/eventfold_bench_http"
   psql "$BENCH_DATABASE_URL" -qc "DROP DATABASE IF EXISTS eventfold_bench_http WITH (FORCE)" \

@@ -62,7 +62,7 @@ migrate() {
 cmd_start() {
   log "building the services (cargo build, target dir $CARGO_TARGET_DIR)"
   (cd "$EVENTFOLD_ROOT" && cargo build --quiet -p command-service -p outbox-relay -p projector \
-    -p eventfold-postgres --bin eventfold-migrate) || die "cargo build of the services failed"
+    -p eventfold-postgres --bins) || die "cargo build of the services failed"
   migrate
   local svc port
   for svc in "${SERVICES[@]}"; do
