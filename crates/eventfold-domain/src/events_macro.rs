@@ -2,7 +2,8 @@
 //! type name is written once (the variant and payload struct share it).
 
 /// Declares `enum $name { Variant(Variant), .. }` serializing to the payload only, with
-/// `TYPES`, `type_name()` and `payload_from()`; the `DomainEvent` impl delegates to the latter two.
+/// `TYPES`, `type_name()`, `payload_from()` and its `DomainEvent` impl: `category` maps an event
+/// to its category (a non-capturing closure), `upcasters` (optional) names the upgrade chain.
 #[macro_export]
 macro_rules! domain_events {
     (
@@ -10,6 +11,8 @@ macro_rules! domain_events {
         $vis:vis enum $name:ident for $aggregate:literal {
             $($(#[$vmeta:meta])* $variant:ident),+ $(,)?
         }
+        category: $category:expr
+        $(, upcasters: $upcasters:expr)? $(,)?
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
@@ -42,6 +45,30 @@ macro_rules! domain_events {
                     ))),
                 }
             }
+        }
+
+        impl $crate::DomainEvent for $name {
+            fn event_type(&self) -> &'static str {
+                self.type_name()
+            }
+
+            fn category(&self) -> $crate::EventCategory {
+                let category: fn(&Self) -> $crate::EventCategory = $category;
+                category(self)
+            }
+
+            fn from_payload(
+                event_type: &str,
+                payload: ::serde_json::Value,
+            ) -> Result<Self, ::serde_json::Error> {
+                Self::payload_from(event_type, payload)
+            }
+
+            $(
+                fn upcasters() -> &'static $crate::upcast::Upcasters {
+                    $upcasters
+                }
+            )?
         }
     };
 }

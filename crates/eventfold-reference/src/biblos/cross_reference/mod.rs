@@ -46,7 +46,7 @@ mod tests;
 
 use std::sync::LazyLock;
 
-use eventfold_domain::{Aggregate, DomainError, DomainEvent, EventCategory, StateMachine};
+use eventfold_domain::{Aggregate, DomainError, EventCategory, StateMachine};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -145,25 +145,12 @@ eventfold_domain::domain_events! {
         /// See [`TypologicalConnectionIdentified`].
         TypologicalConnectionIdentified,
     }
-}
-
-impl DomainEvent for Event {
-    fn event_type(&self) -> &'static str {
-        self.type_name()
-    }
-
-    fn category(&self) -> EventCategory {
-        match self {
-            Self::CrossReferenceDiscovered(_) | Self::CrossReferenceRefined(_) => {
-                EventCategory::Discovery
-            }
-            Self::CrossReferenceValidated(_) => EventCategory::Validation,
-            Self::TypologicalConnectionIdentified(_) => EventCategory::Oracle,
+    category: |e| match e {
+        Self::CrossReferenceDiscovered(_) | Self::CrossReferenceRefined(_) => {
+            EventCategory::Discovery
         }
-    }
-
-    fn from_payload(event_type: &str, payload: Value) -> Result<Self, serde_json::Error> {
-        Self::payload_from(event_type, payload)
+        Self::CrossReferenceValidated(_) => EventCategory::Validation,
+        Self::TypologicalConnectionIdentified(_) => EventCategory::Oracle,
     }
 }
 

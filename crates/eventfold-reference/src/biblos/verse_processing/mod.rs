@@ -39,9 +39,8 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use eventfold_domain::{Aggregate, DomainError, DomainEvent, EventCategory, StateMachine};
+use eventfold_domain::{Aggregate, DomainError, EventCategory, StateMachine};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 pub use complete::{CompleteVerseProcessing, VerseProcessingCompleted};
 pub use fail::{FailVerseProcessing, MAX_AUTOMATIC_RETRIES, VerseProcessingFailed};
@@ -161,20 +160,7 @@ eventfold_domain::domain_events! {
         /// See [`VerseProcessingFailed`].
         VerseProcessingFailed,
     }
-}
-
-impl DomainEvent for Event {
-    fn event_type(&self) -> &'static str {
-        self.type_name()
-    }
-
-    fn category(&self) -> EventCategory {
-        EventCategory::Processing
-    }
-
-    fn from_payload(event_type: &str, payload: Value) -> Result<Self, serde_json::Error> {
-        Self::payload_from(event_type, payload)
-    }
+    category: |_| EventCategory::Processing
 }
 
 const STARTED: &[&str] = &["VerseProcessingStarted"];

@@ -37,7 +37,7 @@ mod tests;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use eventfold_domain::{Aggregate, DomainError, DomainEvent, EventCategory, StateMachine};
+use eventfold_domain::{Aggregate, DomainError, EventCategory, StateMachine};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -125,20 +125,7 @@ eventfold_domain::domain_events! {
         /// See [`InterviewMetadataUpdated`].
         InterviewMetadataUpdated,
     }
-}
-
-impl DomainEvent for Event {
-    fn event_type(&self) -> &'static str {
-        self.type_name()
-    }
-
-    fn category(&self) -> EventCategory {
-        EventCategory::Domain
-    }
-
-    fn from_payload(event_type: &str, payload: Value) -> Result<Self, serde_json::Error> {
-        Self::payload_from(event_type, payload)
-    }
+    category: |_| EventCategory::Domain
 }
 
 const CHANGED: &[&str] = &["InterviewStatusChanged"];

@@ -39,7 +39,7 @@ mod tests;
 
 use std::sync::LazyLock;
 
-use eventfold_domain::{Aggregate, DomainError, DomainEvent, EventCategory, StateMachine};
+use eventfold_domain::{Aggregate, DomainError, EventCategory, StateMachine};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -171,20 +171,7 @@ eventfold_domain::domain_events! {
         /// See [`AnalysisCleared`].
         AnalysisCleared,
     }
-}
-
-impl DomainEvent for Event {
-    fn event_type(&self) -> &'static str {
-        self.type_name()
-    }
-
-    fn category(&self) -> EventCategory {
-        EventCategory::Domain
-    }
-
-    fn from_payload(event_type: &str, payload: Value) -> Result<Self, serde_json::Error> {
-        Self::payload_from(event_type, payload)
-    }
+    category: |_| EventCategory::Domain
 }
 
 const EDITED: &[&str] = &["SentenceEdited"];

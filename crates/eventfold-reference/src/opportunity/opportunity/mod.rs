@@ -40,9 +40,7 @@ mod tests;
 
 use std::sync::LazyLock;
 
-use eventfold_domain::{
-    Aggregate, DomainError, DomainEvent, EventCategory, StateMachine, Upcaster, Upcasters,
-};
+use eventfold_domain::{Aggregate, DomainError, EventCategory, StateMachine, Upcaster, Upcasters};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -207,6 +205,8 @@ eventfold_domain::domain_events! {
         /// See [`OpportunityArchived`].
         OpportunityArchived,
     }
+    category: |_| EventCategory::Domain,
+    upcasters: upcasters(),
 }
 
 static UPCASTERS: LazyLock<Upcasters> = LazyLock::new(|| {
@@ -249,24 +249,6 @@ fn derive_category(p: &eventfold_domain::upcast::Payload) -> Result<Value, Strin
 /// The steps that bring older opportunity events to the latest schema version.
 pub fn upcasters() -> &'static Upcasters {
     &UPCASTERS
-}
-
-impl DomainEvent for Event {
-    fn event_type(&self) -> &'static str {
-        self.type_name()
-    }
-
-    fn category(&self) -> EventCategory {
-        EventCategory::Domain
-    }
-
-    fn from_payload(event_type: &str, payload: Value) -> Result<Self, serde_json::Error> {
-        Self::payload_from(event_type, payload)
-    }
-
-    fn upcasters() -> &'static Upcasters {
-        upcasters()
-    }
 }
 
 const UPDATED: &[&str] = &["OpportunityUpdated"];

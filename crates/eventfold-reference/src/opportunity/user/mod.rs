@@ -36,9 +36,7 @@ mod tests;
 
 use std::sync::LazyLock;
 
-use eventfold_domain::{
-    Aggregate, DomainError, DomainEvent, EventCategory, StateMachine, Upcaster, Upcasters,
-};
+use eventfold_domain::{Aggregate, DomainError, EventCategory, StateMachine, Upcaster, Upcasters};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -185,6 +183,8 @@ eventfold_domain::domain_events! {
         /// See [`UserDeactivated`].
         UserDeactivated,
     }
+    category: |_| EventCategory::Domain,
+    upcasters: upcasters(),
 }
 
 /// The v1 comma-separated `expertise_domains` as the v2 list: split at commas, trimmed, empty parts
@@ -226,24 +226,6 @@ static UPCASTERS: LazyLock<Upcasters> = LazyLock::new(|| {
 /// The steps that bring older user events to the latest schema version.
 pub fn upcasters() -> &'static Upcasters {
     &UPCASTERS
-}
-
-impl DomainEvent for Event {
-    fn event_type(&self) -> &'static str {
-        self.type_name()
-    }
-
-    fn category(&self) -> EventCategory {
-        EventCategory::Domain
-    }
-
-    fn from_payload(event_type: &str, payload: Value) -> Result<Self, serde_json::Error> {
-        Self::payload_from(event_type, payload)
-    }
-
-    fn upcasters() -> &'static Upcasters {
-        upcasters()
-    }
 }
 
 /// The transition table; `decide` consults it before anything else.
