@@ -5,6 +5,7 @@
 
 #[cfg(feature = "testcontainers")]
 mod containers;
+pub mod relay;
 pub mod xref;
 
 use std::time::Duration;

@@ -4,6 +4,8 @@
 //! Domain code never depends on this crate.
 #![deny(missing_docs)]
 
+pub mod envelope;
+
 use std::time::Duration;
 
 use eventfold_runtime::{Env, SettingsError};
@@ -12,6 +14,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
+
+pub use envelope::{Envelope, EnvelopeError};
 
 /// A Kafka operation that failed.
 #[derive(Debug, thiserror::Error)]

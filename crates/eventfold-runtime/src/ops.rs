@@ -171,11 +171,14 @@ async fn metrics(State(ops): State<Ops>) -> Response {
         .into_response()
 }
 
-/// A service's bound HTTP listener and router, ready to serve.
+type Worker = Box<dyn FnOnce(Shutdown) -> BoxFuture<'static, ()> + Send>;
+
+/// A service's bound HTTP listener and router, ready to serve, with its background workers.
 pub struct Server {
     service: &'static str,
     listener: tokio::net::TcpListener,
     router: Router,
+    workers: Vec<Worker>,
 }
 
 impl Server {
@@ -189,7 +192,20 @@ impl Server {
             service,
             listener: tokio::net::TcpListener::bind(addr).await?,
             router,
+            workers: Vec::new(),
         })
+    }
+
+    /// Adds a background worker started with the server; it gets the shutdown signal and the
+    /// server waits for it to finish (e.g. its batch in hand) before `run_until_stopped` returns.
+    pub fn with_worker<F, Fut>(mut self, worker: F) -> Self
+    where
+        F: FnOnce(Shutdown) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.workers
+            .push(Box::new(move |shutdown| Box::pin(worker(shutdown))));
+        self
     }
 
     /// The address actually bound.
@@ -197,12 +213,26 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` fires, letting in-flight requests finish.
+    /// Serves until `shutdown` fires, letting in-flight requests and the workers finish.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> std::io::Result<()> {
         tracing::info!(service = self.service, addr = %self.local_addr()?, "listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.wait().await })
-            .await
+        let workers: Vec<_> = self
+            .workers
+            .into_iter()
+            .map(|w| tokio::spawn(w(shutdown.clone())))
+            .collect();
+        let stop = shutdown.clone();
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { stop.wait().await })
+            .await;
+        // The listener only ends early on an I/O error: stop the workers too.
+        shutdown.trigger();
+        for worker in workers {
+            if let Err(e) = worker.await {
+                tracing::error!(service = self.service, error = %e, "worker failed");
+            }
+        }
+        served
     }
 }
 

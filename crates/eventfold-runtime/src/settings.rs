@@ -51,6 +51,14 @@ impl Env {
         }
     }
 
+    /// Every variable as `(name, value)`, e.g. to hand to a child process.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Sets `var` (tests and container start-up fill in addresses this way).
     pub fn set(&mut self, var: impl Into<String>, value: impl Into<String>) {
         self.vars.insert(var.into(), value.into());

@@ -1,0 +1,211 @@
+//! The relay's SQL: read the next rows of the owned shards (deleting the last batch's published rows
+//! in the same statement), park rows that cannot be published, and measure the backlog.
+//!
+//! Rows are consumed by deleting them, never by a cursor: a row that commits late with a smaller id
+//! is simply found by the next read. Within an aggregate, version v+1 is appended only after v has
+//! committed (or in the same statement, with a larger id), so reading committed rows by id gives
+//! each aggregate's events in version order.
+//!
+//! Every delete names the epoch its shard had when the rows were read; after another relay took the
+//! shard (and bumped the epoch) the delete removes nothing and the rows are published again by the
+//! new owner (a duplicate, never a loss).
+
+use chrono::{DateTime, Utc};
+use eventfold_kafka::Envelope;
+use sqlx::types::Json;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+/// An outbox row joined with its event.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// Outbox row id.
+    pub id: i64,
+    /// `shard_key % shards`.
+    pub shard: i32,
+    /// The event's envelope.
+    pub envelope: Envelope,
+    /// When the event was stored.
+    pub recorded_at: DateTime<Utc>,
+    /// The JSON payload as stored.
+    pub payload: serde_json::Value,
+    /// The first parked row of the same aggregate, if any: this row must wait behind it.
+    pub blocked_by: Option<i64>,
+}
+
+/// What one read returned.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Rows of the previous batch actually deleted (fewer than asked: fenced).
+    pub deleted: u64,
+    /// The owned shards whose epoch is still this relay's.
+    pub valid_shards: Vec<i32>,
+    /// The next rows, in id order.
+    pub rows: Vec<OutboxRow>,
+}
+
+/// A published (acked) row to delete: its id and the epoch of its shard when it was read.
+#[derive(Debug, Clone, Copy)]
+pub struct Done {
+    /// Outbox row id.
+    pub id: i64,
+    /// Epoch of the row's shard at read time.
+    pub epoch: i64,
+}
+
+const NEXT_SQL: &str = "\
+    WITH own AS ( \
+        SELECT u.shard FROM UNNEST($2::int[], $3::bigint[]) AS u(shard, epoch) \
+        JOIN relay_shards r ON r.shard = u.shard AND r.epoch = u.epoch \
+    ), gone AS ( \
+        DELETE FROM outbox o USING UNNEST($4::bigint[], $5::bigint[]) AS p(id, epoch), relay_shards r \
+        WHERE o.id = p.id AND r.shard = o.shard_key % $1 AND r.epoch = p.epoch \
+        RETURNING o.id \
+    ) \
+    SELECT (SELECT count(*) FROM gone) AS deleted, ARRAY(SELECT shard FROM own) AS valid, n.* \
+    FROM (SELECT 1) AS one LEFT JOIN LATERAL ( \
+        SELECT o.id, (o.shard_key % $1)::int AS shard, e.event_id, e.event_type, e.schema_version, \
+            e.aggregate_type, e.aggregate_id, e.version, e.position, e.occurred_at, e.recorded_at, \
+            e.correlation_id, e.causation_id, e.command_id, e.actor_kind, e.actor_id, e.tenant, \
+            e.metadata ->> 'traceparent' AS traceparent, e.payload, \
+            (SELECT min(p.id) FROM outbox_parked p \
+              WHERE p.aggregate_type = o.aggregate_type AND p.aggregate_id = o.aggregate_id) AS blocked_by \
+        FROM outbox o JOIN events e ON e.position = o.event_position \
+        WHERE o.shard_key % $1 IN (SELECT shard FROM own) AND o.id NOT IN (SELECT id FROM gone) \
+        ORDER BY o.id LIMIT $6 \
+    ) AS n ON true";
+
+/// Deletes `done` (fenced by epoch) and reads up to `limit` rows of `owned` shards in id order.
+pub async fn next_batch(
+    pool: &PgPool,
+    shards: u32,
+    owned: &[(i32, i64)],
+    done: &[Done],
+    limit: usize,
+) -> Result<Batch, sqlx::Error> {
+    let (owned_shards, owned_epochs): (Vec<i32>, Vec<i64>) = owned.iter().copied().unzip();
+    let (done_ids, done_epochs): (Vec<i64>, Vec<i64>) =
+        done.iter().map(|d| (d.id, d.epoch)).unzip();
+    let rows = sqlx::query(NEXT_SQL)
+        .bind(shards as i32)
+        .bind(&owned_shards)
+        .bind(&owned_epochs)
+        .bind(&done_ids)
+        .bind(&done_epochs)
+        .bind(limit as i64)
+        .fetch_all(pool)
+        .await?;
+    let mut batch = Batch::default();
+    for (i, row) in rows.iter().enumerate() {
+        if i == 0 {
+            batch.deleted = row.try_get::<i64, _>("deleted")? as u64;
+            batch.valid_shards = row.try_get("valid")?;
+        }
+        let Some(id) = row.try_get::<Option<i64>, _>("id")? else {
+            continue;
+        };
+        let actor_kind: String = row.try_get("actor_kind")?;
+        let actor_id: String = row.try_get("actor_id")?;
+        let occurred_at: DateTime<Utc> = row.try_get("occurred_at")?;
+        let recorded_at: DateTime<Utc> = row.try_get("recorded_at")?;
+        let Json(payload): Json<serde_json::Value> = row.try_get("payload")?;
+        batch.rows.push(OutboxRow {
+            id,
+            shard: row.try_get("shard")?,
+            envelope: Envelope {
+                event_id: row.try_get::<Uuid, _>("event_id")?.to_string(),
+                event_type: row.try_get("event_type")?,
+                schema_version: row.try_get("schema_version")?,
+                aggregate_type: row.try_get("aggregate_type")?,
+                aggregate_id: row.try_get("aggregate_id")?,
+                aggregate_version: row.try_get("version")?,
+                position: row.try_get("position")?,
+                correlation_id: row.try_get::<Uuid, _>("correlation_id")?.to_string(),
+                causation_id: row
+                    .try_get::<Option<Uuid>, _>("causation_id")?
+                    .map(|u| u.to_string()),
+                command_id: row
+                    .try_get::<Option<Uuid>, _>("command_id")?
+                    .map(|u| u.to_string()),
+                tenant: row.try_get("tenant")?,
+                actor: format!("{actor_kind}:{actor_id}"),
+                occurred_at: occurred_at.to_rfc3339(),
+                recorded_at: recorded_at.to_rfc3339(),
+                traceparent: row.try_get("traceparent")?,
+            },
+            recorded_at,
+            payload,
+            blocked_by: row.try_get("blocked_by")?,
+        });
+    }
+    Ok(batch)
+}
+
+/// Deletes published rows (fenced by epoch); returns how many were deleted.
+pub async fn delete(pool: &PgPool, shards: u32, done: &[Done]) -> Result<u64, sqlx::Error> {
+    let (ids, epochs): (Vec<i64>, Vec<i64>) = done.iter().map(|d| (d.id, d.epoch)).unzip();
+    let result = sqlx::query(
+        "DELETE FROM outbox o USING UNNEST($2::bigint[], $3::bigint[]) AS p(id, epoch), relay_shards r \
+         WHERE o.id = p.id AND r.shard = o.shard_key % $1 AND r.epoch = p.epoch",
+    )
+    .bind(shards as i32)
+    .bind(&ids)
+    .bind(&epochs)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// A row to move aside, and why.
+#[derive(Debug, Clone)]
+pub struct Park {
+    /// Outbox row id.
+    pub id: i64,
+    /// Epoch of its shard at read time.
+    pub epoch: i64,
+    /// Why it cannot be published.
+    pub reason: String,
+    /// The parked row it waits behind, if it is not the failing row itself.
+    pub blocked_by: Option<i64>,
+}
+
+/// Moves `rows` from the outbox to `outbox_parked` (fenced by epoch); returns how many moved.
+pub async fn park(pool: &PgPool, shards: u32, rows: &[Park]) -> Result<u64, sqlx::Error> {
+    let ids: Vec<i64> = rows.iter().map(|p| p.id).collect();
+    let epochs: Vec<i64> = rows.iter().map(|p| p.epoch).collect();
+    let reasons: Vec<&str> = rows.iter().map(|p| p.reason.as_str()).collect();
+    let blocked_by: Vec<Option<i64>> = rows.iter().map(|p| p.blocked_by).collect();
+    let result = sqlx::query(
+        "WITH moved AS ( \
+            DELETE FROM outbox o \
+            USING UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::bigint[]) AS p(id, epoch, reason, blocked_by), \
+                  relay_shards r \
+            WHERE o.id = p.id AND r.shard = o.shard_key % $1 AND r.epoch = p.epoch \
+            RETURNING o.id, o.tx_id, o.shard_key, o.event_position, o.aggregate_type, o.aggregate_id, \
+                      o.version, o.created_at, p.reason, p.blocked_by \
+         ) \
+         INSERT INTO outbox_parked (id, tx_id, shard_key, event_position, aggregate_type, aggregate_id, \
+                                    version, created_at, reason, blocked_by) \
+         SELECT * FROM moved",
+    )
+    .bind(shards as i32)
+    .bind(&ids)
+    .bind(&epochs)
+    .bind(&reasons)
+    .bind(&blocked_by)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Unpublished rows and the age of the oldest one (seconds), per shard.
+pub async fn backlog(pool: &PgPool, shards: u32) -> Result<Vec<(i32, i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT (shard_key % $1)::int, count(*)::bigint, \
+                COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)), 0)::bigint \
+         FROM outbox GROUP BY 1",
+    )
+    .bind(shards as i32)
+    .fetch_all(pool)
+    .await
+}

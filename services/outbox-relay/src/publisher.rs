@@ -1,0 +1,447 @@
+//! The publishing loop: read a batch of owned outbox rows, encode them as Avro, produce them with an
+//! idempotent producer (Kafka's murmur2 partitioner, key = aggregate id), wait for every ack, and
+//! delete them with the next read. A failure before the acks leaves the rows in place: they are
+//! published again (at-least-once).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventfold_avro::{AvroCodec, topic_for};
+use eventfold_kafka::{KafkaError, KafkaSettings};
+use eventfold_postgres::PgSettings;
+use eventfold_runtime::Shutdown;
+use futures::future::join_all;
+use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+
+use crate::RelayConfig;
+use crate::metrics::RelayMetrics;
+use crate::outbox::{self, Done, OutboxRow, Park};
+use crate::shards::{Owned, Shards};
+
+/// The notification channel the outbox trigger fires on every insert statement.
+pub const CHANNEL: &str = "eventfold_outbox";
+
+/// How long a stopping relay waits for the acks of the batch in hand.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Largest record value the relay sends; bigger ones are parked (Kafka's default
+/// `message.max.bytes` is about 1 MiB).
+const MAX_RECORD_BYTES: usize = 1_000_000;
+
+/// Everything the relay loop needs.
+pub struct Relay {
+    /// Sharding, batching and topics.
+    pub config: RelayConfig,
+    /// Where the lock connection goes.
+    pub database: PgSettings,
+    /// Pool for reads, deletes and parking.
+    pub pool: PgPool,
+    /// Brokers.
+    pub kafka: KafkaSettings,
+    /// Avro encoder with the registry's ids.
+    pub codec: Arc<AvroCodec>,
+    /// Metrics.
+    pub metrics: RelayMetrics,
+}
+
+/// Why a batch was not published; its rows stay in the outbox and are read again.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The registry could not be reached.
+    #[error("registry: {0}")]
+    Registry(eventfold_avro::CodecError),
+    /// A topic could not be created.
+    #[error(transparent)]
+    Topic(#[from] KafkaError),
+    /// Kafka refused or lost a record.
+    #[error("kafka: {0}")]
+    Kafka(RdKafkaError),
+    /// The database failed while parking.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Shutdown came before the acks.
+    #[error("stopped before every record was acknowledged")]
+    Stopped,
+}
+
+impl Relay {
+    /// The producer: idempotent, acks from all in-sync replicas, murmur2 partitioner (as Java's
+    /// client), unbounded delivery timeout (a broker outage is waited out, never a loss).
+    pub fn producer(&self) -> Result<FutureProducer, RdKafkaError> {
+        let mut config = self.kafka.client_config();
+        config
+            .set("enable.idempotence", "true")
+            .set("enable.gapless.guarantee", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", self.config.linger_ms.to_string())
+            .set("compression.type", &self.config.compression)
+            .set("message.timeout.ms", "0")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("queue.buffering.max.kbytes", "1048576")
+            .set("batch.num.messages", "10000");
+        config.create()
+    }
+
+    /// Runs until `shutdown`: ownership rounds, wake-ups and the publishing loop; then releases
+    /// the shards.
+    pub async fn run(self, shutdown: Shutdown) {
+        let shards = Arc::new(Shards::new(
+            self.config.shards,
+            self.config.lease,
+            self.config.relay_id.clone(),
+            self.database.clone(),
+            self.metrics.clone(),
+        ));
+        let stop_background = Shutdown::new();
+        let wake = Arc::new(Notify::new());
+        let ticker = {
+            let shards = shards.clone();
+            let stop = stop_background.clone();
+            tokio::spawn(async move { shards.run(stop).await })
+        };
+        let listener = tokio::spawn(listen(
+            self.pool.clone(),
+            wake.clone(),
+            stop_background.clone(),
+        ));
+        let backlog = tokio::spawn(watch_backlog(
+            self.pool.clone(),
+            shards.clone(),
+            self.metrics.clone(),
+            stop_background.clone(),
+        ));
+        tracing::info!(relay = %self.config.relay_id, shards = self.config.shards, "relay started");
+        self.publish_loop(&shards, &wake, &shutdown).await;
+        stop_background.trigger();
+        let _ = tokio::join!(ticker, listener, backlog);
+        shards.release_all().await;
+    }
+
+    async fn publish_loop(&self, shards: &Shards, wake: &Notify, shutdown: &Shutdown) {
+        let mut producer: Option<FutureProducer> = None;
+        let mut done: Vec<Done> = Vec::new();
+        let mut topics: HashSet<String> = HashSet::new();
+        let mut failures: u32 = 0;
+        while !shutdown.is_triggered() {
+            let mut owned = shards.lock().await;
+            if !owned.is_empty() {
+                shards.verify(&mut owned).await;
+            }
+            if owned.is_empty() {
+                drop(owned);
+                if !done.is_empty() {
+                    self.finish(shards, &mut done).await;
+                }
+                idle(shards, wake, shutdown, self.config.poll_interval).await;
+                continue;
+            }
+            if producer.is_none() {
+                match self.producer() {
+                    Ok(p) => producer = Some(p),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot create the Kafka producer");
+                        drop(owned);
+                        failures += 1;
+                        backoff(failures, shutdown).await;
+                        continue;
+                    }
+                }
+            }
+            let pairs: Vec<(i32, i64)> = owned.iter().map(|(s, e)| (*s, *e)).collect();
+            let batch = match outbox::next_batch(
+                &self.pool,
+                shards.count(),
+                &pairs,
+                &done,
+                self.config.batch_size,
+            )
+            .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the outbox");
+                    self.metrics.errors.with_label_values(&["read"]).inc();
+                    drop(owned);
+                    failures += 1;
+                    backoff(failures, shutdown).await;
+                    continue;
+                }
+            };
+            self.count_fenced(done.len() as u64, batch.deleted);
+            done.clear();
+            let valid: HashSet<i32> = batch.valid_shards.iter().copied().collect();
+            shards.forget(&mut owned, |s| !valid.contains(&s));
+            if batch.rows.is_empty() {
+                drop(owned);
+                failures = 0;
+                idle(shards, wake, shutdown, self.config.poll_interval).await;
+                continue;
+            }
+            let Some(p) = producer.as_ref() else { continue };
+            match self
+                .publish(p, &owned, &batch.rows, &mut topics, shutdown)
+                .await
+            {
+                Ok(acked) => {
+                    failures = 0;
+                    self.metrics.batch_size.observe(batch.rows.len() as f64);
+                    done = acked;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, rows = batch.rows.len(), "batch not published; retrying");
+                    self.metrics.errors.with_label_values(&[stage(&e)]).inc();
+                    if p.client().fatal_error().is_some() {
+                        tracing::warn!("producer hit a fatal error: creating a new one");
+                        producer = None;
+                    }
+                    drop(owned);
+                    failures += 1;
+                    backoff(failures, shutdown).await;
+                }
+            }
+        }
+        if !done.is_empty() {
+            self.finish(shards, &mut done).await;
+        }
+    }
+
+    /// Deletes the acked rows of the last batch before stopping or going idle.
+    async fn finish(&self, shards: &Shards, done: &mut Vec<Done>) {
+        match outbox::delete(&self.pool, shards.count(), done).await {
+            Ok(deleted) => self.count_fenced(done.len() as u64, deleted),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot delete published rows; they will be sent again")
+            }
+        }
+        done.clear();
+    }
+
+    fn count_fenced(&self, asked: u64, deleted: u64) {
+        if deleted < asked {
+            self.metrics.epoch_rejections.inc_by(asked - deleted);
+            tracing::warn!(
+                asked,
+                deleted,
+                "published rows not deleted: another relay owns their shard now (they will be sent again)"
+            );
+        }
+    }
+
+    /// Publishes `rows` (parking what cannot be published) and returns the acked rows.
+    async fn publish(
+        &self,
+        producer: &FutureProducer,
+        owned: &Owned,
+        rows: &[OutboxRow],
+        topics: &mut HashSet<String>,
+        shutdown: &Shutdown,
+    ) -> Result<Vec<Done>, PublishError> {
+        let epoch = |shard: i32| owned.get(&shard).copied().unwrap_or_default();
+        // Aggregates with a parked row: their later rows wait behind it, in order.
+        let mut blocked: HashMap<(&str, &str), i64> = HashMap::new();
+        let mut parks: Vec<Park> = Vec::new();
+        let mut sends = Vec::with_capacity(rows.len());
+        for row in rows {
+            let env = &row.envelope;
+            let key = (env.aggregate_type.as_str(), env.aggregate_id.as_str());
+            if let Some(first) = row.blocked_by.or_else(|| blocked.get(&key).copied()) {
+                blocked.insert(key, first);
+                parks.push(Park {
+                    id: row.id,
+                    epoch: epoch(row.shard),
+                    reason: format!("behind parked outbox row {first}"),
+                    blocked_by: Some(first),
+                });
+                self.metrics
+                    .parked
+                    .with_label_values(&["behind_parked"])
+                    .inc();
+                continue;
+            }
+            let topic = topic_for(&self.config.topic_prefix, &env.aggregate_type);
+            if !topics.contains(&topic) {
+                self.kafka
+                    .ensure_topic(&topic, self.config.partitions, self.config.replication)
+                    .await?;
+                topics.insert(topic.clone());
+            }
+            let encoded = self
+                .codec
+                .encode(
+                    &topic,
+                    &env.event_type,
+                    env.schema_version as u32,
+                    &row.payload,
+                )
+                .await;
+            let problem = match &encoded {
+                Err(e) if e.is_retryable() => return Err(PublishError::Registry(e.clone())),
+                Err(e) => Some(("encode", e.to_string())),
+                Ok(bytes) if bytes.len() > MAX_RECORD_BYTES => Some((
+                    "too_large",
+                    format!("record of {} bytes is over {MAX_RECORD_BYTES}", bytes.len()),
+                )),
+                Ok(_) => None,
+            };
+            if let Some((kind, reason)) = problem {
+                tracing::warn!(outbox_id = row.id, event_id = %env.event_id, %reason, "parking outbox row");
+                blocked.insert(key, row.id);
+                parks.push(Park {
+                    id: row.id,
+                    epoch: epoch(row.shard),
+                    reason,
+                    blocked_by: None,
+                });
+                self.metrics.parked.with_label_values(&[kind]).inc();
+                continue;
+            }
+            let Ok(bytes) = encoded else { continue };
+            let headers = env.to_headers();
+            let mut record = FutureRecord::to(&topic)
+                .key(env.aggregate_id.as_bytes())
+                .payload(&bytes)
+                .headers(headers);
+            let future = loop {
+                match producer.send_result(record) {
+                    Ok(f) => break f,
+                    Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => return Err(PublishError::Kafka(e)),
+                }
+            };
+            sends.push((row, future));
+        }
+        if !parks.is_empty() {
+            outbox::park(&self.pool, self.config.shards, &parks).await?;
+        }
+        let (rows_sent, futures): (Vec<&OutboxRow>, Vec<_>) = sends.into_iter().unzip();
+        let acks = tokio::select! {
+            acks = join_all(futures) => acks,
+            _ = stop_after_grace(shutdown) => return Err(PublishError::Stopped),
+        };
+        let now = chrono::Utc::now();
+        let mut acked = Vec::with_capacity(rows_sent.len());
+        for (row, ack) in rows_sent.into_iter().zip(acks) {
+            match ack {
+                Ok(Ok(_)) => {
+                    let lag = (now - row.recorded_at).num_microseconds().unwrap_or(0);
+                    self.metrics.lag.observe(lag.max(0) as f64 / 1e6);
+                    acked.push(Done {
+                        id: row.id,
+                        epoch: epoch(row.shard),
+                    });
+                }
+                Ok(Err((e, _))) => return Err(PublishError::Kafka(e)),
+                Err(_) => return Err(PublishError::Kafka(RdKafkaError::Canceled)),
+            }
+        }
+        self.metrics.published.inc_by(acked.len() as u64);
+        Ok(acked)
+    }
+}
+
+fn stage(e: &PublishError) -> &'static str {
+    match e {
+        PublishError::Registry(_) => "registry",
+        PublishError::Topic(_) => "topic",
+        PublishError::Kafka(_) => "kafka",
+        PublishError::Database(_) => "park",
+        PublishError::Stopped => "stopped",
+    }
+}
+
+/// Resolves `STOP_GRACE` after shutdown was requested (never before).
+async fn stop_after_grace(shutdown: &Shutdown) {
+    shutdown.wait().await;
+    tokio::time::sleep(STOP_GRACE).await;
+}
+
+/// Waits for a notification, a new shard, the poll interval or shutdown.
+async fn idle(shards: &Shards, wake: &Notify, shutdown: &Shutdown, poll: Duration) {
+    tokio::select! {
+        _ = wake.notified() => {}
+        _ = shards.changed.notified() => {}
+        _ = tokio::time::sleep(poll) => {}
+        _ = shutdown.wait() => {}
+    }
+}
+
+/// Full-jitter exponential back-off after `failures` failures in a row (50 ms .. 5 s).
+async fn backoff(failures: u32, shutdown: &Shutdown) {
+    let cap = 50u64.saturating_mul(1 << failures.min(7)).min(5000);
+    let wait = Duration::from_millis(fastrand::u64(cap / 2..=cap));
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = shutdown.wait() => {}
+    }
+}
+
+/// LISTENs on the outbox channel and wakes the publisher on every notification; reconnects on
+/// failure (the poll interval covers the gap).
+async fn listen(pool: PgPool, wake: Arc<Notify>, stop: Shutdown) {
+    while !stop.is_triggered() {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for outbox notifications");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stop.wait() => return,
+                }
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %e, "LISTEN failed");
+            continue;
+        }
+        loop {
+            tokio::select! {
+                n = listener.try_recv() => match n {
+                    Ok(Some(_)) => wake.notify_one(),
+                    // The connection dropped (and notifications may be lost): wake up and reconnect.
+                    Ok(None) => { wake.notify_one(); break; }
+                    Err(e) => { tracing::warn!(error = %e, "outbox notifications failed"); break; }
+                },
+                _ = stop.wait() => return,
+            }
+        }
+    }
+}
+
+/// Refreshes the backlog gauges of the owned shards every 5 s.
+async fn watch_backlog(pool: PgPool, shards: Arc<Shards>, metrics: RelayMetrics, stop: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.wait() => return,
+        }
+        let owned: Vec<i32> = tokio::select! {
+            o = shards.lock() => o.keys().copied().collect(),
+            _ = stop.wait() => return,
+        };
+        match outbox::backlog(&pool, shards.count()).await {
+            Ok(rows) => {
+                metrics.backlog.reset();
+                metrics.oldest_age.reset();
+                for s in &owned {
+                    let label = s.to_string();
+                    let (count, age) = rows
+                        .iter()
+                        .find(|(shard, _, _)| shard == s)
+                        .map_or((0, 0), |(_, c, a)| (*c, *a));
+                    metrics.backlog.with_label_values(&[&label]).set(count);
+                    metrics.oldest_age.with_label_values(&[&label]).set(age);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot measure the backlog"),
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! Test kit for the outbox relay: a database of its own per test (so relays of different tests and
+//! the stack's relay never share shards), CrossReference event chains written through the event
+//! store, a topic prefix of its own, and a consumer that reads everything back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use eventfold_domain::Aggregate;
+use eventfold_kafka::Envelope;
+use eventfold_postgres::repository::prepare;
+use eventfold_postgres::{CommandMeta, CommandRecord, CommandWrite, EventStore, NewEvent};
+use eventfold_reference::CrossReference;
+use eventfold_runtime::Env;
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use uuid::Uuid;
+
+use crate::{Stack, unique, xref};
+
+/// A fresh database with the migrations applied, dropped by [`RelayDb::drop_database`].
+pub struct RelayDb {
+    /// Database name.
+    pub name: String,
+    /// A pool as the migration role.
+    pub admin: sqlx::PgPool,
+    /// `DATABASE_URL` of the relay login role (member of `eventfold_relay` only).
+    pub relay_url: String,
+    /// Topic prefix of this test.
+    pub prefix: String,
+    stack: Stack,
+}
+
+impl RelayDb {
+    /// Creates the database, migrates it and makes sure the relay login role exists.
+    pub async fn create(stack: &Stack) -> Self {
+        let name = unique("ef_relay").replace('-', "_");
+        // The stack's own database only serves to create this one: it is not migrated here.
+        let admin = sqlx::PgPool::connect_with(stack.database.connect_options())
+            .await
+            .expect("connect to PostgreSQL as the migration role");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        let mut tx = admin.begin().await.expect("begin");
+        sqlx::query("SELECT pg_advisory_xact_lock(771001)")
+            .execute(&mut *tx)
+            .await
+            .expect("lock");
+        sqlx::query(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ef_test_relay') THEN \
+             CREATE ROLE ef_test_relay LOGIN PASSWORD 'ef_test_relay' IN ROLE eventfold_relay; END IF; END $$",
+        )
+        .execute(&mut *tx)
+        .await
+        .expect("create the test relay role");
+        tx.commit().await.expect("commit");
+        admin.close().await;
+        let options = stack.database.connect_options().database(&name);
+        let admin = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .expect("connect to the test database");
+        eventfold_postgres::MIGRATOR
+            .run(&admin)
+            .await
+            .expect("migrate the test database");
+        let url = &stack.database.url;
+        let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        let host = host.split_once('/').map_or(host, |(h, _)| h);
+        Self {
+            relay_url: format!("{scheme}://ef_test_relay:ef_test_relay@{host}/{name}"),
+            prefix: format!("{}.", unique("t")),
+            name,
+            admin,
+            stack: stack.clone(),
+        }
+    }
+
+    /// The environment of a relay on this database and topic prefix (short lease, small polls).
+    pub fn env(&self, extra: &[(&str, &str)]) -> Env {
+        let mut pairs = vec![
+            ("DATABASE_URL", self.relay_url.as_str()),
+            ("KAFKA_TOPIC_PREFIX", self.prefix.as_str()),
+            ("KAFKA_TOPIC_PARTITIONS", "3"),
+            ("RELAY_POLL_INTERVAL_MS", "200"),
+        ];
+        pairs.extend_from_slice(extra);
+        self.stack.service_env(&pairs)
+    }
+
+    /// The same environment as `KEY=value` pairs, for a relay process.
+    pub fn env_pairs(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        self.env(extra).pairs()
+    }
+
+    /// The topic of CrossReference events.
+    pub fn topic(&self) -> String {
+        format!("{}CrossReference", self.prefix)
+    }
+
+    /// Rows still in the outbox.
+    pub async fn outbox_len(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.admin)
+            .await
+            .expect("count outbox")
+    }
+
+    /// Drops the database (after closing the pool; relays must be stopped).
+    pub async fn drop_database(self) {
+        self.admin.close().await;
+        let Ok(admin) = sqlx::PgPool::connect_with(self.stack.database.connect_options()).await
+        else {
+            return;
+        };
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&admin)
+        .await;
+        admin.close().await;
+    }
+}
+
+/// Appends `events` to each aggregate of `ids`, the first after version `after`, with
+/// `per_statement` commands per group commit (one event per command).
+pub async fn append_events(
+    pool: &sqlx::PgPool,
+    ids: &[String],
+    events: &[NewEvent],
+    after: i64,
+    per_statement: usize,
+) {
+    let store = EventStore::new(pool.clone());
+    let meta = xref::meta();
+    let record = CommandRecord {
+        command_name: "test".into(),
+        request_hash: vec![],
+        response: serde_json::json!({}),
+    };
+    for (v, template) in events.iter().enumerate() {
+        for group in ids.chunks(per_statement) {
+            let events: Vec<[NewEvent; 1]> = group
+                .iter()
+                .map(|_| {
+                    [NewEvent {
+                        event_id: Uuid::now_v7(),
+                        ..template.clone()
+                    }]
+                })
+                .collect();
+            let metas: Vec<CommandMeta> = group
+                .iter()
+                .map(|_| CommandMeta {
+                    command_id: Uuid::new_v4(),
+                    ..meta.clone()
+                })
+                .collect();
+            let writes: Vec<CommandWrite<'_>> = group
+                .iter()
+                .zip(&events)
+                .zip(&metas)
+                .map(|((id, events), meta)| CommandWrite {
+                    aggregate_id: id,
+                    expected_version: after + v as i64,
+                    events,
+                    meta,
+                    record: &record,
+                })
+                .collect();
+            store
+                .append_batch(CrossReference::TYPE, &writes)
+                .await
+                .expect("append");
+        }
+    }
+}
+
+/// The events of one CrossReference: discovered, then validated `versions - 1` times.
+pub fn xref_chain(versions: usize) -> Vec<NewEvent> {
+    let mut state = CrossReference::default();
+    let mut out = Vec::with_capacity(versions);
+    while out.len() < versions {
+        let command = if out.is_empty() {
+            xref::discover()
+        } else {
+            xref::validate_with(&format!("round {}", out.len()))
+        };
+        let events = state.decide(&command).expect("a valid chain");
+        let prepared =
+            prepare::<CrossReference>(&command, &events, out.len() as i64, Uuid::nil(), &[])
+                .expect("prepare");
+        for e in &events {
+            state = state.apply(e);
+        }
+        out.extend(prepared.events);
+    }
+    out.truncate(versions);
+    out
+}
+
+/// A record read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key as text.
+    pub key: String,
+    /// Envelope from the headers.
+    pub envelope: Envelope,
+    /// The value bytes.
+    pub value: Vec<u8>,
+}
+
+/// Reads `topic` from the beginning until `done` says so, or panics after `timeout`.
+pub async fn consume_until(
+    stack: &Stack,
+    topic: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&[Consumed]) -> bool,
+) -> Vec<Consumed> {
+    let consumer: StreamConsumer = stack
+        .kafka
+        .client_config()
+        .set("group.id", unique("relay-check"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done(&out) {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            panic!(
+                "consuming {topic}: condition not reached within {timeout:?} ({} records)",
+                out.len()
+            );
+        }
+        let Ok(next) = tokio::time::timeout(deadline - now, consumer.recv()).await else {
+            continue;
+        };
+        let msg = match next {
+            Ok(m) => m,
+            // The relay creates the topic with its first record: until then the topic is unknown.
+            Err(e) => {
+                eprintln!("consuming {topic}: {e} (retrying)");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        out.push(Consumed {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
+            envelope: Envelope::from_headers(msg.headers().expect("headers")).expect("envelope"),
+            value: msg.payload().unwrap_or_default().to_vec(),
+        });
+    }
+    out
+}
+
+/// Per aggregate, the versions in the order Kafka delivered them.
+pub fn versions_by_aggregate(records: &[Consumed]) -> HashMap<String, Vec<i64>> {
+    let mut sorted: Vec<&Consumed> = records.iter().collect();
+    sorted.sort_by_key(|c| (c.partition, c.offset));
+    let mut out: HashMap<String, Vec<i64>> = HashMap::new();
+    for c in sorted {
+        out.entry(c.key.clone())
+            .or_default()
+            .push(c.envelope.aggregate_version);
+    }
+    out
+}
+
+/// Checks at-least-once in order: every version 1..=n appears, and none appears before its
+/// predecessor did (duplicates of earlier versions allowed). Returns the number of duplicates.
+pub fn check_in_order(aggregate: &str, versions: &[i64], n: i64) -> usize {
+    let mut max = 0;
+    let mut duplicates = 0;
+    for v in versions {
+        assert!(
+            *v <= max + 1,
+            "{aggregate}: version {v} arrived before {} ({versions:?})",
+            max + 1
+        );
+        if *v <= max {
+            duplicates += 1;
+        }
+        max = max.max(*v);
+    }
+    assert_eq!(max, n, "{aggregate}: last version");
+    duplicates
+}
+
+/// A relay running as its own process (so that it can be killed with SIGKILL or paused).
+pub struct RelayProcess {
+    /// The child process.
+    pub child: tokio::process::Child,
+    /// `http://127.0.0.1:<port>` of its ops endpoint.
+    pub url: String,
+    /// Its `RELAY_ID`.
+    pub id: String,
+}
+
+impl RelayProcess {
+    /// Starts `outbox-relay` (built next to the test binaries) on `db` as relay `id`.
+    pub fn start(db: &RelayDb, id: &str, extra: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut pairs = vec![("HTTP_ADDR", addr.as_str()), ("RELAY_ID", id)];
+        pairs.extend_from_slice(extra);
+        let logs = std::env::var("EVENTFOLD_CACHE")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| std::env::temp_dir())
+            .join("logs");
+        let _ = std::fs::create_dir_all(&logs);
+        let log = std::fs::File::create(logs.join(format!("test-relay-{}-{id}.log", db.name)))
+            .expect("relay log file");
+        let child = tokio::process::Command::new(relay_binary())
+            .env_clear()
+            .envs(db.env_pairs(&pairs))
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start outbox-relay (built by `make test` before the tests)");
+        Self {
+            child,
+            url: format!("http://{addr}"),
+            id: id.into(),
+        }
+    }
+
+    /// Sends `signal` (e.g. `libc`'s SIGKILL = 9, SIGSTOP = 19, SIGCONT = 18) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-s", signal, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -s {signal} {pid}");
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub async fn stop(mut self) {
+        self.signal("TERM");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("relay stops within 30 s after SIGTERM")
+            .expect("wait");
+        assert!(status.success(), "relay {} exit: {status}", self.id);
+    }
+}
+
+/// The `outbox-relay` binary of this build: next to the test binary's `deps` directory.
+pub fn relay_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    dir.join("outbox-relay")
+}
+
+/// Shard locks held per backend pid in `db` (one pid per relay).
+pub async fn shard_locks(db: &RelayDb) -> Vec<(i32, i64)> {
+    sqlx::query_as(
+        "SELECT pid, count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::bigint::oid \
+         AND objsubid = 2 AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         GROUP BY pid ORDER BY pid",
+    )
+    .bind(i64::from(outbox_relay::shards::LOCK_CLASS))
+    .fetch_all(&db.admin)
+    .await
+    .expect("pg_locks")
+}
