@@ -32,13 +32,16 @@ images: ## print the docker build commands for the three service images
 
 # Every benchmark is a target of its own listed in BENCHES; `make bench` runs them in this order.
 # A new one adds `BENCHES += bench-<name>`, `.PHONY: bench-<name>` and its target below.
-BENCHES := bench-write bench-avro
-.PHONY: bench bench-write bench-avro
+BENCHES := bench-write bench-avro bench-relay
+.PHONY: bench bench-write bench-avro bench-relay
 
 bench: $(BENCHES) ## every benchmark against the running stack (`make up` first; starts nothing)
 
 bench-write: ## issue 4: eventfold's write side vs cqrs-es + postgres-es (BENCH_* variables, see README)
 	@scripts/bench.sh cargo run --release -p eventfold-bench -- $(BENCH_ARGS)
+
+bench-relay: ## issue 6: relay events/s from a pre-filled outbox and commit-to-ack lag (BENCH_RELAY_*, see README)
+	@BENCH_HTTP_URL= scripts/bench.sh cargo run --release -p eventfold-relay-bench
 
 bench-avro: ## Avro codec throughput per core (encode, decode, decode + upcast), criterion
 	cargo bench -p eventfold-avro --bench codec

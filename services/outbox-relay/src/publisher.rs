@@ -154,6 +154,7 @@ impl Relay {
                 }
             }
             let pairs: Vec<(i32, i64)> = owned.iter().map(|(s, e)| (*s, *e)).collect();
+            let read_started = std::time::Instant::now();
             let batch = match outbox::next_batch(
                 &self.pool,
                 shards.count(),
@@ -183,12 +184,19 @@ impl Relay {
                 idle(shards, wake, shutdown, self.config.poll_interval).await;
                 continue;
             }
+            let read = read_started.elapsed();
             let Some(p) = producer.as_ref() else { continue };
             match self
                 .publish(p, &owned, &batch.rows, &mut topics, shutdown)
                 .await
             {
                 Ok(acked) => {
+                    tracing::debug!(
+                        rows = batch.rows.len(),
+                        read_ms = read.as_secs_f64() * 1e3,
+                        publish_ms = (read_started.elapsed() - read).as_secs_f64() * 1e3,
+                        "batch published"
+                    );
                     failures = 0;
                     self.metrics.batch_size.observe(batch.rows.len() as f64);
                     done = acked;
@@ -323,6 +331,7 @@ impl Relay {
             outbox::park(&self.pool, self.config.shards, &parks).await?;
         }
         let (rows_sent, futures): (Vec<&OutboxRow>, Vec<_>) = sends.into_iter().unzip();
+        tracing::trace!(records = futures.len(), "sent; waiting for acks");
         let acks = tokio::select! {
             acks = join_all(futures) => acks,
             _ = stop_after_grace(shutdown) => return Err(PublishError::Stopped),
