@@ -36,9 +36,11 @@ async fn the_relay_waits_out_a_broker_restart_and_loses_nothing() {
     // A third before the outage, a third while the broker is down, the rest after it is back.
     let third = VERSIONS / 3;
     append_events(&db.admin, &ids, &chain[..third], 0, 100).await;
-    eventually("the first third published", Duration::from_secs(60), || async {
-        (db.outbox_len().await == 0).then_some(())
-    })
+    eventually(
+        "the first third published",
+        Duration::from_secs(60),
+        || async { (db.outbox_len().await == 0).then_some(()) },
+    )
     .await;
     kafka("stop");
     append_events(&db.admin, &ids, &chain[third..2 * third], third as i64, 100).await;
@@ -50,9 +52,11 @@ async fn the_relay_waits_out_a_broker_restart_and_loses_nothing() {
     );
     kafka("start");
     append_events(&db.admin, &ids, &chain[2 * third..], 2 * third as i64, 100).await;
-    eventually("outbox drained after the restart", Duration::from_secs(120), || async {
-        (db.outbox_len().await == 0).then_some(())
-    })
+    eventually(
+        "outbox drained after the restart",
+        Duration::from_secs(120),
+        || async { (db.outbox_len().await == 0).then_some(()) },
+    )
     .await;
     let records = consume_until(&stack, &db.topic(), Duration::from_secs(120), |r| {
         r.len() >= AGGREGATES * VERSIONS && {

@@ -188,7 +188,9 @@ fn validate_command() -> <CrossReference as Aggregate>::Command {
 /// Writes `events` events (discovered, then validated) and their outbox rows, 10 versions of every
 /// aggregate per statement.
 async fn prefill(pool: &PgPool, config: &Config, chain: &[NewEvent; 2]) -> anyhow::Result<()> {
-    let ids: Vec<String> = (0..config.aggregates).map(|a| format!("xref-{a}")).collect();
+    let ids: Vec<String> = (0..config.aggregates)
+        .map(|a| format!("xref-{a}"))
+        .collect();
     let keys: Vec<i32> = ids.iter().map(|id| shard_key(id)).collect();
     let versions = (config.events / config.aggregates) as i32;
     let mut from = 1;
@@ -365,7 +367,8 @@ async fn lag(env: &Env, config: &Config, pool: &PgPool) -> anyhow::Result<(Histo
         })
     };
 
-    let bus = CommandBus::<CrossReference>::start(EventStore::new(pool.clone()), BusConfig::default());
+    let bus =
+        CommandBus::<CrossReference>::start(EventStore::new(pool.clone()), BusConfig::default());
     let written = Arc::new(AtomicU64::new(0));
     let ids: Vec<String> = (0..config.rate).map(|i| format!("lag-{i}")).collect();
     let tick = Duration::from_millis(10);

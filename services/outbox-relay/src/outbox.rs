@@ -68,19 +68,23 @@ const NEXT_SQL: &str = "\
             e.aggregate_type, e.aggregate_id, e.version, e.position, e.occurred_at, e.recorded_at, \
             e.correlation_id, e.causation_id, e.command_id, e.actor_kind, e.actor_id, e.tenant, \
             e.metadata ->> 'traceparent' AS traceparent, e.payload, \
-            (SELECT min(p.id) FROM outbox_parked p \
-              WHERE p.aggregate_type = o.aggregate_type AND p.aggregate_id = o.aggregate_id) AS blocked_by \
+            CASE WHEN (SELECT EXISTS (SELECT 1 FROM outbox_parked)) THEN \
+              (SELECT min(p.id) FROM outbox_parked p \
+                WHERE p.aggregate_type = o.aggregate_type AND p.aggregate_id = o.aggregate_id) END AS blocked_by \
         FROM outbox o JOIN events e ON e.position = o.event_position \
-        WHERE o.shard_key % $1 IN (SELECT shard FROM own) AND o.id NOT IN (SELECT id FROM gone) \
+        WHERE o.shard_key % $1 IN (SELECT shard FROM own) \
+          AND o.id NOT IN (SELECT id FROM gone UNION ALL SELECT UNNEST($7::bigint[])) \
         ORDER BY o.id LIMIT $6 \
     ) AS n ON true";
 
-/// Deletes `done` (fenced by epoch) and reads up to `limit` rows of `owned` shards in id order.
+/// Deletes `done` (fenced by epoch) and reads up to `limit` rows of `owned` shards in id order,
+/// skipping the rows in `exclude` (sent, not yet acknowledged).
 pub async fn next_batch(
     pool: &PgPool,
     shards: u32,
     owned: &[(i32, i64)],
     done: &[Done],
+    exclude: &[i64],
     limit: usize,
 ) -> Result<Batch, sqlx::Error> {
     let (owned_shards, owned_epochs): (Vec<i32>, Vec<i64>) = owned.iter().copied().unzip();
@@ -93,6 +97,7 @@ pub async fn next_batch(
         .bind(&done_ids)
         .bind(&done_epochs)
         .bind(limit as i64)
+        .bind(exclude)
         .fetch_all(pool)
         .await?;
     let mut batch = Batch::default();

@@ -13,7 +13,7 @@ use eventfold_postgres::PgSettings;
 use eventfold_runtime::Shutdown;
 use futures::future::join_all;
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
@@ -123,9 +123,14 @@ impl Relay {
         shards.release_all().await;
     }
 
+    /// Reads, sends and confirms batches. Two batches overlap: batch n+1 is read (its query also
+    /// deletes the rows acked before) and sent while batch n's acks are awaited; the read skips
+    /// batch n's rows, which are still in the outbox. Both go to Kafka through one idempotent
+    /// producer in read order, so each aggregate's records keep their order.
     async fn publish_loop(&self, shards: &Shards, wake: &Notify, shutdown: &Shutdown) {
         let mut producer: Option<FutureProducer> = None;
         let mut done: Vec<Done> = Vec::new();
+        let mut in_flight: Option<Sent> = None;
         let mut topics: HashSet<String> = HashSet::new();
         let mut failures: u32 = 0;
         while !shutdown.is_triggered() {
@@ -135,9 +140,8 @@ impl Relay {
             }
             if owned.is_empty() {
                 drop(owned);
-                if !done.is_empty() {
-                    self.finish(shards, &mut done).await;
-                }
+                self.settle(&mut in_flight, &mut done, shutdown).await;
+                self.finish(shards, &mut done).await;
                 idle(shards, wake, shutdown, self.config.poll_interval).await;
                 continue;
             }
@@ -153,13 +157,16 @@ impl Relay {
                     }
                 }
             }
+            let Some(p) = producer.clone() else { continue };
             let pairs: Vec<(i32, i64)> = owned.iter().map(|(s, e)| (*s, *e)).collect();
-            let read_started = std::time::Instant::now();
+            let exclude: Vec<i64> = in_flight.as_ref().map_or_else(Vec::new, Sent::ids);
+            let started = std::time::Instant::now();
             let batch = match outbox::next_batch(
                 &self.pool,
                 shards.count(),
                 &pairs,
                 &done,
+                &exclude,
                 self.config.batch_size,
             )
             .await
@@ -174,53 +181,96 @@ impl Relay {
                     continue;
                 }
             };
+            let read = started.elapsed();
             self.count_fenced(done.len() as u64, batch.deleted);
             done.clear();
             let valid: HashSet<i32> = batch.valid_shards.iter().copied().collect();
             shards.forget(&mut owned, |s| !valid.contains(&s));
-            if batch.rows.is_empty() {
-                drop(owned);
-                failures = 0;
-                idle(shards, wake, shutdown, self.config.poll_interval).await;
-                continue;
-            }
-            let read = read_started.elapsed();
-            let Some(p) = producer.as_ref() else { continue };
-            match self
-                .publish(p, &owned, &batch.rows, &mut topics, shutdown)
-                .await
-            {
-                Ok(acked) => {
-                    tracing::debug!(
-                        rows = batch.rows.len(),
-                        read_ms = read.as_secs_f64() * 1e3,
-                        publish_ms = (read_started.elapsed() - read).as_secs_f64() * 1e3,
-                        "batch published"
-                    );
-                    failures = 0;
-                    self.metrics.batch_size.observe(batch.rows.len() as f64);
-                    done = acked;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, rows = batch.rows.len(), "batch not published; retrying");
-                    self.metrics.errors.with_label_values(&[stage(&e)]).inc();
-                    if p.client().fatal_error().is_some() {
-                        tracing::warn!("producer hit a fatal error: creating a new one");
-                        producer = None;
+            let full = batch.rows.len() >= self.config.batch_size;
+            let sent = if batch.rows.is_empty() {
+                None
+            } else {
+                match self.send(&p, &owned, batch.rows, &mut topics).await {
+                    Ok(sent) => Some(sent),
+                    Err(e) => {
+                        self.failed(&e, &p, &mut producer);
+                        drop(owned);
+                        self.settle(&mut in_flight, &mut done, shutdown).await;
+                        failures += 1;
+                        backoff(failures, shutdown).await;
+                        continue;
                     }
-                    drop(owned);
-                    failures += 1;
-                    backoff(failures, shutdown).await;
+                }
+            };
+            drop(owned);
+            let previous = in_flight.take();
+            in_flight = sent;
+            if let Some(previous) = previous {
+                match self.confirm(previous, shutdown).await {
+                    Ok(acked) => done = acked,
+                    Err(e) => {
+                        // The batch sent after it is dropped too: its rows stay in the outbox
+                        // and are read and sent again (duplicates, in order).
+                        self.failed(&e, &p, &mut producer);
+                        in_flight = None;
+                        failures += 1;
+                        backoff(failures, shutdown).await;
+                        continue;
+                    }
+                }
+            }
+            tracing::debug!(
+                read_ms = read.as_secs_f64() * 1e3,
+                total_ms = started.elapsed().as_secs_f64() * 1e3,
+                in_flight = in_flight.as_ref().map_or(0, |s| s.rows.len()),
+                "batch round"
+            );
+            failures = 0;
+            if !full {
+                // Caught up: confirm now rather than holding acks through an idle wait.
+                self.settle(&mut in_flight, &mut done, shutdown).await;
+                if done.is_empty() {
+                    idle(shards, wake, shutdown, self.config.poll_interval).await;
                 }
             }
         }
-        if !done.is_empty() {
-            self.finish(shards, &mut done).await;
+        self.settle(&mut in_flight, &mut done, shutdown).await;
+        self.finish(shards, &mut done).await;
+    }
+
+    /// Awaits the batch in flight, if any; its acked rows join `done`.
+    async fn settle(
+        &self,
+        in_flight: &mut Option<Sent>,
+        done: &mut Vec<Done>,
+        shutdown: &Shutdown,
+    ) {
+        if let Some(sent) = in_flight.take() {
+            match self.confirm(sent, shutdown).await {
+                Ok(acked) => done.extend(acked),
+                Err(e) => {
+                    tracing::warn!(error = %e, "batch not acknowledged; it will be sent again");
+                    self.metrics.errors.with_label_values(&[stage(&e)]).inc();
+                }
+            }
+        }
+    }
+
+    /// Counts a failed batch and drops a producer that hit a fatal error.
+    fn failed(&self, e: &PublishError, p: &FutureProducer, producer: &mut Option<FutureProducer>) {
+        tracing::warn!(error = %e, "batch not published; retrying");
+        self.metrics.errors.with_label_values(&[stage(e)]).inc();
+        if p.client().fatal_error().is_some() {
+            tracing::warn!("producer hit a fatal error: creating a new one");
+            *producer = None;
         }
     }
 
     /// Deletes the acked rows of the last batch before stopping or going idle.
     async fn finish(&self, shards: &Shards, done: &mut Vec<Done>) {
+        if done.is_empty() {
+            return;
+        }
         match outbox::delete(&self.pool, shards.count(), done).await {
             Ok(deleted) => self.count_fenced(done.len() as u64, deleted),
             Err(e) => {
@@ -241,21 +291,20 @@ impl Relay {
         }
     }
 
-    /// Publishes `rows` (parking what cannot be published) and returns the acked rows.
-    async fn publish(
+    /// Parks what cannot be published and hands the rest to the producer (without waiting).
+    async fn send(
         &self,
         producer: &FutureProducer,
         owned: &Owned,
-        rows: &[OutboxRow],
+        rows: Vec<OutboxRow>,
         topics: &mut HashSet<String>,
-        shutdown: &Shutdown,
-    ) -> Result<Vec<Done>, PublishError> {
+    ) -> Result<Sent, PublishError> {
         let epoch = |shard: i32| owned.get(&shard).copied().unwrap_or_default();
         // Aggregates with a parked row: their later rows wait behind it, in order.
         let mut blocked: HashMap<(&str, &str), i64> = HashMap::new();
         let mut parks: Vec<Park> = Vec::new();
         let mut sends = Vec::with_capacity(rows.len());
-        for row in rows {
+        for row in &rows {
             let env = &row.envelope;
             let key = (env.aggregate_type.as_str(), env.aggregate_id.as_str());
             if let Some(first) = row.blocked_by.or_else(|| blocked.get(&key).copied()) {
@@ -325,35 +374,60 @@ impl Relay {
                     Err((e, _)) => return Err(PublishError::Kafka(e)),
                 }
             };
-            sends.push((row, future));
+            sends.push((
+                Done {
+                    id: row.id,
+                    epoch: epoch(row.shard),
+                },
+                row.recorded_at,
+                future,
+            ));
         }
         if !parks.is_empty() {
             outbox::park(&self.pool, self.config.shards, &parks).await?;
         }
-        let (rows_sent, futures): (Vec<&OutboxRow>, Vec<_>) = sends.into_iter().unzip();
-        tracing::trace!(records = futures.len(), "sent; waiting for acks");
+        let (rows, acks) = sends
+            .into_iter()
+            .map(|(done, recorded_at, ack)| ((done, recorded_at), ack))
+            .unzip();
+        Ok(Sent { rows, acks })
+    }
+
+    /// Waits for every ack of `sent`; the acked rows, or the first failure.
+    async fn confirm(&self, sent: Sent, shutdown: &Shutdown) -> Result<Vec<Done>, PublishError> {
         let acks = tokio::select! {
-            acks = join_all(futures) => acks,
+            acks = join_all(sent.acks) => acks,
             _ = stop_after_grace(shutdown) => return Err(PublishError::Stopped),
         };
         let now = chrono::Utc::now();
-        let mut acked = Vec::with_capacity(rows_sent.len());
-        for (row, ack) in rows_sent.into_iter().zip(acks) {
+        let mut acked = Vec::with_capacity(sent.rows.len());
+        for ((done, recorded_at), ack) in sent.rows.into_iter().zip(acks) {
             match ack {
                 Ok(Ok(_)) => {
-                    let lag = (now - row.recorded_at).num_microseconds().unwrap_or(0);
+                    let lag = (now - recorded_at).num_microseconds().unwrap_or(0);
                     self.metrics.lag.observe(lag.max(0) as f64 / 1e6);
-                    acked.push(Done {
-                        id: row.id,
-                        epoch: epoch(row.shard),
-                    });
+                    acked.push(done);
                 }
                 Ok(Err((e, _))) => return Err(PublishError::Kafka(e)),
                 Err(_) => return Err(PublishError::Kafka(RdKafkaError::Canceled)),
             }
         }
         self.metrics.published.inc_by(acked.len() as u64);
+        self.metrics.batch_size.observe(acked.len() as f64);
         Ok(acked)
+    }
+}
+
+/// A batch handed to the producer: each row with its read-time epoch and store time, and the
+/// acks to wait for.
+struct Sent {
+    rows: Vec<(Done, chrono::DateTime<chrono::Utc>)>,
+    acks: Vec<DeliveryFuture>,
+}
+
+impl Sent {
+    fn ids(&self) -> Vec<i64> {
+        self.rows.iter().map(|(d, _)| d.id).collect()
     }
 }
 
