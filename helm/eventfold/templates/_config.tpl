@@ -25,6 +25,12 @@ SCHEMA_REGISTRY_URL: {{ .Values.schemaRegistry.url | quote }}
 {{- define "eventfold.config.outbox-relay" -}}
 {{ include "eventfold.config.common" . }}
 {{ include "eventfold.config.kafka" . }}
+KAFKA_TOPIC_PREFIX: {{ .Values.kafka.topicPrefix | quote }}
+KAFKA_TOPIC_PARTITIONS: {{ .Values.kafka.partitions | quote }}
+KAFKA_TOPIC_REPLICATION: {{ .Values.kafka.replicationFactor | quote }}
+RELAY_SHARDS: {{ .Values.relay.shards | quote }}
+RELAY_BATCH_SIZE: {{ .Values.relay.batchSize | quote }}
+RELAY_LEASE_MS: {{ .Values.relay.leaseMs | quote }}
 {{- end }}
 
 {{- define "eventfold.config.projector" -}}
