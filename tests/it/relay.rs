@@ -433,3 +433,94 @@ fn java_partitions(keys: &[String], partitions: u32) -> HashMap<String, i32> {
         })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_relay_loses_its_shards_to_a_standby_and_is_fenced_when_it_wakes() {
+    const AGGREGATES: usize = 1_000;
+    const VERSIONS: usize = 10;
+    let stack = Stack::from_env().await;
+    let db = RelayDb::create(&stack).await;
+    let lease = [("RELAY_LEASE_MS", "1000")];
+    let a = RelayProcess::start(&db, "relay-a", &lease);
+    let a_backend = eventually(
+        "relay-a owns every shard",
+        Duration::from_secs(30),
+        || async {
+            let locks = shard_locks(&db).await;
+            (locks.len() == 1 && locks[0].1 == 16).then(|| locks[0].0)
+        },
+    )
+    .await;
+    let ids: Vec<String> = (0..AGGREGATES).map(|i| format!("xref-{i}")).collect();
+    let chain = xref_chain(VERSIONS);
+    let writer = {
+        let admin = db.admin.clone();
+        let ids = ids.clone();
+        tokio::spawn(async move { append_events(&admin, &ids, &chain, 0, 100).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // SIGSTOP: relay-a keeps its process and its connections but says nothing; PostgreSQL ends its
+    // lock session after the lease, and the standby takes the shards.
+    a.signal("STOP");
+    let paused = Instant::now();
+    let b = RelayProcess::start(&db, "relay-b", &lease);
+    eventually(
+        "relay-b owns every shard",
+        Duration::from_secs(10),
+        || async {
+            let locks = shard_locks(&db).await;
+            (locks.len() == 1 && locks[0].1 == 16 && locks[0].0 != a_backend).then_some(())
+        },
+    )
+    .await;
+    let takeover = paused.elapsed();
+    a.signal("CONT");
+    let http = reqwest::Client::new();
+    let lost = eventually(
+        "relay-a notices it lost its shards",
+        Duration::from_secs(10),
+        || {
+            let http = http.clone();
+            let url = a.url.clone();
+            async move {
+                let text = metrics(&http, &url).await;
+                let lost: f64 = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("eventfold_relay_shard_lost_total "))?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                (lost >= 16.0).then_some(lost)
+            }
+        },
+    )
+    .await;
+    writer.await.expect("writer");
+    wait_outbox_empty(&db, Duration::from_secs(120)).await;
+    let records = consume_until(&stack, &db.topic(), Duration::from_secs(120), |r| {
+        let by = versions_by_aggregate(r);
+        by.len() == AGGREGATES
+            && by
+                .values()
+                .all(|v| v.iter().max() == Some(&(VERSIONS as i64)))
+    })
+    .await;
+    let mut duplicates = 0;
+    for (aggregate, versions) in &versions_by_aggregate(&records) {
+        duplicates += check_in_order(aggregate, versions, VERSIONS as i64);
+    }
+    let rejections = metrics(&http, &a.url).await;
+    let rejections = rejections
+        .lines()
+        .find_map(|l| l.strip_prefix("eventfold_relay_epoch_rejections_total "))
+        .unwrap_or("0")
+        .trim()
+        .to_owned();
+    println!(
+        "pause: standby owned every shard {takeover:?} after SIGSTOP (lease 1 s); relay-a lost {lost} shards, \
+         {rejections} fenced deletes, {duplicates} duplicates"
+    );
+    a.stop().await;
+    b.stop().await;
+    db.drop_database().await;
+}
