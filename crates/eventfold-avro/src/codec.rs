@@ -1,7 +1,9 @@
 //! Events in the Confluent wire format: magic byte `0`, the schema id as 4 big-endian bytes, then
 //! the Avro body. The relay encodes stored JSON payloads ([`AvroCodec::encode`]); the projector
 //! decodes records back to the JSON payload at the writer's version and upcasts it
-//! ([`Decoded::into_event`]).
+//! ([`Decoded::into_event`]), or in one pass to the latest version ([`AvroCodec::decode_latest`],
+//! [`AvroCodec::decode_event`]: the upcasting path is compiled once per schema id and renames
+//! happen while the record is read).
 //!
 //! Subjects follow TopicRecordNameStrategy: `<topic>-<record full name>`, so every version of an
 //! event type is a version of one subject. Schema ids are cached for the life of the codec (ids
@@ -17,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use apache_avro::Schema;
-use eventfold_domain::{DomainEvent, StoredEventError};
+use eventfold_domain::{DomainEvent, PreparedUpcast, StoredEventError, UpcastError, Upcasters};
 use schema_registry_converter::async_impl::schema_registry::{
     SrSettings, get_schema_by_id, post_schema,
 };
@@ -154,7 +156,8 @@ pub struct Decoded {
     pub subject: String,
     /// Event type.
     pub event_type: Arc<str>,
-    /// The writer's schema version (upcast with [`Decoded::into_event`]).
+    /// The version of `payload`: the writer's schema version from [`AvroCodec::decode`] (upcast
+    /// with [`Decoded::into_event`]), the latest from [`AvroCodec::decode_latest`].
     pub schema_version: u32,
     /// The JSON payload at `schema_version`.
     pub payload: Value,
@@ -182,6 +185,13 @@ struct Writer {
     plan: Arc<Plan>,
 }
 
+/// A writer schema with one chain's upcasting path compiled for its fields.
+#[derive(Debug)]
+struct LatestWriter {
+    writer: Arc<Writer>,
+    path: Result<PreparedUpcast, UpcastError>,
+}
+
 /// Encoder and decoder of event records, with the schema-id caches.
 #[derive(Debug)]
 pub struct AvroCodec {
@@ -189,6 +199,8 @@ pub struct AvroCodec {
     catalog: Arc<Catalog>,
     ids: RwLock<HashMap<(String, u32), u32>>,
     writers: RwLock<HashMap<u32, Arc<Writer>>>,
+    /// By schema id and the address of a `'static` chain (never freed, so never another's).
+    latest: RwLock<HashMap<(u32, usize), Arc<LatestWriter>>>,
 }
 
 impl AvroCodec {
@@ -199,6 +211,7 @@ impl AvroCodec {
             catalog,
             ids: RwLock::default(),
             writers: RwLock::default(),
+            latest: RwLock::default(),
         }
     }
 
@@ -277,12 +290,59 @@ impl AvroCodec {
     /// Decodes a record consumed from `topic` to its JSON payload at the writer's version.
     pub async fn decode(&self, topic: &str, record: &[u8]) -> Result<Decoded, CodecError> {
         let (id, body) = split_header(record)?;
-        let cached = self.writers.read().ok().and_then(|m| m.get(&id).cloned());
-        let writer = match cached {
-            Some(w) => w,
-            None => self.fetch_writer(id).await?,
-        };
+        let writer = self.writer(id).await?;
         decode_with(id, &writer, topic, body)
+    }
+
+    /// Decodes a record consumed from `topic` to its JSON payload at the latest version of its
+    /// event type through `upcasters` (the topic's aggregate's chain, e.g. `E::upcasters()`):
+    /// the result of [`AvroCodec::decode`] then [`Upcasters::upcast`], errors included, in one
+    /// pass. The path is compiled for the writer's fields once per schema id
+    /// ([`Upcasters::prepare`]), so renames happen while the record is read.
+    pub async fn decode_latest(
+        &self,
+        topic: &str,
+        record: &[u8],
+        upcasters: &'static Upcasters,
+    ) -> Result<Decoded, CodecError> {
+        let (id, body) = split_header(record)?;
+        let key = (id, std::ptr::from_ref(upcasters) as usize);
+        let cached = self.latest.read().ok().and_then(|m| m.get(&key).cloned());
+        let latest = match cached {
+            Some(l) => l,
+            None => {
+                let writer = self.writer(id).await?;
+                let fields = writer.plan.known_fields();
+                let path = upcasters.prepare(&writer.event_type, writer.version, &fields);
+                let l = Arc::new(LatestWriter { writer, path });
+                if let Ok(mut m) = self.latest.write() {
+                    m.entry(key).or_insert_with(|| l.clone());
+                }
+                l
+            }
+        };
+        decode_latest_with(id, &latest, topic, body)
+    }
+
+    /// Decodes a record consumed from `topic` to the domain event at the latest version:
+    /// [`AvroCodec::decode_latest`] with `E`'s upcasters, then [`Decoded::into_event`].
+    pub async fn decode_event<E: DomainEvent>(
+        &self,
+        topic: &str,
+        record: &[u8],
+    ) -> Result<E, CodecError> {
+        self.decode_latest(topic, record, E::upcasters())
+            .await?
+            .into_event()
+    }
+
+    /// The writer schema of `id`, from the cache or the registry.
+    async fn writer(&self, id: u32) -> Result<Arc<Writer>, CodecError> {
+        let cached = self.writers.read().ok().and_then(|m| m.get(&id).cloned());
+        match cached {
+            Some(w) => Ok(w),
+            None => self.fetch_writer(id).await,
+        }
     }
 
     async fn fetch_writer(&self, id: u32) -> Result<Arc<Writer>, CodecError> {
@@ -360,6 +420,48 @@ fn decode_with(id: u32, w: &Writer, topic: &str, body: &[u8]) -> Result<Decoded,
     })
 }
 
+/// Decodes with the fields named as the path wants them, then runs the rest of the path. A body
+/// that does not read is reported before a missing path, as [`AvroCodec::decode`] then
+/// [`Decoded::into_event`] would.
+fn decode_latest_with(
+    id: u32,
+    l: &LatestWriter,
+    topic: &str,
+    body: &[u8],
+) -> Result<Decoded, CodecError> {
+    let w = &l.writer;
+    let subject = subject_for(topic, &w.fullname);
+    let names = l.path.as_ref().map_or(&[][..], PreparedUpcast::names);
+    let mut payload = match w.plan.decode_as(body, names) {
+        Ok(p) => p,
+        Err(source) => {
+            return Err(CodecError::Body {
+                subject,
+                schema_id: id,
+                source,
+            });
+        }
+    };
+    let upcast = match &l.path {
+        Ok(path) => path.finish(&mut payload).map(|()| path.latest()),
+        Err(e) => Err(e.clone()),
+    };
+    match upcast {
+        Ok(version) => Ok(Decoded {
+            schema_id: id,
+            subject,
+            event_type: w.event_type.clone(),
+            schema_version: version,
+            payload: Value::Object(payload),
+        }),
+        Err(e) => Err(CodecError::Upcast {
+            subject,
+            schema_id: id,
+            message: e.to_string(),
+        }),
+    }
+}
+
 /// Sorts a `schema_registry_converter` error into retryable and not.
 fn classify(e: SRCError, context: &str, id: Option<u32>) -> CodecError {
     use std::error::Error as _;
@@ -421,6 +523,7 @@ pub mod offline {
 
 #[cfg(test)]
 mod tests {
+    use futures::executor::block_on;
     use serde_json::json;
 
     use super::*;
@@ -534,6 +637,102 @@ mod tests {
         assert!(matches!(
             classify(not_found, "id 7", Some(7)),
             CodecError::UnknownSchemaId { schema_id: 7 }
+        ));
+    }
+
+    /// A codec that knows every catalog schema under topic `t` (ids from 1000, in catalog order)
+    /// and never reaches a registry.
+    fn offline_codec() -> (Arc<Catalog>, AvroCodec) {
+        let catalog = Arc::new(catalog());
+        let codec = AvroCodec::new(
+            SrSettings::new("http://127.0.0.1:1".into()),
+            catalog.clone(),
+        );
+        for (i, file) in catalog.files().iter().enumerate() {
+            codec.preload("t", file, 1000 + i as u32);
+        }
+        (catalog, codec)
+    }
+
+    /// The golden sample of `file` as a whole record under the id [`offline_codec`] gave it.
+    fn golden_record(catalog: &Catalog, file: &SchemaFile) -> Vec<u8> {
+        let i = catalog
+            .files()
+            .iter()
+            .position(|f| f.path == file.path)
+            .unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../schemas/golden")
+            .join(&file.aggregate_type)
+            .join(format!("{}.v{}.avro", file.event_type, file.version));
+        let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        [&[MAGIC_BYTE][..], &(1000 + i as u32).to_be_bytes(), &body].concat()
+    }
+
+    #[test]
+    fn decoding_to_the_latest_version_gives_what_decode_then_upcast_gives_for_every_golden_sample()
+    {
+        let (catalog, codec) = offline_codec();
+        for file in catalog.files() {
+            let record = golden_record(&catalog, file);
+            let upcasters = eventfold_reference::upcasters(&file.aggregate_type).unwrap();
+            let d = block_on(codec.decode("t", &record)).unwrap();
+            let expected = upcasters
+                .upcast(&d.event_type, d.schema_version, d.payload)
+                .unwrap();
+            for _ in 0..2 {
+                let latest = block_on(codec.decode_latest("t", &record, upcasters)).unwrap();
+                assert_eq!(latest.payload, expected, "{}", file.path);
+                assert_eq!(
+                    latest.schema_version,
+                    upcasters.latest(&file.event_type),
+                    "{}",
+                    file.path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn decodes_an_old_record_straight_to_the_latest_domain_event() {
+        use eventfold_reference::opportunity::opportunity::Event;
+        let (catalog, codec) = offline_codec();
+        let record = golden_record(&catalog, catalog.get("OpportunityCreated", 1).unwrap());
+        let direct: Event = block_on(codec.decode_event("t", &record)).unwrap();
+        let stepwise: Event = block_on(codec.decode("t", &record))
+            .unwrap()
+            .into_event()
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(direct).unwrap(),
+            serde_json::to_value(stepwise).unwrap()
+        );
+    }
+
+    #[test]
+    fn decoding_to_the_latest_version_fails_like_decode_then_upcast() {
+        let (catalog, codec) = offline_codec();
+        let record = golden_record(&catalog, catalog.get("OpportunityCreated", 2).unwrap());
+        let d = block_on(codec.decode("t", &record)).unwrap();
+        // A chain that knows only v1: the record is newer.
+        let expected = Upcasters::empty()
+            .upcast(&d.event_type, d.schema_version, d.payload)
+            .unwrap_err();
+        match block_on(codec.decode_latest("t", &record, Upcasters::empty())) {
+            Err(CodecError::Upcast {
+                schema_id, message, ..
+            }) => assert_eq!((schema_id, message), (d.schema_id, expected.to_string())),
+            other => panic!("{other:?}"),
+        }
+        let upcasters = eventfold_reference::upcasters("Opportunity").unwrap();
+        let truncated = &record[..record.len() - 3];
+        assert!(matches!(
+            block_on(codec.decode_latest("t", truncated, upcasters)),
+            Err(CodecError::Body { .. })
+        ));
+        assert!(matches!(
+            block_on(codec.decode_latest("t", truncated, Upcasters::empty())),
+            Err(CodecError::Body { .. })
         ));
     }
 

@@ -10,7 +10,8 @@
 //!
 //! It speaks the Confluent REST API through `SCHEMA_REGISTRY_URL` only, so any registry with that API
 //! serves. Domain code never depends on this crate; this crate depends on `eventfold-domain` only
-//! for the upcasting entry point ([`eventfold_domain::DomainEvent::from_stored`]).
+//! for upcasting ([`eventfold_domain::DomainEvent::from_stored`], and
+//! [`eventfold_domain::Upcasters::prepare`] to upcast while reading).
 #![deny(missing_docs)]
 
 pub mod catalog;

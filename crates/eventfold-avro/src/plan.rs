@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 
 use apache_avro::Schema;
+use eventfold_domain::KnownField;
 use serde_json::{Map, Number, Value};
 
 /// The field attribute that marks a `string` field as JSON text.
@@ -24,7 +25,8 @@ pub const JSON_ATTRIBUTE: &str = "eventfold.json";
 /// A schema compiled for reading and writing JSON payloads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    root: Node,
+    /// The top-level record's fields.
+    fields: Vec<Field>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -124,34 +126,56 @@ impl Plan {
     /// Compiles `schema` (a record) for JSON payloads.
     pub fn compile(schema: &Schema) -> Result<Self, PlanError> {
         let mut named = HashMap::new();
-        let root = compile(schema, &mut named)?;
-        if !matches!(root, Node::Record(_)) {
-            return Err(PlanError("the top level must be a record".into()));
+        match compile(schema, &mut named)? {
+            Node::Record(fields) => Ok(Self { fields }),
+            _ => Err(PlanError("the top level must be a record".into())),
         }
-        Ok(Self { root })
     }
 
     /// The record's field names, in schema order.
     pub fn field_names(&self) -> Vec<&str> {
-        match &self.root {
-            Node::Record(fields) => fields.iter().map(|f| f.name.as_str()).collect(),
-            _ => Vec::new(),
-        }
+        self.fields.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    /// The record's fields as upcasters see them ([`eventfold_domain::Upcasters::prepare`]):
+    /// every decoded payload has each of them, and an enum field holds one of its symbols.
+    pub fn known_fields(&self) -> Vec<KnownField<'_>> {
+        self.fields
+            .iter()
+            .map(|f| KnownField {
+                name: &f.name,
+                symbols: match &f.node {
+                    Node::Enum(symbols) => Some(symbols.as_slice()),
+                    _ => None,
+                },
+            })
+            .collect()
     }
 
     /// Writes `payload` as an Avro body onto `out`.
     pub fn encode(&self, payload: &Value, out: &mut Vec<u8>) -> Result<(), PayloadError> {
-        encode(&self.root, payload, out)
+        encode_record(&self.fields, payload, out)
     }
 
     /// Reads a whole Avro body as a JSON payload; bytes left over are an error.
     pub fn decode(&self, body: &[u8]) -> Result<Value, BodyError> {
+        self.decode_as(body, &[]).map(Value::Object)
+    }
+
+    /// Reads a whole Avro body like [`Plan::decode`], but names the record's fields `names` (in
+    /// schema order, e.g. [`eventfold_domain::PreparedUpcast::names`]) instead of the schema's
+    /// names; a field past the end of `names` keeps its own.
+    pub fn decode_as(
+        &self,
+        body: &[u8],
+        names: &[String],
+    ) -> Result<Map<String, Value>, BodyError> {
         let mut r = Reader { buf: body, pos: 0 };
-        let v = decode(&self.root, &mut r)?;
+        let obj = decode_record(&self.fields, names, &mut r)?;
         if r.pos != body.len() {
             return Err(r.error(BodyErrorKind::Trailing(body.len() - r.pos)));
         }
-        Ok(v)
+        Ok(obj)
     }
 }
 
@@ -307,7 +331,23 @@ fn encode(node: &Node, v: &Value, out: &mut Vec<u8>) -> Result<(), PayloadError>
             }
             out.push(0);
         }
-        (Node::Record(fields), Value::Object(obj)) => {
+        (Node::Record(fields), v @ Value::Object(_)) => encode_record(fields, v, out)?,
+        (Node::Union(branches), v) => {
+            let i = branches
+                .iter()
+                .position(|b| fits(b, v))
+                .ok_or_else(|| expected("a value of one of the union's branches", v))?;
+            write_long(out, i as i64);
+            encode(&branches[i], v, out)?;
+        }
+        (node, v) => return Err(expected(node_name(node), v)),
+    }
+    Ok(())
+}
+
+fn encode_record(fields: &[Field], v: &Value, out: &mut Vec<u8>) -> Result<(), PayloadError> {
+    match v {
+        Value::Object(obj) => {
             let mut seen = 0;
             for f in fields {
                 match obj.get(&f.name) {
@@ -330,18 +370,10 @@ fn encode(node: &Node, v: &Value, out: &mut Vec<u8>) -> Result<(), PayloadError>
                     .map_or("", String::as_str);
                 return Err(PayloadError::new("field is not in the schema").under(unknown));
             }
+            Ok(())
         }
-        (Node::Union(branches), v) => {
-            let i = branches
-                .iter()
-                .position(|b| fits(b, v))
-                .ok_or_else(|| expected("a value of one of the union's branches", v))?;
-            write_long(out, i as i64);
-            encode(&branches[i], v, out)?;
-        }
-        (node, v) => return Err(expected(node_name(node), v)),
+        v => Err(expected("an object", v)),
     }
-    Ok(())
 }
 
 fn node_name(node: &Node) -> &'static str {
@@ -571,14 +603,22 @@ fn decode(node: &Node, r: &mut Reader<'_>) -> Result<Value, BodyError> {
             }
             Value::Object(entries)
         }
-        Node::Record(fields) => {
-            let mut obj = Map::new();
-            for f in fields {
-                obj.insert(f.name.clone(), decode(&f.node, r)?);
-            }
-            Value::Object(obj)
-        }
+        Node::Record(fields) => Value::Object(decode_record(fields, &[], r)?),
     })
+}
+
+/// A record's fields, named `names` where given (see [`Plan::decode_as`]).
+fn decode_record(
+    fields: &[Field],
+    names: &[String],
+    r: &mut Reader<'_>,
+) -> Result<Map<String, Value>, BodyError> {
+    let mut obj = Map::new();
+    for (i, f) in fields.iter().enumerate() {
+        let name = names.get(i).unwrap_or(&f.name);
+        obj.insert(name.clone(), decode(&f.node, r)?);
+    }
+    Ok(obj)
 }
 
 #[cfg(test)]

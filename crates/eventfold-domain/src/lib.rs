@@ -16,4 +16,4 @@ pub mod upcast;
 pub use aggregate::{Aggregate, DomainEvent, EventCategory, parse_command};
 pub use error::{CommandError, DomainError};
 pub use state_machine::{StateMachine, Transition};
-pub use upcast::{StoredEventError, UpcastError, Upcaster, Upcasters};
+pub use upcast::{KnownField, PreparedUpcast, StoredEventError, UpcastError, Upcaster, Upcasters};

@@ -7,6 +7,10 @@
 //! from existing ones, split a field into several, change a field's type, widen an enum, or any
 //! custom function. A version below the first step, a gap in the chain or a version newer than the
 //! code knows is a typed [`UpcastError`], never a panic.
+//!
+//! A reader that knows which fields every payload of a version has (an Avro record's) compiles the
+//! path once with [`Upcasters::prepare`]: renames then happen while the fields are read, and the
+//! operations the shape already decides are dropped, with the same result as [`Upcasters::upcast`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -131,7 +135,9 @@ impl Op {
                 Ok(())
             }
             Op::Default { field, value } => {
-                p.entry(field.clone()).or_insert_with(|| value.clone());
+                if !p.contains_key(field) {
+                    p.insert(field.clone(), value.clone());
+                }
                 Ok(())
             }
             Op::Derive { field, f } => {
@@ -155,15 +161,20 @@ impl Op {
                 }
                 Ok(())
             }
-            Op::WidenEnum { field, old_symbols } => match p.get(field) {
-                None | Some(Value::Null) => Ok(()),
-                Some(Value::String(s)) if old_symbols.iter().any(|o| o == s) => Ok(()),
-                Some(other) => Err(format!(
-                    "{other} is not one of the old symbols {old_symbols:?}"
-                )),
-            },
+            Op::WidenEnum { field, old_symbols } => check_symbol(p.get(field), old_symbols),
             Op::Custom { f, .. } => f(p),
         }
+    }
+}
+
+/// A widened enum's value must be absent, null or one of the old symbols.
+fn check_symbol(v: Option<&Value>, old_symbols: &[String]) -> Result<(), String> {
+    match v {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) if old_symbols.iter().any(|o| o == s) => Ok(()),
+        Some(other) => Err(format!(
+            "{other} is not one of the old symbols {old_symbols:?}"
+        )),
     }
 }
 
@@ -418,6 +429,321 @@ impl Upcasters {
     pub fn check_path(&self, event_type: &str, version: u32) -> Result<(), UpcastError> {
         self.path(event_type, version).map(drop)
     }
+
+    /// Compiles the path of `event_type` from `version` to the latest for payloads that carry
+    /// exactly `fields` (e.g. the fields of that version's Avro record); fails like
+    /// [`Upcasters::upcast`] when there is no path.
+    pub fn prepare(
+        &self,
+        event_type: &str,
+        version: u32,
+        fields: &[KnownField<'_>],
+    ) -> Result<PreparedUpcast, UpcastError> {
+        let path = self.path(event_type, version)?;
+        let mut c = Compiler::new(fields);
+        for step in path.iter().flatten() {
+            for op in &step.ops {
+                c.add(step.from_version, op);
+            }
+        }
+        Ok(c.finish(event_type, version + path.len() as u32))
+    }
+}
+
+/// A field that every payload of one shape carries, e.g. a field of an Avro record.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownField<'a> {
+    /// The field's name.
+    pub name: &'a str,
+    /// Every value the field can hold, when it is an enum (`None`: any value).
+    pub symbols: Option<&'a [String]>,
+}
+
+/// An upcasting path compiled by [`Upcasters::prepare`] for payloads that carry exactly a known
+/// set of fields.
+///
+/// A reader builds the payload with [`PreparedUpcast::names`] as its field names, so renames cost
+/// nothing, then calls [`PreparedUpcast::finish`]; the result is what [`Upcasters::upcast`] gives
+/// for the same payload. The operations whose outcome the shape decides are gone: a rename or a
+/// check of an absent field, a default or a derivation of a present one, the check of an enum
+/// whose symbols are all old ones.
+#[derive(Clone)]
+pub struct PreparedUpcast {
+    event_type: String,
+    latest: u32,
+    names: Vec<String>,
+    actions: Vec<Action>,
+}
+
+impl fmt::Debug for PreparedUpcast {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let actions: Vec<String> = self.actions.iter().map(Action::describe).collect();
+        f.debug_struct("PreparedUpcast")
+            .field("event_type", &self.event_type)
+            .field("latest", &self.latest)
+            .field("names", &self.names)
+            .field("actions", &actions)
+            .finish()
+    }
+}
+
+impl PreparedUpcast {
+    /// The name each known field gets while it is read, in the order of the fields given to
+    /// [`Upcasters::prepare`].
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The version of the payload after [`PreparedUpcast::finish`] (the latest).
+    pub fn latest(&self) -> u32 {
+        self.latest
+    }
+
+    /// Runs the rest of the path on a payload read with [`PreparedUpcast::names`].
+    pub fn finish(&self, payload: &mut Payload) -> Result<(), UpcastError> {
+        for a in &self.actions {
+            a.kind.run(payload).map_err(|message| UpcastError::Step {
+                event_type: self.event_type.clone(),
+                from_version: a.from_version,
+                field: a.field.clone(),
+                message,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// One operation left in a [`PreparedUpcast`], with the step and field it comes from (for errors).
+#[derive(Clone)]
+struct Action {
+    from_version: u32,
+    field: String,
+    kind: Kind,
+}
+
+/// What an [`Action`] does to the payload.
+#[derive(Clone)]
+enum Kind {
+    /// The operation as written (the shape does not decide it).
+    Run(Op),
+    /// A widened enum's check, on the field's name as read.
+    Check {
+        key: String,
+        old_symbols: Vec<String>,
+    },
+    /// The default of a field the payload lacks.
+    Insert { key: String, value: Value },
+    /// The derivation of a field the payload lacks.
+    Derive { key: String, f: DeriveFn },
+}
+
+impl Action {
+    fn describe(&self) -> String {
+        let what = match &self.kind {
+            Kind::Run(_) => "run",
+            Kind::Check { .. } => "check",
+            Kind::Insert { .. } => "insert",
+            Kind::Derive { .. } => "derive",
+        };
+        format!("v{} {what} {}", self.from_version, self.field)
+    }
+}
+
+impl Kind {
+    fn key_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Kind::Run(_) => None,
+            Kind::Check { key, .. } | Kind::Insert { key, .. } | Kind::Derive { key, .. } => {
+                Some(key)
+            }
+        }
+    }
+
+    fn run(&self, p: &mut Payload) -> Result<(), String> {
+        match self {
+            Kind::Run(op) => op.run(p),
+            Kind::Check { key, old_symbols } => check_symbol(p.get(key), old_symbols),
+            Kind::Insert { key, value } => {
+                p.insert(key.clone(), value.clone());
+                Ok(())
+            }
+            Kind::Derive { key, f } => {
+                let v = f(p)?;
+                p.insert(key.clone(), v);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A field every payload has at one point of the path, while compiling a [`PreparedUpcast`].
+struct Slot {
+    name: String,
+    symbols: Option<Vec<String>>,
+}
+
+/// Walks a path's operations over the payload's shape, building a [`PreparedUpcast`].
+///
+/// Renames move into the names the fields are read with until the first operation that reads
+/// the payload as a whole (derive, convert, split, custom) or a rename that is bound to fail:
+/// moving a rename past such an operation would change what it sees. The checks and defaults
+/// before that point work on one field each, so they keep their place and take the field's name
+/// as read.
+struct Compiler {
+    /// The fields every payload has here; the first `inputs` are the known fields.
+    slots: Vec<Slot>,
+    inputs: usize,
+    /// False once an operation may add or remove fields nobody can name (split, custom).
+    known: bool,
+    /// The known fields' names as read, fixed at the first operation that reads the payload.
+    names: Option<Vec<String>>,
+    /// The actions, each with the slot whose name as read becomes its key (until `names` is fixed).
+    actions: Vec<(Action, Option<usize>)>,
+}
+
+impl Compiler {
+    fn new(fields: &[KnownField<'_>]) -> Self {
+        Self {
+            slots: fields
+                .iter()
+                .map(|f| Slot {
+                    name: f.name.to_owned(),
+                    symbols: f.symbols.map(<[String]>::to_vec),
+                })
+                .collect(),
+            inputs: fields.len(),
+            known: true,
+            names: None,
+            actions: Vec::new(),
+        }
+    }
+
+    fn find(&self, name: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.name == name)
+    }
+
+    /// From here on renames happen at run time: fixes the names fields are read with and the
+    /// keys of the actions so far.
+    fn freeze(&mut self) {
+        if self.names.is_some() {
+            return;
+        }
+        for (action, slot) in &mut self.actions {
+            if let (Some(i), Some(key)) = (slot.take(), action.kind.key_mut()) {
+                key.clone_from(&self.slots[i].name);
+            }
+        }
+        self.names = Some(
+            self.slots[..self.inputs]
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
+        );
+    }
+
+    fn push(&mut self, from_version: u32, op: &Op, kind: Kind, slot: Option<usize>) {
+        let slot = slot.filter(|_| self.names.is_none());
+        let field = op.field().to_owned();
+        self.actions.push((
+            Action {
+                from_version,
+                field,
+                kind,
+            },
+            slot,
+        ));
+    }
+
+    fn add(&mut self, v: u32, op: &Op) {
+        if !self.known {
+            self.push(v, op, Kind::Run(op.clone()), None);
+            return;
+        }
+        match op {
+            Op::Rename { from, to } => {
+                let Some(i) = self.find(from) else { return };
+                let taken = self
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .any(|(j, s)| j != i && s.name == *to);
+                if taken {
+                    // Refused for every payload of this shape: run it for its error.
+                    self.freeze();
+                    self.push(v, op, Kind::Run(op.clone()), None);
+                    self.known = false;
+                    return;
+                }
+                if self.names.is_some() {
+                    self.push(v, op, Kind::Run(op.clone()), None);
+                }
+                self.slots[i].name.clone_from(to);
+            }
+            Op::Default { field, value } => {
+                if self.find(field).is_none() {
+                    let kind = Kind::Insert {
+                        key: field.clone(),
+                        value: value.clone(),
+                    };
+                    self.push(v, op, kind, Some(self.slots.len()));
+                    self.slots.push(Slot {
+                        name: field.clone(),
+                        symbols: None,
+                    });
+                }
+            }
+            Op::WidenEnum { field, old_symbols } => {
+                let Some(i) = self.find(field) else { return };
+                let all_old = self.slots[i]
+                    .symbols
+                    .as_ref()
+                    .is_some_and(|s| s.iter().all(|x| old_symbols.contains(x)));
+                if !all_old {
+                    let kind = Kind::Check {
+                        key: field.clone(),
+                        old_symbols: old_symbols.clone(),
+                    };
+                    self.push(v, op, kind, Some(i));
+                }
+            }
+            Op::Derive { field, f } => {
+                self.freeze();
+                if self.find(field).is_none() {
+                    let kind = Kind::Derive {
+                        key: field.clone(),
+                        f: f.clone(),
+                    };
+                    self.push(v, op, kind, None);
+                    self.slots.push(Slot {
+                        name: field.clone(),
+                        symbols: None,
+                    });
+                }
+            }
+            Op::Convert { field, .. } => {
+                self.freeze();
+                self.push(v, op, Kind::Run(op.clone()), None);
+                if let Some(i) = self.find(field) {
+                    self.slots[i].symbols = None;
+                }
+            }
+            Op::Split { .. } | Op::Custom { .. } => {
+                self.freeze();
+                self.push(v, op, Kind::Run(op.clone()), None);
+                self.known = false;
+            }
+        }
+    }
+
+    fn finish(mut self, event_type: &str, latest: u32) -> PreparedUpcast {
+        self.freeze();
+        PreparedUpcast {
+            event_type: event_type.to_owned(),
+            latest,
+            names: self.names.take().unwrap_or_default(),
+            actions: self.actions.into_iter().map(|(a, _)| a).collect(),
+        }
+    }
 }
 
 /// A stored or consumed event that could not be turned into a domain event.
@@ -593,5 +919,190 @@ mod tests {
             Ok(())
         }));
         assert_eq!(c.upcast("C", 1, json!({})).unwrap(), json!({"tags": []}));
+    }
+
+    /// What a reader of payloads with `fields` gets through [`Upcasters::prepare`]: `payload`'s
+    /// fields read under the prepared names, then the rest of the path.
+    fn through_prepared(
+        u: &Upcasters,
+        event_type: &str,
+        version: u32,
+        fields: &[KnownField<'_>],
+        payload: &Value,
+    ) -> Result<Value, UpcastError> {
+        let prepared = u.prepare(event_type, version, fields)?;
+        let mut read = Payload::new();
+        for (f, name) in fields.iter().zip(prepared.names()) {
+            read.insert(name.clone(), payload[f.name].clone());
+        }
+        prepared.finish(&mut read)?;
+        Ok(Value::Object(read))
+    }
+
+    #[track_caller]
+    fn assert_same_as_upcast(
+        u: &Upcasters,
+        event_type: &str,
+        version: u32,
+        fields: &[KnownField<'_>],
+        payloads: &[Value],
+    ) {
+        for p in payloads {
+            assert_eq!(
+                through_prepared(u, event_type, version, fields, p),
+                u.upcast(event_type, version, p.clone()),
+                "{event_type} v{version} {p}"
+            );
+        }
+    }
+
+    fn field<'a>(name: &'a str, symbols: Option<&'a [String]>) -> KnownField<'a> {
+        KnownField { name, symbols }
+    }
+
+    #[test]
+    fn a_prepared_path_gives_what_upcast_gives() {
+        let old: Vec<String> = vec!["a".into(), "b".into()];
+        let wider: Vec<String> = vec!["a".into(), "z".into()];
+        for symbols in [Some(old.as_slice()), Some(wider.as_slice()), None] {
+            let v1 = [
+                field("size", None),
+                field("kind", symbols),
+                field("name", None),
+            ];
+            let payloads = [
+                json!({"size": 10, "kind": "a", "name": "Ada Lovelace"}),
+                json!({"size": 10, "kind": "z", "name": "Ada"}),
+                json!({"size": "x", "kind": "b", "name": "Ada"}),
+                json!({"size": 1, "kind": null, "name": 5}),
+            ];
+            // Only payloads of the shape: an enum field holds one of its symbols.
+            let fitting: Vec<Value> = payloads
+                .into_iter()
+                .filter(|p| symbols.is_none_or(|s| s.iter().any(|x| p["kind"] == x.as_str())))
+                .collect();
+            assert_same_as_upcast(&chain(), "Thing", 1, &v1, &fitting);
+            let v1_with_confidence = [
+                field("size", None),
+                field("kind", symbols),
+                field("name", None),
+                field("confidence", None),
+            ];
+            assert_same_as_upcast(
+                &chain(),
+                "Thing",
+                1,
+                &v1_with_confidence,
+                &[json!({"size": 1, "kind": "b", "name": "X", "confidence": 0.1})],
+            );
+        }
+        let v2 = [
+            field("size_estimate", None),
+            field("kind", None),
+            field("name", None),
+        ];
+        assert_same_as_upcast(
+            &chain(),
+            "Thing",
+            2,
+            &v2,
+            &[json!({"size_estimate": 3, "kind": "c", "name": "A B"})],
+        );
+    }
+
+    #[test]
+    fn renames_while_reading_and_drops_what_the_shape_decides() {
+        let old: Vec<String> = vec!["a".into()];
+        let fields = [field("size", None), field("kind", Some(&old))];
+        let u = Upcasters::default().with(
+            Upcaster::new("T", 1)
+                .widen_enum("kind", &["a", "b"])
+                .rename("size", "size_estimate")
+                .default_value("kind", json!("b"))
+                .default_value("confidence", json!(0.7))
+                .rename("missing", "anything"),
+        );
+        let p = u.prepare("T", 1, &fields).unwrap();
+        assert_eq!(p.names(), ["size_estimate", "kind"]);
+        assert_eq!(p.latest(), 2);
+        let text = format!("{p:?}");
+        assert!(
+            text.contains(r#"actions: ["v1 insert confidence"]"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn keeps_renames_after_an_operation_that_reads_the_payload_in_place() {
+        let u = Upcasters::default().with(
+            Upcaster::new("T", 1)
+                .widen_enum("k", &["a"])
+                .rename("k", "kind")
+                .default_value("d", json!(1))
+                .rename("d", "dflt")
+                .derive("label", |p| Ok(json!(format!("{}-{}", p["n"], p["dflt"]))))
+                .rename("n", "name")
+                .convert("kind", |v| Ok(json!([v])))
+                .widen_enum("name", &["x"])
+                .rename("name", "label"),
+        );
+        let fields = [field("k", None), field("n", None)];
+        let p = u.prepare("T", 1, &fields).unwrap();
+        assert_eq!(p.names(), ["kind", "n"]);
+        assert_same_as_upcast(
+            &u,
+            "T",
+            1,
+            &fields,
+            &[
+                json!({"k": "a", "n": "x"}),
+                json!({"k": "b", "n": "x"}),
+                json!({"k": "a", "n": "y"}),
+            ],
+        );
+    }
+
+    #[test]
+    fn runs_everything_after_a_split_or_custom_step_as_written() {
+        let u = Upcasters::default()
+            .with(Upcaster::new("T", 1).custom("x", |p| {
+                if let Some(v) = p.remove("a") {
+                    p.insert("b".into(), v);
+                }
+                Ok(())
+            }))
+            .with(
+                Upcaster::new("T", 2)
+                    .rename("b", "c")
+                    .default_value("a", json!(0))
+                    .widen_enum("c", &["q"]),
+            );
+        let fields = [field("a", None)];
+        assert_same_as_upcast(&u, "T", 1, &fields, &[json!({"a": "q"}), json!({"a": "r"})]);
+    }
+
+    #[test]
+    fn a_prepared_rename_onto_a_present_field_fails_like_upcast() {
+        let fields = [
+            field("size", None),
+            field("size_estimate", None),
+            field("kind", None),
+            field("name", None),
+        ];
+        assert_same_as_upcast(
+            &chain(),
+            "Thing",
+            1,
+            &fields,
+            &[json!({"size": 1, "size_estimate": 2, "kind": "a", "name": "X"})],
+        );
+    }
+
+    #[test]
+    fn preparing_without_a_path_fails_like_upcast() {
+        let err = chain().prepare("Thing", 4, &[]).unwrap_err();
+        assert!(matches!(err, UpcastError::Newer { latest: 3, .. }), "{err}");
+        let p = chain().prepare("Other", 1, &[field("x", None)]).unwrap();
+        assert_eq!((p.names(), p.latest()), (&["x".to_owned()][..], 1));
     }
 }
