@@ -236,15 +236,30 @@ pub async fn consume_until(
     consumer.subscribe(&[topic]).expect("subscribe");
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
-    while !done(&out) {
+    // `done` may look at every record: ask it after each 1,000 records and whenever the topic is
+    // quiet for 300 ms, not after every record.
+    let mut check = true;
+    loop {
+        if check && done(&out) {
+            break;
+        }
+        check = false;
         let now = tokio::time::Instant::now();
         if now >= deadline {
+            let incomplete: Vec<_> = versions_by_aggregate(&out)
+                .into_iter()
+                .map(|(k, v)| (k, v.iter().max().copied().unwrap_or(0)))
+                .take(5)
+                .collect();
             panic!(
-                "consuming {topic}: condition not reached within {timeout:?} ({} records)",
+                "consuming {topic}: condition not reached within {timeout:?} ({} records; some \
+                 aggregates and their last version: {incomplete:?})",
                 out.len()
             );
         }
-        let Ok(next) = tokio::time::timeout(deadline - now, consumer.recv()).await else {
+        let wait = (deadline - now).min(Duration::from_millis(300));
+        let Ok(next) = tokio::time::timeout(wait, consumer.recv()).await else {
+            check = true;
             continue;
         };
         let msg = match next {
@@ -253,6 +268,7 @@ pub async fn consume_until(
             Err(e) => {
                 eprintln!("consuming {topic}: {e} (retrying)");
                 tokio::time::sleep(Duration::from_millis(200)).await;
+                check = true;
                 continue;
             }
         };
@@ -263,6 +279,7 @@ pub async fn consume_until(
             envelope: Envelope::from_headers(msg.headers().expect("headers")).expect("envelope"),
             value: msg.payload().unwrap_or_default().to_vec(),
         });
+        check = out.len() % 1000 == 0;
     }
     out
 }
