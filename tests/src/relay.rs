@@ -243,7 +243,6 @@ pub async fn consume_until(
         if check && done(&out) {
             break;
         }
-        check = false;
         let now = tokio::time::Instant::now();
         if now >= deadline {
             let incomplete: Vec<_> = versions_by_aggregate(&out)
