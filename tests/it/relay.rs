@@ -317,7 +317,9 @@ async fn a_relay_whose_epoch_moved_on_deletes_nothing_and_a_stopped_relay_hands_
         .iter()
         .filter(|(s, e, _)| epochs_before.get(s).is_some_and(|old| e > old))
         .count();
-    assert_eq!(moved, 8, "the 8 shards taken over have new epochs");
+    // At least the 8 shards taken over (a shard can also have changed hands while the two relays
+    // settled their shares).
+    assert!(moved >= 8, "{moved} shards with new epochs: {after:?}");
     stop(b).await;
 
     // A delete that names an old epoch is refused; the row stays for the new owner.
