@@ -161,7 +161,7 @@ impl Relay {
             let pairs: Vec<(i32, i64)> = owned.iter().map(|(s, e)| (*s, *e)).collect();
             let exclude: Vec<i64> = in_flight.as_ref().map_or_else(Vec::new, Sent::ids);
             let started = std::time::Instant::now();
-            let batch = match outbox::next_batch(
+            let mut batch = match outbox::next_batch(
                 &self.pool,
                 shards.count(),
                 &pairs,
@@ -186,6 +186,8 @@ impl Relay {
             done.clear();
             let valid: HashSet<i32> = batch.valid_shards.iter().copied().collect();
             shards.forget(&mut owned, |s| !valid.contains(&s));
+            // Rows of a shard whose epoch moved on belong to its new owner.
+            batch.rows.retain(|r| valid.contains(&r.shard));
             let full = batch.rows.len() >= self.config.batch_size;
             let sent = if batch.rows.is_empty() {
                 None
