@@ -7,6 +7,10 @@
 //! version)` constraint, so a state made stale by another process shows up as a conflict, and the
 //! aggregate is reloaded and the command decided again (bounded, with jitter). A conflict or a bad
 //! command never fails the other commands of its batch.
+//!
+//! A writer runs several batches at once (`in_flight`) without waiting for one statement before
+//! sending the next, but never two running batches on one aggregate: each batch is decided on
+//! committed state, so a batch that fails cannot leave another one built on events that never were.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroUsize;
@@ -332,6 +336,9 @@ struct Decided<A: Aggregate> {
     prepared: Prepared,
 }
 
+/// How long an idle writer keeps its connections before giving them back to the pool.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// One batch whose statement is running: the decided jobs with the states they lead to, and the
 /// refusals decided on those states, answered once the batch is settled.
 struct Flight<A: Aggregate> {
@@ -368,7 +375,8 @@ struct Writer<A: Aggregate> {
     /// Aggregates of the running batches.
     busy_ids: HashSet<String>,
     /// Connections kept between batches while there is work: a batch then costs one round trip,
-    /// not a pool checkout too. Given back before any other query and whenever the writer idles.
+    /// not a pool checkout (and its ping) too. Given back before any other query of the writer and
+    /// when it has been idle for [`IDLE_RELEASE`].
     connections: Vec<PoolConnection<Postgres>>,
 }
 
@@ -395,13 +403,15 @@ impl<A: Aggregate> Writer<A> {
                 let again = self.start(batch, &mut flights).await;
                 requeue_front(&mut waiting, again);
             }
-            if flights.is_empty() && waiting.is_empty() {
-                self.connections.clear();
-                if !open {
-                    return;
-                }
+            let idle = flights.is_empty() && waiting.is_empty();
+            if idle && !open {
+                return;
             }
             tokio::select! {
+                // Connections go back to the pool once the writer has been idle for a moment.
+                () = tokio::time::sleep(IDLE_RELEASE), if idle && !self.connections.is_empty() => {
+                    self.connections.clear();
+                }
                 job = rx.recv(), if open && waiting.len() < backlog => match job {
                     Some(job) => waiting.push_back(job),
                     None => open = false,
