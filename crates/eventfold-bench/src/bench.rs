@@ -267,8 +267,10 @@ async fn print_facts(
         config.aggregates, config.duration, config.workers, config.pool_size
     );
     println!(
-        "- eventfold bus: {} writers, batches of up to {} commands, cache {} aggregates, snapshot every {} events",
+        "- eventfold bus: {} writers, {} batches in flight per writer, batches of up to {} commands, \
+         cache {} aggregates, snapshot every {} events",
         config.bus.writers,
+        config.bus.in_flight,
         config.bus.max_batch,
         config.bus.cache_capacity,
         config.bus.snapshots.every

@@ -7,14 +7,21 @@
 //! version)` constraint, so a state made stale by another process shows up as a conflict, and the
 //! aggregate is reloaded and the command decided again (bounded, with jitter). A conflict or a bad
 //! command never fails the other commands of its batch.
+//!
+//! A writer may run several batches at once (`in_flight`), sending the next statement before the
+//! previous one returns, but never two running batches on one aggregate: each batch is decided on
+//! committed state, so a batch that fails cannot leave another one built on events that never were.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use eventfold_domain::Aggregate;
 use lru::LruCache;
+use sqlx::Postgres;
+use sqlx::pool::PoolConnection;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::repository::{self, HandleError, Handled, Prepared, RetryPolicy};
@@ -28,6 +35,8 @@ pub struct BusConfig {
     pub writers: usize,
     /// Most commands per batch.
     pub max_batch: usize,
+    /// Batches each writer runs at once (on distinct aggregates).
+    pub in_flight: usize,
     /// Aggregates kept in memory, over all writers.
     pub cache_capacity: usize,
     /// Retries of a command whose aggregate moved underneath it.
@@ -39,7 +48,7 @@ pub struct BusConfig {
 }
 
 impl BusConfig {
-    /// Reads `COMMAND_WRITERS`, `COMMAND_MAX_BATCH`, `AGGREGATE_CACHE_SIZE`,
+    /// Reads `COMMAND_WRITERS`, `COMMAND_MAX_BATCH`, `COMMAND_IN_FLIGHT`, `AGGREGATE_CACHE_SIZE`,
     /// `COMMAND_RETRY_ATTEMPTS`, `COMMAND_RETRY_BASE_MS`, `SNAPSHOT_EVERY` and `SNAPSHOT_KEEP`.
     pub fn from_env(
         env: &eventfold_runtime::Env,
@@ -48,6 +57,7 @@ impl BusConfig {
         Ok(Self {
             writers: positive(env, "COMMAND_WRITERS", d.writers)?,
             max_batch: positive(env, "COMMAND_MAX_BATCH", d.max_batch)?,
+            in_flight: positive(env, "COMMAND_IN_FLIGHT", d.in_flight)?,
             cache_capacity: positive(env, "AGGREGATE_CACHE_SIZE", d.cache_capacity)?,
             retry: RetryPolicy {
                 max_attempts: positive(
@@ -91,6 +101,9 @@ impl Default for BusConfig {
         Self {
             writers: 2,
             max_batch: 64,
+            // Two measured no faster on the 2-core bench machine and cost more CPU per command
+            // (smaller batches); more may pay where commits wait on slower storage.
+            in_flight: 1,
             cache_capacity: 100_000,
             retry: RetryPolicy::default(),
             snapshots: SnapshotPolicy::default(),
@@ -199,6 +212,8 @@ struct Job<A: Aggregate> {
     request_hash: Vec<u8>,
     expected_version: Option<i64>,
     attempt: u32,
+    /// Written in a batch of its own (after its batch failed on something one command carried).
+    alone: bool,
     reply: oneshot::Sender<Result<Handled, HandleError>>,
 }
 
@@ -249,11 +264,15 @@ impl<A: Aggregate> CommandBus<A> {
                     store: store.clone(),
                     cache: LruCache::new(NonZeroUsize::new(per_writer).expect("at least 1")),
                     max_batch: config.max_batch.max(1),
+                    in_flight: config.in_flight.max(1),
                     retry: config.retry,
                     snapshot_policy: config.snapshots,
                     snapshots: snapshots.clone(),
                     counters: counters.clone(),
                     requeue: tx.downgrade(),
+                    busy: HashMap::new(),
+                    busy_ids: HashSet::new(),
+                    connections: Vec::new(),
                 };
                 tokio::spawn(writer.run(rx));
                 tx
@@ -283,6 +302,7 @@ impl<A: Aggregate> CommandBus<A> {
             request_hash,
             expected_version,
             attempt: 1,
+            alone: false,
             reply,
         };
         self.writers[writer]
@@ -318,53 +338,131 @@ struct Decided<A: Aggregate> {
     prepared: Prepared,
 }
 
+/// How long an idle writer keeps its connections before giving them back to the pool.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// One batch whose statement is running: the decided jobs with the states they lead to, and the
+/// refusals decided on those states, answered once the batch is settled.
+struct Flight<A: Aggregate> {
+    decided: Vec<Decided<A>>,
+    pending: HashMap<String, Cached<A>>,
+    refused: Vec<Refused<A>>,
+}
+
+/// A flight back from its statement, with its connection when it is still good.
+type Landed<A> = (
+    Flight<A>,
+    Result<Vec<Vec<i64>>, BatchError>,
+    Option<PoolConnection<Postgres>>,
+);
+
 /// One writer task: owns a share of the aggregates, their cache and their batches.
+///
+/// Up to `in_flight` batches run at once, on aggregates no other running batch touches: each is
+/// decided on committed state only, so a failed batch never invalidates another one, and the
+/// commands of one aggregate still commit in arrival order (a command whose aggregate is in a
+/// running batch waits for it).
 struct Writer<A: Aggregate> {
     store: EventStore,
     cache: LruCache<String, Cached<A>>,
     max_batch: usize,
+    in_flight: usize,
     retry: RetryPolicy,
     snapshot_policy: SnapshotPolicy,
     snapshots: Option<mpsc::Sender<(String, i64, String)>>,
     counters: Counters,
     requeue: mpsc::WeakSender<Job<A>>,
+    /// Aggregates of the running batches, by task.
+    busy: HashMap<tokio::task::Id, Vec<String>>,
+    /// Aggregates of the running batches.
+    busy_ids: HashSet<String>,
+    /// Connections kept between batches while there is work: a batch then costs one round trip,
+    /// not a pool checkout (and its ping) too. Given back before any other query of the writer and
+    /// when it has been idle for [`IDLE_RELEASE`].
+    connections: Vec<PoolConnection<Postgres>>,
 }
 
 impl<A: Aggregate> Writer<A> {
     async fn run(mut self, mut rx: mpsc::Receiver<Job<A>>) {
-        while let Some(first) = rx.recv().await {
-            let mut jobs = vec![first];
-            while jobs.len() < self.max_batch {
+        let mut waiting: VecDeque<Job<A>> = VecDeque::new();
+        let mut flights: JoinSet<Landed<A>> = JoinSet::new();
+        // Jobs taken off the channel but not yet decided; beyond this the callers wait.
+        let backlog = self.max_batch * self.in_flight;
+        let mut open = true;
+        loop {
+            while open && waiting.len() < backlog {
                 match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
+                    Ok(job) => waiting.push_back(job),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
                 }
             }
-            let mut queue = vec![jobs];
-            while let Some(batch) = queue.pop() {
-                queue.extend(self.process(batch).await);
+            while flights.len() < self.in_flight {
+                let batch = self.next_batch(&mut waiting);
+                if batch.is_empty() {
+                    break;
+                }
+                let again = self.start(batch, &mut flights).await;
+                requeue_front(&mut waiting, again);
+            }
+            let idle = flights.is_empty() && waiting.is_empty();
+            if idle && !open {
+                return;
+            }
+            tokio::select! {
+                // Connections go back to the pool once the writer has been idle for a moment.
+                () = tokio::time::sleep(IDLE_RELEASE), if idle && !self.connections.is_empty() => {
+                    self.connections.clear();
+                }
+                job = rx.recv(), if open && waiting.len() < backlog => match job {
+                    Some(job) => waiting.push_back(job),
+                    None => open = false,
+                },
+                Some(landed) = flights.join_next_with_id() => {
+                    let again = self.land(landed).await;
+                    requeue_front(&mut waiting, again);
+                }
             }
         }
     }
 
-    /// Decides and appends one batch; returns batches still to do (deferred repeats, or jobs to
-    /// decide again after another job of the batch was taken out).
-    async fn process(&mut self, jobs: Vec<Job<A>>) -> Vec<Vec<Job<A>>> {
-        // The same command id twice in one batch: the later one waits for the next batch, where it
-        // finds the first one's record.
-        let mut seen = HashSet::new();
-        let (jobs, deferred): (Vec<_>, Vec<_>) = jobs
-            .into_iter()
-            .partition(|j| seen.insert(j.meta.command_id));
-        let mut follow_up = Vec::new();
-        if !deferred.is_empty() {
-            follow_up.push(deferred);
+    /// Takes the next batch off `waiting`, in arrival order: jobs whose aggregate is in a running
+    /// batch stay, and so does a second job with a command id already in the batch (it finds the
+    /// first one's record in a later batch); later jobs of an aggregate that stays, stay too. A job
+    /// marked `alone` is a batch of its own.
+    fn next_batch(&self, waiting: &mut VecDeque<Job<A>>) -> Vec<Job<A>> {
+        let mut batch = Vec::new();
+        let mut rest = VecDeque::with_capacity(waiting.len());
+        let mut held: HashSet<String> = HashSet::new();
+        let mut command_ids = HashSet::new();
+        let mut closed = false;
+        for job in waiting.drain(..) {
+            let eligible = !closed
+                && (batch.is_empty() || !job.alone)
+                && batch.len() < self.max_batch
+                && !self.busy_ids.contains(&job.aggregate_id)
+                && !held.contains(&job.aggregate_id)
+                && !command_ids.contains(&job.meta.command_id);
+            if eligible {
+                command_ids.insert(job.meta.command_id);
+                closed = job.alone;
+                batch.push(job);
+            } else {
+                held.insert(job.aggregate_id.clone());
+                rest.push_back(job);
+            }
         }
+        *waiting = rest;
+        batch
+    }
 
-        // A repeated command id is found out by the append (its record is taken) or, for a refused
-        // command, by `recheck`: the common case costs no lookup.
-        let mut jobs = jobs;
-
+    /// Decides `jobs` and starts their append on `flights`; refusals of a batch with nothing to
+    /// append are checked at once. Returns jobs to decide again.
+    async fn start(
+        &mut self,
+        mut jobs: Vec<Job<A>>,
+        flights: &mut JoinSet<Landed<A>>,
+    ) -> Vec<Job<A>> {
         // A caller's expected version that disagrees with the cache may mean the cache is stale.
         for job in &jobs {
             if let Some(expected) = job.expected_version
@@ -377,7 +475,7 @@ impl<A: Aggregate> Writer<A> {
             Ok(loaded) => loaded,
             Err(e) => {
                 self.fail_all(jobs, &e);
-                return follow_up;
+                return Vec::new();
             }
         };
 
@@ -436,35 +534,95 @@ impl<A: Aggregate> Writer<A> {
                 }
             }
         }
-        if !decided.is_empty() {
-            follow_up.extend(self.append(decided, pending).await);
+        if decided.is_empty() {
+            return self.recheck(refused).await;
         }
-        if !refused.is_empty() {
-            follow_up.extend(self.recheck(refused).await);
-        }
-        follow_up
+        let aggregates: Vec<String> = pending.keys().cloned().collect();
+        let flight = Flight {
+            decided,
+            pending,
+            refused,
+        };
+        let store = self.store.clone();
+        let held = self.connections.pop();
+        let task = flights.spawn(async move {
+            let mut conn = match held {
+                Some(conn) => conn,
+                None => match store.pool().acquire().await {
+                    Ok(conn) => conn,
+                    Err(e) => return (flight, Err(BatchError::Database(e)), None),
+                },
+            };
+            let writes: Vec<CommandWrite<'_>> = flight
+                .decided
+                .iter()
+                .map(|d| CommandWrite {
+                    aggregate_id: &d.job.aggregate_id,
+                    expected_version: d.base_version,
+                    events: &d.prepared.events,
+                    meta: &d.job.meta,
+                    record: &d.prepared.record,
+                })
+                .collect();
+            let result = store.append_batch_on(&mut conn, A::TYPE, &writes).await;
+            drop(writes);
+            let conn = match &result {
+                Err(BatchError::Database(e)) if !is_statement_error(e) => None,
+                _ => Some(conn),
+            };
+            (flight, result, conn)
+        });
+        self.busy_ids.extend(aggregates.iter().cloned());
+        self.busy.insert(task.id(), aggregates);
+        Vec::new()
     }
 
-    /// Appends the decided jobs in one statement and answers them; returns jobs to do again.
-    async fn append(
+    /// Settles a flight back from its statement: answers its jobs, caches the states they
+    /// committed, checks its refusals. Returns jobs to decide again.
+    async fn land(
+        &mut self,
+        landed: Result<(tokio::task::Id, Landed<A>), tokio::task::JoinError>,
+    ) -> Vec<Job<A>> {
+        let id = match &landed {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        for aggregate in self.busy.remove(&id).unwrap_or_default() {
+            self.busy_ids.remove(&aggregate);
+        }
+        let (flight, result) = match landed {
+            Ok((_, (flight, result, conn))) => {
+                self.connections.extend(conn);
+                (flight, result)
+            }
+            Err(e) => {
+                // The append task panicked: its callers see the bus as stopped (their answer
+                // channels are dropped), and states of its aggregates may be stale.
+                tracing::error!(aggregate_type = A::TYPE, error = %e, "command batch task failed");
+                self.cache.clear();
+                return Vec::new();
+            }
+        };
+        let Flight {
+            decided,
+            pending,
+            refused,
+        } = flight;
+        let mut again = self.settle(decided, pending, result).await;
+        if !refused.is_empty() {
+            again.extend(self.recheck(refused).await);
+        }
+        again
+    }
+
+    /// Answers the jobs of an append that committed, or sorts out why it did not. Returns jobs
+    /// to decide again.
+    async fn settle(
         &mut self,
         decided: Vec<Decided<A>>,
         pending: HashMap<String, Cached<A>>,
-    ) -> Vec<Vec<Job<A>>> {
-        let mut follow_up = Vec::new();
-
-        let writes: Vec<CommandWrite<'_>> = decided
-            .iter()
-            .map(|d| CommandWrite {
-                aggregate_id: &d.job.aggregate_id,
-                expected_version: d.base_version,
-                events: &d.prepared.events,
-                meta: &d.job.meta,
-                record: &d.prepared.record,
-            })
-            .collect();
-        let result = self.store.append_batch(A::TYPE, &writes).await;
-        drop(writes);
+        result: Result<Vec<Vec<i64>>, BatchError>,
+    ) -> Vec<Job<A>> {
         match result {
             Ok(_) => {
                 self.counters.batch(decided.len());
@@ -481,19 +639,24 @@ impl<A: Aggregate> Writer<A> {
                 for (id, state) in pending {
                     self.cache.put(id, state);
                 }
+                Vec::new()
             }
-            Err(BatchError::UniqueViolation(_)) => {
-                follow_up.extend(self.untangle(decided).await);
-            }
+            Err(BatchError::UniqueViolation(_)) => self.untangle(decided).await,
             Err(BatchError::Database(e)) if decided.len() > 1 && is_statement_error(&e) => {
                 // Something in one command broke the statement: write each alone to find it.
-                follow_up.extend(decided.into_iter().map(|d| vec![d.job]));
+                decided
+                    .into_iter()
+                    .map(|d| Job {
+                        alone: true,
+                        ..d.job
+                    })
+                    .collect()
             }
             Err(BatchError::Database(e)) => {
                 self.fail_all(decided.into_iter().map(|d| d.job).collect(), &e);
+                Vec::new()
             }
         }
-        follow_up
     }
 
     /// The state of every aggregate of `jobs`: cached ones copied, the others loaded (and
@@ -520,6 +683,7 @@ impl<A: Aggregate> Writer<A> {
         if missing.is_empty() {
             return Ok((base, HashSet::new()));
         }
+        self.connections.clear();
         let mut loaded = repository::hydrate_many::<A>(&self.store, &missing).await?;
         let mut broken: HashMap<String, HandleError> = HashMap::new();
         for id in &missing {
@@ -551,7 +715,8 @@ impl<A: Aggregate> Writer<A> {
     /// Refused jobs: a repeat of an earlier command gets its first answer; a refusal decided on a
     /// cached state that another process has since moved is decided again on a fresh load; the
     /// others get their refusal.
-    async fn recheck(&mut self, refused: Vec<Refused<A>>) -> Vec<Vec<Job<A>>> {
+    async fn recheck(&mut self, refused: Vec<Refused<A>>) -> Vec<Job<A>> {
+        self.connections.clear();
         let command_ids: Vec<Uuid> = refused.iter().map(|(j, _, _)| j.meta.command_id).collect();
         let unsure: Vec<String> = refused
             .iter()
@@ -595,16 +760,13 @@ impl<A: Aggregate> Writer<A> {
                 job.answer(Err(error));
             }
         }
-        if again.is_empty() {
-            Vec::new()
-        } else {
-            vec![again]
-        }
+        again
     }
 
     /// After a batch hit a taken version or command id: answers the repeats, sends the commands of
     /// aggregates that moved back for a retry, and returns the rest to be decided again.
-    async fn untangle(&mut self, decided: Vec<Decided<A>>) -> Vec<Vec<Job<A>>> {
+    async fn untangle(&mut self, decided: Vec<Decided<A>>) -> Vec<Job<A>> {
+        self.connections.clear();
         let mut ids: Vec<String> = decided.iter().map(|d| d.job.aggregate_id.clone()).collect();
         ids.sort();
         ids.dedup();
@@ -650,11 +812,7 @@ impl<A: Aggregate> Writer<A> {
                 again.push(job);
             }
         }
-        if again.is_empty() {
-            Vec::new()
-        } else {
-            vec![again]
-        }
+        again
     }
 
     /// Sends a job whose aggregate moved back to this writer after a jittered back-off, or answers
@@ -701,6 +859,13 @@ impl<A: Aggregate> Writer<A> {
         for job in jobs {
             job.answer(Err(HandleError::Database(copy_error(e))));
         }
+    }
+}
+
+/// Puts `jobs` back at the head of the queue, in their order (they arrived before the rest).
+fn requeue_front<A: Aggregate>(waiting: &mut VecDeque<Job<A>>, jobs: Vec<Job<A>>) {
+    for job in jobs.into_iter().rev() {
+        waiting.push_front(job);
     }
 }
 

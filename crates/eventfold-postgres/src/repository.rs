@@ -206,7 +206,9 @@ pub fn prepare<A: Aggregate>(
             code: "unserializable_event",
             message: e.to_string(),
         })?;
-        if let Some(pointer) = find_nul(&payload, String::new()) {
+        if contains_nul(&payload)
+            && let Some(pointer) = find_nul(&payload, String::new())
+        {
             return Err(HandleError::Invalid {
                 code: "nul_in_string",
                 message: format!(
@@ -239,6 +241,18 @@ pub fn prepare<A: Aggregate>(
         handled,
         record,
     })
+}
+
+/// True when a string or key of `value` contains NUL; cheap (no allocation), unlike [`find_nul`],
+/// which builds the pointer of every key it passes.
+fn contains_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
 }
 
 /// The JSON pointer of the first string (or key) containing NUL, if any.
@@ -363,6 +377,24 @@ mod tests {
             find_nul(&json!({"a": [1, "ok", null]}), String::new()),
             None
         );
+    }
+
+    #[test]
+    fn contains_nul_agrees_with_find_nul() {
+        use serde_json::json;
+        for value in [
+            json!({"a": ["x", "y\u{0}"]}),
+            json!({"a/b": {"k\u{0}": 1}}),
+            json!("\u{0}"),
+            json!({"a": [1, "ok", null]}),
+            json!({"a": {"b": "c"}}),
+        ] {
+            assert_eq!(
+                contains_nul(&value),
+                find_nul(&value, String::new()).is_some(),
+                "{value}"
+            );
+        }
     }
 
     #[test]

@@ -306,6 +306,79 @@ pub fn shard_key(aggregate_id: &str) -> i32 {
     (hash & 0x7fff_ffff) as i32
 }
 
+/// The group commit statement of [`EventStore::append_batch`], on a pool or a connection.
+async fn append_batch_with<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    aggregate_type: &str,
+    writes: &[CommandWrite<'_>],
+) -> Result<Vec<Vec<i64>>, BatchError> {
+    let rows = BatchRows::new(writes);
+    let inserted: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+        "WITH input AS ( \
+            SELECT * FROM UNNEST($2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], \
+                $7::bigint[], $8::timestamptz[], $9::uuid[], $10::uuid[], $11::text[], $12::text[], \
+                $13::text[], $14::uuid[], $15::jsonb[], $16::jsonb[], $17::int[]) WITH ORDINALITY \
+                AS i(event_id, event_type, schema_version, category, aggregate_id, version, \
+                     occurred_at, correlation_id, causation_id, actor_kind, actor_id, tenant, \
+                     command_id, metadata, payload, shard_key, ord) \
+         ), claimed AS ( \
+            INSERT INTO commands (command_id, aggregate_type, aggregate_id, command_name, request_hash, response) \
+            SELECT c.id, $1, c.aggregate_id, c.name, c.hash, c.response \
+            FROM UNNEST($18::uuid[], $19::text[], $20::text[], $21::bytea[], $22::text[]) \
+                AS c(id, aggregate_id, name, hash, response) \
+         ), appended AS ( \
+            INSERT INTO events (event_id, event_type, schema_version, category, aggregate_type, \
+                aggregate_id, version, occurred_at, correlation_id, causation_id, actor_kind, actor_id, \
+                tenant, command_id, metadata, payload) \
+            SELECT event_id, event_type, schema_version, category, $1, aggregate_id, version, \
+                occurred_at, correlation_id, causation_id, actor_kind, actor_id, tenant, command_id, \
+                metadata, payload \
+            FROM input ORDER BY ord \
+            RETURNING event_id, position, aggregate_id, version \
+         ), outboxed AS ( \
+            INSERT INTO outbox (shard_key, event_position, aggregate_type, aggregate_id, version) \
+            SELECT i.shard_key, a.position, $1, a.aggregate_id, a.version \
+            FROM appended a JOIN input i ON i.event_id = a.event_id ORDER BY a.position \
+         ) \
+         SELECT event_id, position FROM appended",
+    )
+    .bind(aggregate_type)
+    .bind(&rows.event_id)
+    .bind(&rows.event_type)
+    .bind(&rows.schema_version)
+    .bind(&rows.category)
+    .bind(&rows.aggregate_id)
+    .bind(&rows.version)
+    .bind(&rows.occurred_at)
+    .bind(&rows.correlation_id)
+    .bind(&rows.causation_id)
+    .bind(&rows.actor_kind)
+    .bind(&rows.actor_id)
+    .bind(&rows.tenant)
+    .bind(&rows.command_id)
+    .bind(&rows.metadata)
+    .bind(&rows.payload)
+    .bind(&rows.shard_key)
+    .bind(&rows.cmd_id)
+    .bind(&rows.cmd_aggregate_id)
+    .bind(&rows.cmd_name)
+    .bind(&rows.cmd_hash)
+    .bind(&rows.cmd_response)
+    .fetch_all(executor)
+    .await
+    .map_err(BatchError::from_sqlx)?;
+    let by_id: std::collections::HashMap<Uuid, i64> = inserted.into_iter().collect();
+    Ok(writes
+        .iter()
+        .map(|w| {
+            w.events
+                .iter()
+                .map(|e| by_id.get(&e.event_id).copied().unwrap_or_default())
+                .collect()
+        })
+        .collect())
+}
+
 const EVENT_COLUMNS: &str = "position, tx_id::text::bigint AS tx_id, event_id, event_type, \
     schema_version, category, aggregate_type, aggregate_id, version, occurred_at, recorded_at, \
     correlation_id, causation_id, actor_kind, actor_id, tenant, command_id, metadata, payload";
@@ -373,71 +446,18 @@ impl EventStore {
         aggregate_type: &str,
         writes: &[CommandWrite<'_>],
     ) -> Result<Vec<Vec<i64>>, BatchError> {
-        let rows = BatchRows::new(writes);
-        let inserted: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
-            "WITH input AS ( \
-                SELECT * FROM UNNEST($2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], \
-                    $7::bigint[], $8::timestamptz[], $9::uuid[], $10::uuid[], $11::text[], $12::text[], \
-                    $13::text[], $14::uuid[], $15::jsonb[], $16::jsonb[], $17::int[]) WITH ORDINALITY \
-                    AS i(event_id, event_type, schema_version, category, aggregate_id, version, \
-                         occurred_at, correlation_id, causation_id, actor_kind, actor_id, tenant, \
-                         command_id, metadata, payload, shard_key, ord) \
-             ), claimed AS ( \
-                INSERT INTO commands (command_id, aggregate_type, aggregate_id, command_name, request_hash, response) \
-                SELECT c.id, $1, c.aggregate_id, c.name, c.hash, c.response \
-                FROM UNNEST($18::uuid[], $19::text[], $20::text[], $21::bytea[], $22::text[]) \
-                    AS c(id, aggregate_id, name, hash, response) \
-             ), appended AS ( \
-                INSERT INTO events (event_id, event_type, schema_version, category, aggregate_type, \
-                    aggregate_id, version, occurred_at, correlation_id, causation_id, actor_kind, actor_id, \
-                    tenant, command_id, metadata, payload) \
-                SELECT event_id, event_type, schema_version, category, $1, aggregate_id, version, \
-                    occurred_at, correlation_id, causation_id, actor_kind, actor_id, tenant, command_id, \
-                    metadata, payload \
-                FROM input ORDER BY ord \
-                RETURNING event_id, position, aggregate_id, version \
-             ), outboxed AS ( \
-                INSERT INTO outbox (shard_key, event_position, aggregate_type, aggregate_id, version) \
-                SELECT i.shard_key, a.position, $1, a.aggregate_id, a.version \
-                FROM appended a JOIN input i ON i.event_id = a.event_id ORDER BY a.position \
-             ) \
-             SELECT event_id, position FROM appended",
-        )
-        .bind(aggregate_type)
-        .bind(&rows.event_id)
-        .bind(&rows.event_type)
-        .bind(&rows.schema_version)
-        .bind(&rows.category)
-        .bind(&rows.aggregate_id)
-        .bind(&rows.version)
-        .bind(&rows.occurred_at)
-        .bind(&rows.correlation_id)
-        .bind(&rows.causation_id)
-        .bind(&rows.actor_kind)
-        .bind(&rows.actor_id)
-        .bind(&rows.tenant)
-        .bind(&rows.command_id)
-        .bind(&rows.metadata)
-        .bind(&rows.payload)
-        .bind(&rows.shard_key)
-        .bind(&rows.cmd_id)
-        .bind(&rows.cmd_aggregate_id)
-        .bind(&rows.cmd_name)
-        .bind(&rows.cmd_hash)
-        .bind(&rows.cmd_response)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(BatchError::from_sqlx)?;
-        let by_id: std::collections::HashMap<Uuid, i64> = inserted.into_iter().collect();
-        Ok(writes
-            .iter()
-            .map(|w| {
-                w.events
-                    .iter()
-                    .map(|e| by_id.get(&e.event_id).copied().unwrap_or_default())
-                    .collect()
-            })
-            .collect())
+        append_batch_with(&self.pool, aggregate_type, writes).await
+    }
+
+    /// [`EventStore::append_batch`] on a connection the caller holds (a writer that sends one
+    /// batch after another keeps its connection instead of taking one from the pool each time).
+    pub async fn append_batch_on(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        aggregate_type: &str,
+        writes: &[CommandWrite<'_>],
+    ) -> Result<Vec<Vec<i64>>, BatchError> {
+        append_batch_with(conn, aggregate_type, writes).await
     }
 
     /// The stored records of those of `command_ids` that were seen before.
