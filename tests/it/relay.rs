@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use eventfold_postgres::{NewEvent, shard_key};
 use eventfold_tests::relay::{
-    RelayDb, RelayProcess, append_events, check_in_order, consume_until, shard_locks,
+    RelayDb, RelayProcess, append_events, consume_complete, consume_until, shard_locks,
     versions_by_aggregate, xref_chain,
 };
 use eventfold_tests::{Spawned, Stack, eventually, spawn};
@@ -103,21 +103,7 @@ async fn two_relays_publish_100k_events_complete_and_in_order_despite_a_kill_9()
     wait_outbox_empty(&db, Duration::from_secs(180)).await;
 
     let total = AGGREGATES * VERSIONS;
-    let records = consume_until(&stack, &db.topic(), Duration::from_secs(120), |r| {
-        r.len() >= total && {
-            let by = versions_by_aggregate(r);
-            by.len() == AGGREGATES
-                && by
-                    .values()
-                    .all(|v| v.iter().max() == Some(&(VERSIONS as i64)))
-        }
-    })
-    .await;
-    let by_aggregate = versions_by_aggregate(&records);
-    let mut duplicates = 0;
-    for (aggregate, versions) in &by_aggregate {
-        duplicates += check_in_order(aggregate, versions, VERSIONS as i64);
-    }
+    let (records, duplicates) = consume_complete(&stack, &db.topic(), AGGREGATES, VERSIONS).await;
     let partitions: std::collections::BTreeSet<i32> = records.iter().map(|r| r.partition).collect();
     assert_eq!(partitions.len(), 3, "every partition used");
     println!(
@@ -499,18 +485,7 @@ async fn a_paused_relay_loses_its_shards_to_a_standby_and_is_fenced_when_it_wake
     .await;
     writer.await.expect("writer");
     wait_outbox_empty(&db, Duration::from_secs(120)).await;
-    let records = consume_until(&stack, &db.topic(), Duration::from_secs(120), |r| {
-        let by = versions_by_aggregate(r);
-        by.len() == AGGREGATES
-            && by
-                .values()
-                .all(|v| v.iter().max() == Some(&(VERSIONS as i64)))
-    })
-    .await;
-    let mut duplicates = 0;
-    for (aggregate, versions) in &versions_by_aggregate(&records) {
-        duplicates += check_in_order(aggregate, versions, VERSIONS as i64);
-    }
+    let (_, duplicates) = consume_complete(&stack, &db.topic(), AGGREGATES, VERSIONS).await;
     let rejections = metrics(&http, &a.url).await;
     let rejections = rejections
         .lines()

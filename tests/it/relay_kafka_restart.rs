@@ -5,9 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use eventfold_tests::relay::{
-    RelayDb, append_events, check_in_order, consume_until, versions_by_aggregate, xref_chain,
-};
+use eventfold_tests::relay::{RelayDb, append_events, consume_complete, xref_chain};
 use eventfold_tests::{Stack, eventually, spawn};
 
 fn kafka(action: &str) {
@@ -58,20 +56,7 @@ async fn the_relay_waits_out_a_broker_restart_and_loses_nothing() {
         || async { (db.outbox_len().await == 0).then_some(()) },
     )
     .await;
-    let records = consume_until(&stack, &db.topic(), Duration::from_secs(120), |r| {
-        r.len() >= AGGREGATES * VERSIONS && {
-            let by = versions_by_aggregate(r);
-            by.len() == AGGREGATES
-                && by
-                    .values()
-                    .all(|v| v.iter().max() == Some(&(VERSIONS as i64)))
-        }
-    })
-    .await;
-    let mut duplicates = 0;
-    for (aggregate, versions) in &versions_by_aggregate(&records) {
-        duplicates += check_in_order(aggregate, versions, VERSIONS as i64);
-    }
+    let (records, duplicates) = consume_complete(&stack, &db.topic(), AGGREGATES, VERSIONS).await;
     println!(
         "broker restart: {} events, {} records, {duplicates} duplicates",
         AGGREGATES * VERSIONS,

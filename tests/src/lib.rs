@@ -61,20 +61,7 @@ impl Stack {
     /// privileges), created on first use.
     pub async fn writer_pool(&self) -> sqlx::PgPool {
         let admin = self.admin_pool().await;
-        // Roles are cluster-wide and tests run concurrently: serialize the creation.
-        let mut tx = admin.begin().await.expect("begin");
-        sqlx::query("SELECT pg_advisory_xact_lock(771001)")
-            .execute(&mut *tx)
-            .await
-            .expect("lock");
-        sqlx::query(
-            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ef_test_writer') THEN \
-             CREATE ROLE ef_test_writer LOGIN PASSWORD 'ef_test_writer' IN ROLE eventfold_writer; END IF; END $$",
-        )
-        .execute(&mut *tx)
-        .await
-        .expect("create the test writer role");
-        tx.commit().await.expect("commit");
+        login_role(&admin, "ef_test_writer", "eventfold_writer").await;
         let options = self
             .database
             .connect_options()
@@ -127,6 +114,24 @@ impl Stack {
         }
         Env::from_pairs(pairs)
     }
+}
+
+/// Creates login role `name` (password = name) in group role `group` unless it exists; roles are
+/// cluster-wide and tests run concurrently, so creations are serialized by an advisory lock.
+pub async fn login_role(admin: &sqlx::PgPool, name: &str, group: &str) {
+    let mut tx = admin.begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock(771001)")
+        .execute(&mut *tx)
+        .await
+        .expect("lock");
+    sqlx::query(&format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') THEN \
+         CREATE ROLE {name} LOGIN PASSWORD '{name}' IN ROLE {group}; END IF; END $$"
+    ))
+    .execute(&mut *tx)
+    .await
+    .expect("create a test login role");
+    tx.commit().await.expect("commit");
 }
 
 /// A service started in-process: its base URL, its shutdown signal and its task.

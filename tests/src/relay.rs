@@ -42,19 +42,7 @@ impl RelayDb {
             .execute(&admin)
             .await
             .expect("create database");
-        let mut tx = admin.begin().await.expect("begin");
-        sqlx::query("SELECT pg_advisory_xact_lock(771001)")
-            .execute(&mut *tx)
-            .await
-            .expect("lock");
-        sqlx::query(
-            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ef_test_relay') THEN \
-             CREATE ROLE ef_test_relay LOGIN PASSWORD 'ef_test_relay' IN ROLE eventfold_relay; END IF; END $$",
-        )
-        .execute(&mut *tx)
-        .await
-        .expect("create the test relay role");
-        tx.commit().await.expect("commit");
+        crate::login_role(&admin, "ef_test_relay", "eventfold_relay").await;
         admin.close().await;
         let options = stack.database.connect_options().database(&name);
         let admin = sqlx::postgres::PgPoolOptions::new()
@@ -281,6 +269,32 @@ pub async fn consume_until(
         check = out.len() % 1000 == 0;
     }
     out
+}
+
+/// Reads `topic` until each of `aggregates` aggregates reached version `versions`, then checks
+/// that every aggregate's versions arrived complete and in order; returns the records and the
+/// number of duplicates.
+pub async fn consume_complete(
+    stack: &Stack,
+    topic: &str,
+    aggregates: usize,
+    versions: usize,
+) -> (Vec<Consumed>, usize) {
+    let records = consume_until(stack, topic, Duration::from_secs(120), |r| {
+        r.len() >= aggregates * versions && {
+            let by = versions_by_aggregate(r);
+            by.len() == aggregates
+                && by
+                    .values()
+                    .all(|v| v.iter().max() == Some(&(versions as i64)))
+        }
+    })
+    .await;
+    let duplicates = versions_by_aggregate(&records)
+        .iter()
+        .map(|(aggregate, v)| check_in_order(aggregate, v, versions as i64))
+        .sum();
+    (records, duplicates)
 }
 
 /// Per aggregate, the versions in the order Kafka delivered them.
