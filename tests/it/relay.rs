@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use eventfold_postgres::{NewEvent, shard_key};
 use eventfold_tests::relay::{
-    RelayDb, RelayProcess, append_events, consume_complete, consume_until, shard_locks,
-    versions_by_aggregate, xref_chain,
+    RelayDb, RelayProcess, append_events, consume_complete, consume_until, metric_value,
+    shard_locks, versions_by_aggregate, xref_chain,
 };
 use eventfold_tests::{Spawned, Stack, eventually, spawn};
 use outbox_relay::outbox::{self, Done};
@@ -472,12 +472,7 @@ async fn a_paused_relay_loses_its_shards_to_a_standby_and_is_fenced_when_it_wake
             let url = a.url.clone();
             async move {
                 let text = metrics(&http, &url).await;
-                let lost: f64 = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("eventfold_relay_shard_lost_total "))?
-                    .trim()
-                    .parse()
-                    .ok()?;
+                let lost = metric_value(&text, "eventfold_relay_shard_lost_total")?;
                 (lost >= 16.0).then_some(lost)
             }
         },
@@ -486,13 +481,11 @@ async fn a_paused_relay_loses_its_shards_to_a_standby_and_is_fenced_when_it_wake
     writer.await.expect("writer");
     wait_outbox_empty(&db, Duration::from_secs(120)).await;
     let (_, duplicates) = consume_complete(&stack, &db.topic(), AGGREGATES, VERSIONS).await;
-    let rejections = metrics(&http, &a.url).await;
-    let rejections = rejections
-        .lines()
-        .find_map(|l| l.strip_prefix("eventfold_relay_epoch_rejections_total "))
-        .unwrap_or("0")
-        .trim()
-        .to_owned();
+    let rejections = metric_value(
+        &metrics(&http, &a.url).await,
+        "eventfold_relay_epoch_rejections_total",
+    )
+    .unwrap_or(0.0);
     println!(
         "pause: standby owned every shard {takeover:?} after SIGSTOP (lease 1 s); relay-a lost {lost} shards, \
          {rejections} fenced deletes, {duplicates} duplicates"

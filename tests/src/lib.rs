@@ -75,10 +75,21 @@ impl Stack {
     /// `DATABASE_URL` for the `ef_test_writer` login role (created on first use).
     pub async fn writer_url(&self) -> String {
         self.writer_pool().await.close().await;
+        self.role_url("ef_test_writer", None)
+    }
+
+    /// `DATABASE_URL` for test login role `role` (password = role), on `database` or the stack's.
+    pub fn role_url(&self, role: &str, database: Option<&str>) -> String {
         let url = &self.database.url;
         let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
         let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-        format!("{scheme}://ef_test_writer:ef_test_writer@{host}")
+        match database {
+            None => format!("{scheme}://{role}:{role}@{host}"),
+            Some(db) => {
+                let server = host.split_once('/').map_or(host, |(h, _)| h);
+                format!("{scheme}://{role}:{role}@{server}/{db}")
+            }
+        }
     }
 
     /// Starts the command service in-process on a free port, logging in as the writer role.

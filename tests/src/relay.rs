@@ -54,12 +54,8 @@ impl RelayDb {
             .run(&admin)
             .await
             .expect("migrate the test database");
-        let url = &stack.database.url;
-        let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
-        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-        let host = host.split_once('/').map_or(host, |(h, _)| h);
         Self {
-            relay_url: format!("{scheme}://ef_test_relay:ef_test_relay@{host}/{name}"),
+            relay_url: stack.role_url("ef_test_relay", Some(&name)),
             prefix: format!("{}.", unique("t")),
             name,
             admin,
@@ -402,6 +398,15 @@ pub fn relay_binary() -> std::path::PathBuf {
         .and_then(|deps| deps.parent())
         .expect("target/<profile>/deps");
     dir.join("outbox-relay")
+}
+
+/// The value of the unlabelled metric `name` in Prometheus text, if present.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Shard locks held per backend pid in `db` (one pid per relay).

@@ -152,17 +152,7 @@ pub async fn next_batch(
 
 /// Deletes published rows (fenced by epoch); returns how many were deleted.
 pub async fn delete(pool: &PgPool, shards: u32, done: &[Done]) -> Result<u64, sqlx::Error> {
-    let (ids, epochs): (Vec<i64>, Vec<i64>) = done.iter().map(|d| (d.id, d.epoch)).unzip();
-    let result = sqlx::query(
-        "DELETE FROM outbox o USING UNNEST($2::bigint[], $3::bigint[]) AS p(id, epoch), relay_shards r \
-         WHERE o.id = p.id AND r.shard = o.shard_key % $1 AND r.epoch = p.epoch",
-    )
-    .bind(shards as i32)
-    .bind(&ids)
-    .bind(&epochs)
-    .execute(pool)
-    .await?;
-    Ok(result.rows_affected())
+    Ok(next_batch(pool, shards, &[], done, &[], 0).await?.deleted)
 }
 
 /// A row to move aside, and why.

@@ -97,9 +97,14 @@ impl Shards {
         self.owned.lock().await
     }
 
+    /// One ownership round: a third of the lease (at least 100 ms).
+    fn round(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_millis(100))
+    }
+
     /// Heartbeats and re-checks ownership every lease / 3 until `stop` fires.
     pub async fn run(&self, stop: Shutdown) {
-        let period = (self.lease / 3).max(Duration::from_millis(100));
+        let period = self.round();
         loop {
             self.tick().await;
             tokio::select! {
@@ -166,8 +171,7 @@ impl Shards {
         };
         // Ownership changes happen between batches: wait for the publisher to finish the batch in
         // hand (the lock is fair, so its next batch queues behind us), but not past a round.
-        let period = (self.lease / 3).max(Duration::from_millis(100));
-        let Ok(mut owned) = tokio::time::timeout(period, self.owned.lock()).await else {
+        let Ok(mut owned) = tokio::time::timeout(self.round(), self.owned.lock()).await else {
             return;
         };
         let mut conn_guard = self.conn.lock().await;
