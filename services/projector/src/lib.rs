@@ -2,7 +2,10 @@
 //! models up to date.
 #![deny(missing_docs)]
 
+pub mod apply;
+pub mod models;
 pub mod neo4j;
+pub mod projection;
 
 use eventfold_avro::{RegistryClient, RegistrySettings};
 use eventfold_kafka::KafkaSettings;

@@ -1,0 +1,165 @@
+//! Running a projection's grouped writes against its store, and telling transient failures
+//! (retry forever) from refusals (retry a few times, then park).
+
+use neo4rs::{BoltType, Txn, query};
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use crate::projection::{HandlerError, Projection, Write, group};
+
+/// Why applying writes failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The store is unreachable or asked to retry (connection lost, deadlock, Neo4j transient
+    /// error): retried with back-off, never a reason to park.
+    #[error("store unavailable: {0}")]
+    Transient(String),
+    /// The handler or the store refused the data (constraint, type, handler error): retried a
+    /// few times, then the event is parked.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl ApplyError {
+    /// True for [`ApplyError::Transient`].
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+}
+
+impl From<HandlerError> for ApplyError {
+    fn from(e: HandlerError) -> Self {
+        Self::Refused(e.0)
+    }
+}
+
+impl From<sqlx::Error> for ApplyError {
+    fn from(e: sqlx::Error) -> Self {
+        if pg_transient(&e) {
+            Self::Transient(e.to_string())
+        } else {
+            Self::Refused(e.to_string())
+        }
+    }
+}
+
+impl From<neo4rs::Error> for ApplyError {
+    fn from(e: neo4rs::Error) -> Self {
+        if neo4j_transient(&e) {
+            Self::Transient(e.to_string())
+        } else {
+            Self::Refused(e.to_string())
+        }
+    }
+}
+
+/// True when a PostgreSQL error is about the connection or concurrency, not the data.
+pub fn pg_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // 08 connection, 40 serialization/deadlock, 53 resources, 57 operator
+            // intervention (shutdown), 58 system error.
+            ["08", "40", "53", "57", "58"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        _ => false,
+    }
+}
+
+/// True when a Neo4j error is about the connection or the server's state, not the data.
+pub fn neo4j_transient(e: &neo4rs::Error) -> bool {
+    match e {
+        neo4rs::Error::Neo4j(n) => {
+            let code = n.code();
+            code.starts_with("Neo.TransientError")
+                || code.starts_with("Neo.ClientError.Security")
+                || code.starts_with("Neo.ClientError.Cluster")
+                || code.contains("DatabaseUnavailable")
+        }
+        neo4rs::Error::UnexpectedMessage(_)
+        | neo4rs::Error::UnknownMessage(_)
+        | neo4rs::Error::ConversionError
+        | neo4rs::Error::DeserializationError(_) => false,
+        // IO, connection, timeouts, pool errors, routing, ignored requests, auth.
+        _ => true,
+    }
+}
+
+/// `statement` with `{schema}` (PostgreSQL) or `{g}` (Neo4j label suffix) filled in.
+pub fn render(statement: &str, target: &str) -> String {
+    statement.replace("{schema}", target).replace("{g}", target)
+}
+
+fn statement_of(p: &dyn Projection, key: &str) -> Result<&'static str, ApplyError> {
+    p.statement(key).ok_or_else(|| {
+        ApplyError::Refused(format!("projection {} has no statement `{key}`", p.name()))
+    })
+}
+
+/// Runs `writes` on a PostgreSQL connection (inside the caller's transaction), grouped by
+/// statement, each statement once with `$1` = the rows as a `jsonb` array.
+pub async fn apply_pg(
+    conn: &mut PgConnection,
+    schema: &str,
+    p: &dyn Projection,
+    writes: Vec<Write>,
+) -> Result<(), ApplyError> {
+    for (key, rows) in group(writes) {
+        let sql = render(statement_of(p, key)?, schema);
+        sqlx::query(&sql)
+            .bind(Value::Array(rows))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Runs `writes` in a Neo4j transaction, grouped by statement, each statement once with
+/// `$rows` = the rows as a list of maps; `g` is the label suffix of the generation.
+pub async fn apply_neo4j(
+    txn: &mut Txn,
+    g: &str,
+    p: &dyn Projection,
+    writes: Vec<Write>,
+) -> Result<(), ApplyError> {
+    for (key, rows) in group(writes) {
+        let cypher = render(statement_of(p, key)?, g);
+        let rows = BoltType::try_from(Value::Array(rows))
+            .map_err(|e| ApplyError::Refused(format!("rows for `{key}`: {e}")))?;
+        txn.run(query(&cypher).param("rows", rows)).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_fills_schema_and_label_suffix() {
+        assert_eq!(
+            render("INSERT INTO {schema}.t", "rm_x_g2"),
+            "INSERT INTO rm_x_g2.t"
+        );
+        assert_eq!(
+            render("MERGE (v:Verse{g} {id: 1})", "_audit"),
+            "MERGE (v:Verse_audit {id: 1})"
+        );
+    }
+
+    #[test]
+    fn connection_errors_are_transient_and_data_errors_are_not() {
+        assert!(pg_transient(&sqlx::Error::PoolTimedOut));
+        assert!(!pg_transient(&sqlx::Error::RowNotFound));
+        assert!(neo4j_transient(&neo4rs::Error::ConnectionError));
+        assert!(!neo4j_transient(&neo4rs::Error::ConversionError));
+    }
+}
