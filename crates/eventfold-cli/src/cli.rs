@@ -3,12 +3,13 @@
 //! `SCHEMA_REGISTRY_URL`, `SCHEMA_REGISTRY_USERNAME`, `SCHEMA_REGISTRY_PASSWORD`.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use eventfold_avro::{Catalog, Compatibility, RegistryClient, RegistrySettings};
 use eventfold_runtime::Env;
 
-use crate::{check, golden, register};
+use crate::{check, golden, projections, register};
 
 /// eventfold administration.
 #[derive(Debug, Parser)]
@@ -19,12 +20,56 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Command groups (migrate, rebuild, audit and parked will join here).
+/// Command groups.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Avro schemas: register them, check compatibility, keep the golden corpus.
     #[command(subcommand)]
     Schemas(Schemas),
+    /// Rebuild a read model from the event store (blue/green for PostgreSQL read models).
+    Rebuild {
+        /// Read model name (`opportunities`, `graph`).
+        read_model: String,
+        /// Events per transaction.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        batch: u32,
+    },
+    /// Compare a read model with a from-scratch replay of the event store (exit 1 on a difference).
+    Audit {
+        /// Read model name.
+        read_model: String,
+        /// Seconds to wait for the live read model to catch up before comparing.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
+    },
+    /// Events a read model parked: list, replay, discard.
+    #[command(subcommand)]
+    Parked(ParkedCommand),
+}
+
+/// `eventfold parked …`.
+#[derive(Debug, Subcommand)]
+pub enum ParkedCommand {
+    /// One JSON line per parked event.
+    List {
+        /// Read model name.
+        read_model: String,
+    },
+    /// Apply the blocked aggregates' events again from the event store; release them on success.
+    Replay {
+        /// Read model name.
+        read_model: String,
+        /// Only this aggregate, as TYPE/ID.
+        #[arg(long)]
+        aggregate: Option<String>,
+    },
+    /// Delete one parked event (a record that can never be applied).
+    Discard {
+        /// Read model name.
+        read_model: String,
+        /// Parked event id.
+        id: i64,
+    },
 }
 
 /// `eventfold schemas …`.
@@ -102,7 +147,26 @@ fn registry(env: &Env) -> Result<RegistryClient, UsageError> {
 
 /// Runs `cli` with the registry settings of `env`.
 pub async fn run(cli: Cli, env: &Env) -> Result<Outcome, UsageError> {
-    let Command::Schemas(schemas) = cli.command;
+    let schemas = match cli.command {
+        Command::Schemas(s) => s,
+        Command::Rebuild { read_model, batch } => {
+            return projections::rebuild(env, &read_model, batch as usize).await;
+        }
+        Command::Audit {
+            read_model,
+            wait_secs,
+        } => return projections::audit(env, &read_model, Duration::from_secs(wait_secs)).await,
+        Command::Parked(ParkedCommand::List { read_model }) => {
+            return projections::list(env, &read_model).await;
+        }
+        Command::Parked(ParkedCommand::Replay {
+            read_model,
+            aggregate,
+        }) => return projections::replay(env, &read_model, aggregate.as_deref()).await,
+        Command::Parked(ParkedCommand::Discard { read_model, id }) => {
+            return projections::discard(env, &read_model, id).await;
+        }
+    };
     Ok(match schemas {
         Schemas::Register(t) => {
             let client = registry(env)?;

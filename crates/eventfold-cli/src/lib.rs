@@ -6,6 +6,7 @@
 pub mod check;
 pub mod cli;
 pub mod golden;
+pub mod projections;
 pub mod register;
 
 use eventfold_avro::{SchemaFile, subject_for, topic_for};

@@ -3,7 +3,11 @@
 //! The record key is the aggregate id and the value is the Avro payload; everything else about the
 //! event travels in these headers, as UTF-8 text.
 
+use chrono::{DateTime, Utc};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use uuid::Uuid;
 
 /// Header names, one per envelope field.
 pub mod names {
@@ -91,6 +95,38 @@ pub enum EnvelopeError {
 }
 
 impl Envelope {
+    /// The envelope of an `events` row; the row must carry the columns `event_id`, `event_type`,
+    /// `schema_version`, `aggregate_type`, `aggregate_id`, `version`, `position`,
+    /// `correlation_id`, `causation_id`, `command_id`, `tenant`, `actor_kind`, `actor_id`,
+    /// `occurred_at`, `recorded_at` and `traceparent` (`metadata ->> 'traceparent'`).
+    pub fn from_event_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        let actor_kind: String = row.try_get("actor_kind")?;
+        let actor_id: String = row.try_get("actor_id")?;
+        let occurred_at: DateTime<Utc> = row.try_get("occurred_at")?;
+        let recorded_at: DateTime<Utc> = row.try_get("recorded_at")?;
+        Ok(Self {
+            event_id: row.try_get::<Uuid, _>("event_id")?.to_string(),
+            event_type: row.try_get("event_type")?,
+            schema_version: row.try_get("schema_version")?,
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            aggregate_version: row.try_get("version")?,
+            position: row.try_get("position")?,
+            correlation_id: row.try_get::<Uuid, _>("correlation_id")?.to_string(),
+            causation_id: row
+                .try_get::<Option<Uuid>, _>("causation_id")?
+                .map(|u| u.to_string()),
+            command_id: row
+                .try_get::<Option<Uuid>, _>("command_id")?
+                .map(|u| u.to_string()),
+            tenant: row.try_get("tenant")?,
+            actor: format!("{actor_kind}:{actor_id}"),
+            occurred_at: occurred_at.to_rfc3339(),
+            recorded_at: recorded_at.to_rfc3339(),
+            traceparent: row.try_get("traceparent")?,
+        })
+    }
+
     /// The envelope as record headers (optional fields only when present).
     pub fn to_headers(&self) -> OwnedHeaders {
         let schema_version = self.schema_version.to_string();

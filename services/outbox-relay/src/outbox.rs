@@ -14,7 +14,6 @@ use chrono::{DateTime, Utc};
 use eventfold_kafka::Envelope;
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
-use uuid::Uuid;
 
 /// An outbox row joined with its event.
 #[derive(Debug, Clone)]
@@ -113,35 +112,13 @@ pub async fn next_batch(
         let Some(id) = row.try_get::<Option<i64>, _>("id")? else {
             continue;
         };
-        let actor_kind: String = row.try_get("actor_kind")?;
-        let actor_id: String = row.try_get("actor_id")?;
-        let occurred_at: DateTime<Utc> = row.try_get("occurred_at")?;
+        let envelope = Envelope::from_event_row(row)?;
         let recorded_at: DateTime<Utc> = row.try_get("recorded_at")?;
         let Json(payload): Json<serde_json::Value> = row.try_get("payload")?;
         batch.rows.push(OutboxRow {
             id,
             shard: row.try_get("shard")?,
-            envelope: Envelope {
-                event_id: row.try_get::<Uuid, _>("event_id")?.to_string(),
-                event_type: row.try_get("event_type")?,
-                schema_version: row.try_get("schema_version")?,
-                aggregate_type: row.try_get("aggregate_type")?,
-                aggregate_id: row.try_get("aggregate_id")?,
-                aggregate_version: row.try_get("version")?,
-                position: row.try_get("position")?,
-                correlation_id: row.try_get::<Uuid, _>("correlation_id")?.to_string(),
-                causation_id: row
-                    .try_get::<Option<Uuid>, _>("causation_id")?
-                    .map(|u| u.to_string()),
-                command_id: row
-                    .try_get::<Option<Uuid>, _>("command_id")?
-                    .map(|u| u.to_string()),
-                tenant: row.try_get("tenant")?,
-                actor: format!("{actor_kind}:{actor_id}"),
-                occurred_at: occurred_at.to_rfc3339(),
-                recorded_at: recorded_at.to_rfc3339(),
-                traceparent: row.try_get("traceparent")?,
-            },
+            envelope,
             recorded_at,
             payload,
             blocked_by: row.try_get("blocked_by")?,

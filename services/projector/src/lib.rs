@@ -2,22 +2,103 @@
 //! models up to date.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod apply;
+pub mod consumer;
+pub mod engine;
+pub mod metrics;
 pub mod models;
 pub mod neo4j;
+pub mod parking;
 pub mod projection;
+pub mod rebuild;
+pub mod state;
+pub mod target;
 
-use eventfold_avro::{RegistryClient, RegistrySettings};
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventfold_avro::{AvroCodec, Catalog, RegistryClient, RegistrySettings};
 use eventfold_kafka::KafkaSettings;
-use eventfold_postgres::PgSettings;
-use eventfold_runtime::{Env, Ops, Server, ServiceSettings, SettingsError};
+use eventfold_postgres::{PgSettings, bus::positive};
+use eventfold_runtime::{
+    Env, Ops, ReadinessCheck, Server, ServiceSettings, SettingsError, Shutdown,
+};
 use neo4j::Neo4jSettings;
+use rdkafka::producer::FutureProducer;
+
+use consumer::ConsumerSettings;
+use engine::{Mode, Processor, backoff};
+use parking::{Parking, dlt_topic};
+use projection::Projection;
+use rebuild::Stores;
 
 /// Name in logs, metrics and `/healthz`.
 pub const SERVICE: &str = "projector";
 
 /// Default port of the projector's HTTP endpoint.
 pub const DEFAULT_PORT: u16 = 8083;
+
+/// The projector's own settings.
+#[derive(Debug, Clone)]
+pub struct ProjectorConfig {
+    /// `PROJECTOR_READ_MODELS`: comma-separated read models to run (empty = all).
+    pub read_models: Vec<String>,
+    /// `PROJECTOR_GROUP_PREFIX` (`eventfold.projector.`): consumer group = prefix + read model.
+    pub group_prefix: String,
+    /// `KAFKA_TOPIC_PREFIX` (`eventfold.`): topic = prefix + aggregate type.
+    pub topic_prefix: String,
+    /// `KAFKA_TOPIC_PARTITIONS` (12) and `KAFKA_TOPIC_REPLICATION` (1) of topics created at start.
+    pub partitions: i32,
+    /// Replication factor of topics created at start.
+    pub replication: i32,
+    /// `PROJECTOR_BATCH_SIZE` (2000): most records per transaction.
+    pub batch_size: usize,
+    /// `PROJECTOR_BATCH_WAIT_MS` (5): wait for more records after the first of a batch.
+    pub batch_wait_ms: u64,
+    /// `PROJECTOR_MAX_ATTEMPTS` (3): attempts of a refused batch before parking.
+    pub max_attempts: u32,
+    /// `KAFKA_SESSION_TIMEOUT_MS` (10000).
+    pub session_timeout_ms: u32,
+    /// `KAFKA_MAX_POLL_INTERVAL_MS` (300000).
+    pub max_poll_interval_ms: u32,
+    /// `PROJECTOR_STATE_POLL_MS` (1000): how often the read models' generation is checked.
+    pub state_poll_ms: u64,
+}
+
+impl ProjectorConfig {
+    /// Reads the projector variables.
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        let read_models = env
+            .string("PROJECTOR_READ_MODELS", "")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        if let Err(unknown) = models::registry().only(&read_models) {
+            return Err(SettingsError::Invalid {
+                var: "PROJECTOR_READ_MODELS".into(),
+                value: read_models.join(","),
+                reason: format!("unknown read model `{unknown}`"),
+            });
+        }
+        let session_timeout_ms = positive(env, "KAFKA_SESSION_TIMEOUT_MS", 10_000)? as u32;
+        Ok(Self {
+            read_models,
+            group_prefix: env.string("PROJECTOR_GROUP_PREFIX", "eventfold.projector."),
+            topic_prefix: env.string("KAFKA_TOPIC_PREFIX", "eventfold."),
+            partitions: positive(env, "KAFKA_TOPIC_PARTITIONS", 12)? as i32,
+            replication: positive(env, "KAFKA_TOPIC_REPLICATION", 1)? as i32,
+            batch_size: positive(env, "PROJECTOR_BATCH_SIZE", 2000)?,
+            batch_wait_ms: env.parse("PROJECTOR_BATCH_WAIT_MS", 5)?,
+            max_attempts: positive(env, "PROJECTOR_MAX_ATTEMPTS", 3)? as u32,
+            session_timeout_ms,
+            max_poll_interval_ms: positive(env, "KAFKA_MAX_POLL_INTERVAL_MS", 300_000)? as u32,
+            state_poll_ms: positive(env, "PROJECTOR_STATE_POLL_MS", 1000)? as u64,
+        })
+    }
+}
 
 /// Everything the projector reads from its environment.
 #[derive(Debug, Clone)]
@@ -32,6 +113,8 @@ pub struct Settings {
     pub registry: RegistrySettings,
     /// The graph read models.
     pub neo4j: Neo4jSettings,
+    /// Read models, groups, batches.
+    pub projector: ProjectorConfig,
 }
 
 impl Settings {
@@ -43,6 +126,7 @@ impl Settings {
             kafka: KafkaSettings::from_env(env)?,
             registry: RegistrySettings::from_env(env)?,
             neo4j: Neo4jSettings::from_env(env)?,
+            projector: ProjectorConfig::from_env(env)?,
         })
     }
 }
@@ -56,17 +140,182 @@ pub enum StartError {
     /// The Neo4j settings were refused by the driver.
     #[error("invalid Neo4j settings: {0}")]
     Neo4j(#[from] neo4rs::Error),
+    /// The schema catalog or registry settings are unusable.
+    #[error("schemas: {0}")]
+    Schemas(String),
+    /// The dead-letter producer could not be created.
+    #[error("kafka producer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
 }
 
-/// Binds the listener and prepares the clients; connections are made lazily.
+/// `/readyz` check `read_models`: fails while any read model this process runs is rebuilt.
+fn rebuilding_check(pool: sqlx::PgPool, names: Vec<&'static str>) -> ReadinessCheck {
+    ReadinessCheck::new("read_models", move || {
+        let (pool, names) = (pool.clone(), names.clone());
+        async move {
+            let rebuilding: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM projector_read_models WHERE rebuilding AND name = ANY($1)",
+            )
+            .bind(&names)
+            .fetch_all(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+            if rebuilding.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("rebuilding: {}", rebuilding.join(", ")))
+            }
+        }
+    })
+}
+
+/// Binds the listener and prepares the clients; connections are made lazily, consumers start
+/// when the server runs and stop (finishing the batch in hand) on shutdown.
 pub async fn build(settings: Settings) -> Result<Server, StartError> {
     let pool = settings.database.pool_lazy();
-    let registry = RegistryClient::new(settings.registry.clone());
+    let registry_client = RegistryClient::new(settings.registry.clone());
     let graph = settings.neo4j.graph()?;
+    let cfg = settings.projector.clone();
+    let registry = Arc::new(
+        models::registry()
+            .only(&cfg.read_models)
+            .map_err(|n| StartError::Schemas(format!("unknown read model {n}")))?,
+    );
+    let names: Vec<&'static str> = registry.all().iter().map(|p| p.name()).collect();
     let ops = Ops::new(SERVICE)
-        .with_check(eventfold_postgres::readiness_check(pool))
+        .with_check(eventfold_postgres::readiness_check(pool.clone()))
         .with_check(settings.kafka.readiness_check())
-        .with_check(registry.readiness_check())
-        .with_check(neo4j::readiness_check(graph));
-    Ok(Server::bind(SERVICE, settings.service.http_addr, ops.router()).await?)
+        .with_check(registry_client.readiness_check())
+        .with_check(neo4j::readiness_check(graph.clone()))
+        .with_check(rebuilding_check(pool.clone(), names));
+    let metrics = metrics::ProjectorMetrics::register(ops.registry());
+    let catalog = Catalog::embedded().map_err(|e| StartError::Schemas(e.to_string()))?;
+    let sr = settings
+        .registry
+        .converter_settings()
+        .map_err(|e| StartError::Schemas(e.to_string()))?;
+    let codec = Arc::new(AvroCodec::new(sr, Arc::new(catalog)));
+    let mut producer_config = settings.kafka.client_config();
+    producer_config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "0");
+    let dlt: FutureProducer = producer_config.create()?;
+    let stores = Stores {
+        pool: pool.clone(),
+        graph: graph.clone(),
+        batch: cfg.batch_size,
+    };
+    let consumer_settings = ConsumerSettings {
+        kafka: settings.kafka.clone(),
+        topic_prefix: cfg.topic_prefix.clone(),
+        group_prefix: cfg.group_prefix.clone(),
+        batch_size: cfg.batch_size,
+        batch_wait: Duration::from_millis(cfg.batch_wait_ms),
+        session_timeout_ms: cfg.session_timeout_ms,
+        max_poll_interval_ms: cfg.max_poll_interval_ms,
+    };
+    let router = ops
+        .router()
+        .merge(admin::router(registry.clone(), stores.clone()));
+    let mut server = Server::bind(SERVICE, settings.service.http_addr, router).await?;
+    for p in registry.all().iter().cloned() {
+        let worker = Worker {
+            projection: p,
+            stores: stores.clone(),
+            codec: codec.clone(),
+            consumer: consumer_settings.clone(),
+            dlt: dlt.clone(),
+            metrics: metrics.clone(),
+            config: cfg.clone(),
+        };
+        server = server.with_worker(move |shutdown| worker.run(shutdown));
+    }
+    Ok(server)
+}
+
+/// Everything one read model's consumer needs.
+struct Worker {
+    projection: Arc<dyn Projection>,
+    stores: Stores,
+    codec: Arc<AvroCodec>,
+    consumer: ConsumerSettings,
+    dlt: FutureProducer,
+    metrics: metrics::ProjectorMetrics,
+    config: ProjectorConfig,
+}
+
+impl Worker {
+    async fn run(self, shutdown: Shutdown) {
+        let p = self.projection.clone();
+        let name = p.name();
+        // Wait for the stores and create the topics (a new installation has neither).
+        let mut attempt = 0;
+        let initial = loop {
+            match self.prepare().await {
+                Ok(s) => break s,
+                Err(e) => {
+                    tracing::warn!(read_model = name, error = %e, "cannot start yet; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff(attempt)) => {}
+                        _ = shutdown.wait() => return,
+                    }
+                    attempt += 1;
+                }
+            }
+        };
+        let parking = Parking::new(
+            self.stores.pool.clone(),
+            name,
+            Some((self.dlt.clone(), dlt_topic(&self.config.topic_prefix, name))),
+        );
+        let state = state::watch_state(
+            self.stores.pool.clone(),
+            name,
+            initial,
+            Duration::from_millis(self.config.state_poll_ms),
+        );
+        let (stores, metrics, max_attempts) = (
+            self.stores.clone(),
+            self.metrics.clone(),
+            self.config.max_attempts,
+        );
+        let make = move |s: state::ModelState| Processor {
+            projection: p.clone(),
+            target: state::target(&*p, s.generation, &stores.pool, &stores.graph),
+            parking: parking.clone(),
+            max_attempts,
+            metrics: Some(metrics.clone()),
+            mode: Mode::Consume,
+        };
+        consumer::run(self.consumer, self.codec, make, state, shutdown).await;
+    }
+
+    async fn prepare(&self) -> Result<state::ModelState, String> {
+        let p = &*self.projection;
+        let s = state::ensure(&self.stores.pool, p)
+            .await
+            .map_err(|e| e.to_string())?;
+        let topics = p
+            .aggregate_types()
+            .iter()
+            .map(|t| format!("{}{t}", self.config.topic_prefix))
+            .chain([dlt_topic(&self.config.topic_prefix, p.name())]);
+        for topic in topics {
+            self.consumer
+                .kafka
+                .ensure_topic(&topic, self.config.partitions, self.config.replication)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let parked = Parking::new(self.stores.pool.clone(), p.name(), None)
+            .count()
+            .await
+            .map_err(|e| e.to_string())?;
+        self.metrics
+            .parked
+            .with_label_values(&[p.name()])
+            .set(parked);
+        Ok(s)
+    }
 }

@@ -1,0 +1,163 @@
+//! `eventfold rebuild`, `eventfold audit` and `eventfold parked`: read model maintenance against
+//! the event store (`DATABASE_URL`) and Neo4j (`NEO4J_*`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventfold_postgres::PgSettings;
+use eventfold_runtime::{Env, Shutdown};
+use projector::neo4j::Neo4jSettings;
+use projector::parking::Parking;
+use projector::projection::Projection;
+use projector::rebuild::{self, Stores};
+
+use crate::cli::{Outcome, UsageError};
+
+fn stores(env: &Env, batch: usize) -> Result<Stores, UsageError> {
+    let db = PgSettings::from_env(env).map_err(|e| UsageError(e.to_string()))?;
+    let neo = Neo4jSettings::from_env(env).map_err(|e| UsageError(e.to_string()))?;
+    let graph = neo
+        .graph()
+        .map_err(|e| UsageError(format!("NEO4J_URI: {e}")))?;
+    Ok(Stores {
+        pool: db.pool_lazy(),
+        graph,
+        batch,
+    })
+}
+
+fn model(name: &str) -> Result<Arc<dyn Projection>, UsageError> {
+    let registry = projector::models::registry();
+    registry.get(name).cloned().ok_or_else(|| {
+        let known: Vec<&str> = registry.all().iter().map(|p| p.name()).collect();
+        UsageError(format!(
+            "unknown read model `{name}` (known: {})",
+            known.join(", ")
+        ))
+    })
+}
+
+fn failed(e: impl std::fmt::Display) -> Outcome {
+    Outcome {
+        err: vec![e.to_string()],
+        ..Outcome::default()
+    }
+}
+
+fn json_line(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// `eventfold rebuild <read-model>`.
+pub async fn rebuild(env: &Env, name: &str, batch: usize) -> Result<Outcome, UsageError> {
+    let p = model(name)?;
+    let stores = stores(env, batch)?;
+    let shutdown = Shutdown::on_signals();
+    Ok(
+        match rebuild::rebuild(&p, &stores, Duration::from_secs(1), &shutdown).await {
+            Ok(r) => Outcome {
+                out: vec![json_line(&r)],
+                ok: true,
+                ..Outcome::default()
+            },
+            Err(e) => failed(e),
+        },
+    )
+}
+
+/// `eventfold audit <read-model>`: exit 0 when clean, 1 with the differences.
+pub async fn audit(env: &Env, name: &str, wait: Duration) -> Result<Outcome, UsageError> {
+    let p = model(name)?;
+    let stores = stores(env, 2000)?;
+    let shutdown = Shutdown::on_signals();
+    Ok(match rebuild::audit(&p, &stores, wait, &shutdown).await {
+        Ok(r) => Outcome {
+            ok: r.is_clean(),
+            out: vec![json_line(&r)],
+            err: if r.is_clean() {
+                vec![]
+            } else {
+                vec![format!(
+                    "{name}: {} rows missing or different, {} unexpected, {} version mismatches",
+                    r.missing_count,
+                    r.unexpected_count,
+                    r.version_mismatches.len()
+                )]
+            },
+        },
+        Err(e) => failed(e),
+    })
+}
+
+/// `eventfold parked list <read-model>`: one JSON line per parked event.
+pub async fn list(env: &Env, name: &str) -> Result<Outcome, UsageError> {
+    let p = model(name)?;
+    let stores = stores(env, 1)?;
+    let parking = Parking::new(stores.pool, p.name(), None);
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        match parking.list(after, 1000).await {
+            Ok(items) if items.is_empty() => break,
+            Ok(items) => {
+                after = items.last().map_or(after, |i| i.id);
+                out.extend(items.iter().map(json_line));
+            }
+            Err(e) => return Ok(failed(e)),
+        }
+    }
+    Ok(Outcome {
+        out,
+        ok: true,
+        ..Outcome::default()
+    })
+}
+
+/// `eventfold parked replay <read-model> [--aggregate TYPE/ID]`.
+pub async fn replay(env: &Env, name: &str, aggregate: Option<&str>) -> Result<Outcome, UsageError> {
+    let p = model(name)?;
+    let only = match aggregate {
+        None => None,
+        Some(a) => {
+            let (t, i) = a
+                .split_once('/')
+                .ok_or_else(|| UsageError(format!("--aggregate `{a}`: expected TYPE/ID")))?;
+            Some((t.to_owned(), i.to_owned()))
+        }
+    };
+    let stores = stores(env, 2000)?;
+    let shutdown = Shutdown::on_signals();
+    Ok(
+        match rebuild::replay_parked(&p, &stores, only, &shutdown).await {
+            Ok(reports) => Outcome {
+                ok: reports.iter().all(|r| r.error.is_none()),
+                out: reports.iter().map(json_line).collect(),
+                err: reports
+                    .iter()
+                    .filter_map(|r| {
+                        let e = r.error.as_ref()?;
+                        Some(format!("{}/{}: {e}", r.aggregate_type, r.aggregate_id))
+                    })
+                    .collect(),
+            },
+            Err(e) => failed(e),
+        },
+    )
+}
+
+/// `eventfold parked discard <read-model> <id>`.
+pub async fn discard(env: &Env, name: &str, id: i64) -> Result<Outcome, UsageError> {
+    let p = model(name)?;
+    let stores = stores(env, 1)?;
+    Ok(
+        match Parking::new(stores.pool, p.name(), None).discard(id).await {
+            Ok(true) => Outcome {
+                out: vec![format!("discarded parked event {id}")],
+                ok: true,
+                ..Outcome::default()
+            },
+            Ok(false) => failed(format!("no parked event {id} in {name}")),
+            Err(e) => failed(e),
+        },
+    )
+}

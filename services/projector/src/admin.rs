@@ -1,0 +1,208 @@
+//! The projector's admin API: read model state, parked events (list, replay, discard).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use eventfold_runtime::Shutdown;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::parking::Parking;
+use crate::projection::{Projection, Registry};
+use crate::rebuild::{Stores, replay_parked};
+use crate::state;
+
+#[derive(Clone)]
+struct Admin {
+    registry: Arc<Registry>,
+    stores: Stores,
+}
+
+/// `GET /v1/read-models`, `GET /v1/parked/{read_model}`, `POST /v1/parked/{read_model}/replay`,
+/// `DELETE /v1/parked/{read_model}/{id}`.
+pub fn router(registry: Arc<Registry>, stores: Stores) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/read-models", get(models))
+        .route("/v1/parked/{read_model}", get(list))
+        .route("/v1/parked/{read_model}/replay", post(replay))
+        .route("/v1/parked/{read_model}/{id}", delete(discard))
+        .with_state(Admin { registry, stores })
+}
+
+fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+    let body = json!({
+        "type": format!("https://eventfold.dev/problems/{}", code.replace('_', "-")),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail.into(),
+        "code": code,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        e.to_string(),
+    )
+}
+
+impl Admin {
+    fn model(&self, name: &str) -> Result<Arc<dyn Projection>, Response> {
+        self.registry.get(name).cloned().ok_or_else(|| {
+            problem(
+                StatusCode::NOT_FOUND,
+                "unknown_read_model",
+                format!("no read model named `{name}`"),
+            )
+        })
+    }
+}
+
+async fn models(State(a): State<Admin>) -> Response {
+    let mut out = Vec::new();
+    for p in a.registry.all() {
+        let s = match state::ensure(&a.stores.pool, &**p).await {
+            Ok(s) => s,
+            Err(e) => return unavailable(e),
+        };
+        let parked = match Parking::new(a.stores.pool.clone(), p.name(), None)
+            .count()
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => return unavailable(e),
+        };
+        out.push(json!({
+            "name": p.name(),
+            "store": p.store().as_str(),
+            "aggregate_types": p.aggregate_types(),
+            "generation": s.generation,
+            "rebuilding": s.rebuilding,
+            "parked": parked,
+        }));
+    }
+    Json(json!({ "read_models": out })).into_response()
+}
+
+/// Paging of the parked list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn default_limit() -> i64 {
+    100
+}
+
+async fn list(
+    State(a): State<Admin>,
+    Path(name): Path<String>,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let p = match a.model(&name) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Query(page) = match page {
+        Ok(q) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad_query", e.body_text()),
+    };
+    if !(1..=1000).contains(&page.limit) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "limit must be between 1 and 1000",
+        );
+    }
+    let parking = Parking::new(a.stores.pool.clone(), p.name(), None);
+    match parking.list(page.after, page.limit).await {
+        Ok(items) => {
+            let next = (items.len() as i64 == page.limit)
+                .then(|| items.last().map(|i| i.id))
+                .flatten();
+            Json(json!({ "items": items, "next_after": next })).into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Which aggregate to replay; all blocked aggregates when absent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayRequest {
+    aggregate_type: Option<String>,
+    aggregate_id: Option<String>,
+}
+
+async fn replay(
+    State(a): State<Admin>,
+    Path(name): Path<String>,
+    body: Option<Json<ReplayRequest>>,
+) -> Response {
+    let p = match a.model(&name) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let only = match (req.aggregate_type, req.aggregate_id) {
+        (Some(t), Some(i)) => Some((t, i)),
+        (None, None) => None,
+        _ => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "give both aggregate_type and aggregate_id, or neither",
+            );
+        }
+    };
+    match replay_parked(&p, &a.stores, only, &Shutdown::new()).await {
+        Ok(reports) => {
+            let failed = reports.iter().filter(|r| r.error.is_some()).count();
+            let status = if failed == 0 {
+                StatusCode::OK
+            } else {
+                StatusCode::CONFLICT
+            };
+            (
+                status,
+                Json(json!({ "replayed": reports, "failed": failed })),
+            )
+                .into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn discard(State(a): State<Admin>, Path((name, id)): Path<(String, i64)>) -> Response {
+    let p = match a.model(&name) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match Parking::new(a.stores.pool.clone(), p.name(), None)
+        .discard(id)
+        .await
+    {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => problem(
+            StatusCode::NOT_FOUND,
+            "unknown_parked_event",
+            format!("no parked event {id} in {name}"),
+        ),
+        Err(e) => unavailable(e),
+    }
+}

@@ -1,0 +1,324 @@
+//! The Kafka side: one consumer group per read model, cooperative-sticky assignment, seeking to
+//! the offsets stored with the read model, batches handed to the [`Processor`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eventfold_avro::AvroCodec;
+use eventfold_kafka::KafkaSettings;
+use eventfold_runtime::Shutdown;
+use rdkafka::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
+};
+use rdkafka::message::OwnedMessage;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use tokio::sync::watch;
+
+use crate::engine::{Item, Processor, backoff, decode};
+use crate::state::ModelState;
+use crate::target::Partition;
+
+/// Consumer settings shared by every read model of a process.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// Brokers and security.
+    pub kafka: KafkaSettings,
+    /// Topic name prefix (`KAFKA_TOPIC_PREFIX`); topic = prefix + aggregate type.
+    pub topic_prefix: String,
+    /// Consumer group prefix (`PROJECTOR_GROUP_PREFIX`); group = prefix + read model.
+    pub group_prefix: String,
+    /// Most records per batch (`PROJECTOR_BATCH_SIZE`).
+    pub batch_size: usize,
+    /// How long a batch waits for more records after the first (`PROJECTOR_BATCH_WAIT_MS`).
+    pub batch_wait: Duration,
+    /// `session.timeout.ms`.
+    pub session_timeout_ms: u32,
+    /// `max.poll.interval.ms`.
+    pub max_poll_interval_ms: u32,
+}
+
+/// Offsets known to be stored with the read model, used when a partition is assigned.
+type OffsetCache = Arc<Mutex<HashMap<Partition, i64>>>;
+
+/// Sets assigned partitions to their stored offsets; forgets revoked ones (another instance
+/// moves them on; when they come back, Kafka's committed offset, which is never ahead of the
+/// stored one, is the start and the in-transaction offset check skips what was applied).
+struct Context {
+    read_model: &'static str,
+    offsets: OffsetCache,
+    assigned: prometheus::IntGauge,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let parts: Vec<Partition> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Ok(cache) = self.offsets.lock() {
+                    for (t, p) in &parts {
+                        if let Some(&o) = cache.get(&(t.clone(), *p)).filter(|o| **o >= 0) {
+                            let _ = tpl.set_partition_offset(t, *p, Offset::Offset(o));
+                        }
+                    }
+                }
+                let r = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = r {
+                    tracing::error!(read_model = self.read_model, error = %e, "assign failed");
+                }
+                self.assigned.add(parts.len() as i64);
+                tracing::info!(read_model = self.read_model, partitions = ?parts, "assigned");
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if let Ok(mut cache) = self.offsets.lock() {
+                    for p in &parts {
+                        cache.remove(p);
+                    }
+                }
+                let r = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = r {
+                    tracing::error!(read_model = self.read_model, error = %e, "unassign failed");
+                }
+                self.assigned.sub(parts.len() as i64);
+                tracing::info!(read_model = self.read_model, partitions = ?parts, "revoked");
+            }
+            other => {
+                tracing::error!(read_model = self.read_model, error = ?other, "rebalance error");
+                let _ = consumer.unassign();
+                self.assigned.set(0);
+            }
+        }
+    }
+}
+
+/// Runs one read model's consumer until `shutdown`: (re)starts on the live generation, stops
+/// consuming while a Neo4j read model is rebuilt in place, restarts when the generation changes.
+pub async fn run(
+    settings: ConsumerSettings,
+    codec: Arc<AvroCodec>,
+    make: impl Fn(ModelState) -> Processor,
+    mut state: watch::Receiver<ModelState>,
+    shutdown: Shutdown,
+) {
+    let mut attempt = 0;
+    while !shutdown.is_triggered() {
+        let current = *state.borrow_and_update();
+        let processor = make(current);
+        let name = processor.projection.name();
+        if let Some(m) = &processor.metrics {
+            m.rebuilding
+                .with_label_values(&[name])
+                .set(i64::from(current.rebuilding));
+        }
+        if current.rebuilding && processor.target.store() == crate::projection::Store::Neo4j {
+            tracing::info!(read_model = name, "rebuild in progress; consumer stopped");
+            tokio::select! {
+                _ = state.changed() => {}
+                _ = shutdown.wait() => return,
+            }
+            continue;
+        }
+        match consume(&settings, &codec, &processor, &mut state, &shutdown).await {
+            Ok(()) => attempt = 0,
+            Err(e) => {
+                tracing::warn!(read_model = name, error = %e, "consumer failed; restarting");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(attempt)) => {}
+                    _ = shutdown.wait() => return,
+                }
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Consumes into `processor`'s generation until shutdown or a state change (`Ok`).
+async fn consume(
+    settings: &ConsumerSettings,
+    codec: &AvroCodec,
+    processor: &Processor,
+    state: &mut watch::Receiver<ModelState>,
+    shutdown: &Shutdown,
+) -> Result<(), String> {
+    let p = &*processor.projection;
+    let name = p.name();
+    processor.target.setup(p).await.map_err(|e| e.to_string())?;
+    let stored = processor
+        .target
+        .offsets()
+        .await
+        .map_err(|e| e.to_string())?;
+    let offsets: OffsetCache = Arc::new(Mutex::new(stored));
+    let assigned = processor
+        .metrics
+        .as_ref()
+        .map(|m| m.assigned.with_label_values(&[name]))
+        .unwrap_or_else(|| prometheus::IntGauge::new("unused", "unused").expect("static"));
+    assigned.set(0);
+    let topics: Vec<String> = p
+        .aggregate_types()
+        .iter()
+        .map(|t| format!("{}{t}", settings.topic_prefix))
+        .collect();
+    let mut config = settings.kafka.client_config();
+    config
+        .set("group.id", format!("{}{name}", settings.group_prefix))
+        .set("client.id", format!("eventfold-projector-{name}"))
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            settings.session_timeout_ms.to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (settings.session_timeout_ms / 4).to_string(),
+        )
+        .set(
+            "max.poll.interval.ms",
+            settings.max_poll_interval_ms.to_string(),
+        )
+        .set("fetch.wait.max.ms", "20")
+        .set("socket.nagle.disable", "true")
+        .set("topic.metadata.refresh.interval.ms", "5000");
+    let consumer: Arc<StreamConsumer<Context>> = Arc::new(
+        config
+            .create_with_context(Context {
+                read_model: name,
+                offsets: offsets.clone(),
+                assigned,
+            })
+            .map_err(|e| e.to_string())?,
+    );
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topic_refs).map_err(|e| e.to_string())?;
+    tracing::info!(read_model = name, topics = ?topics, "consuming");
+    let start = *state.borrow();
+    let mut lag_tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        let batch = tokio::select! {
+            _ = shutdown.wait() => return Ok(()),
+            changed = state.changed() => {
+                let now = *state.borrow();
+                if changed.is_err() || now.generation != start.generation
+                    || (now.rebuilding && processor.target.store() == crate::projection::Store::Neo4j)
+                {
+                    return Ok(());
+                }
+                if let Some(m) = &processor.metrics {
+                    m.rebuilding.with_label_values(&[name]).set(i64::from(now.rebuilding));
+                }
+                continue;
+            }
+            _ = lag_tick.tick() => {
+                if let Some(m) = processor.metrics.clone() {
+                    let (c, o) = (consumer.clone(), offsets.clone());
+                    tokio::task::spawn_blocking(move || report_lag(&c, &m, name, &o));
+                }
+                continue;
+            }
+            b = next_batch(&consumer, settings.batch_size, settings.batch_wait) => b?,
+        };
+        let mut items: Vec<Item> = Vec::with_capacity(batch.len());
+        for msg in &batch {
+            let mut attempt = 0;
+            loop {
+                match decode(codec, msg).await {
+                    Ok(item) => {
+                        items.push(item);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(read_model = name, error = %e, "registry unavailable; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff(attempt)) => {}
+                            _ = shutdown.wait() => return Ok(()),
+                        }
+                        attempt += 1;
+                    }
+                }
+            }
+        }
+        let Some(outcome) = processor.apply(&items, shutdown).await else {
+            return Ok(());
+        };
+        let mut cache = offsets.lock().map_err(|e| e.to_string())?;
+        for ((t, part), next) in &outcome.next_offsets {
+            // A partition revoked meanwhile refuses the store; its new owner has the offset.
+            if consumer.store_offset(t, *part, *next).is_ok() {
+                cache.insert((t.clone(), *part), *next);
+            }
+        }
+    }
+}
+
+async fn next_batch(
+    consumer: &StreamConsumer<Context>,
+    max: usize,
+    wait: Duration,
+) -> Result<Vec<OwnedMessage>, String> {
+    let first = consumer.recv().await.map_err(|e| e.to_string())?;
+    let mut out = vec![first.detach()];
+    let deadline = tokio::time::Instant::now() + wait;
+    while out.len() < max {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(m)) => out.push(m.detach()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error");
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(out)
+}
+
+fn report_lag(
+    consumer: &StreamConsumer<Context>,
+    m: &crate::metrics::ProjectorMetrics,
+    name: &str,
+    offsets: &OffsetCache,
+) {
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    let known = offsets.lock().map(|c| c.clone()).unwrap_or_default();
+    m.lag.reset();
+    for e in assignment.elements() {
+        let (t, p) = (e.topic(), e.partition());
+        if let Ok((_, high)) = consumer.fetch_watermarks(t, p, Duration::from_secs(1)) {
+            let next = known.get(&(t.to_owned(), p)).copied().unwrap_or(0).max(0);
+            m.lag
+                .with_label_values(&[name, t, &p.to_string()])
+                .set((high - next).max(0));
+        }
+    }
+}

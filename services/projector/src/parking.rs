@@ -1,0 +1,400 @@
+//! Parked events: the `parked_events` table (the list operators see and replay from) and the
+//! dead-letter topic (a copy of the original record with the error in its headers).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::{PgPool, Row};
+
+use crate::apply::ApplyError;
+use crate::target::AggregateKey;
+
+/// Why an event was parked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The record could not be read (no envelope, bad Avro, unknown schema, upcast failed).
+    Undecodable,
+    /// The handler or the store refused it after the retries.
+    Refused,
+    /// Its aggregate's previous version was never applied.
+    VersionGap,
+    /// An earlier event of its aggregate is parked.
+    BehindParked,
+}
+
+impl Reason {
+    /// The value stored in `parked_events.reason` and used as metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Undecodable => "undecodable",
+            Self::Refused => "refused",
+            Self::VersionGap => "version_gap",
+            Self::BehindParked => "behind_parked",
+        }
+    }
+}
+
+/// Where a parked event came from: a Kafka record, or the event store (rebuild).
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// Topic, partition, offset of the record.
+    pub record: Option<(String, i32, i64)>,
+    /// Record key.
+    pub key: Option<Vec<u8>>,
+    /// Record value.
+    pub value: Option<Vec<u8>>,
+    /// Record headers (name, value).
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// One event to park.
+#[derive(Debug, Clone)]
+pub struct ToPark {
+    /// Where it came from.
+    pub origin: Origin,
+    /// Envelope fields, when known: event id, event type, aggregate, version.
+    pub event_id: Option<String>,
+    /// Event type.
+    pub event_type: Option<String>,
+    /// Aggregate type and id.
+    pub aggregate: Option<AggregateKey>,
+    /// Aggregate version.
+    pub version: Option<i64>,
+    /// Why.
+    pub reason: Reason,
+    /// The error text.
+    pub error: String,
+    /// Attempts made before parking.
+    pub attempts: i32,
+}
+
+/// A row of `parked_events`, as listed by the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct Parked {
+    /// Row id.
+    pub id: i64,
+    /// Read model.
+    pub read_model: String,
+    /// Source topic (absent for events read from the event store).
+    pub topic: Option<String>,
+    /// Source partition.
+    pub partition: Option<i32>,
+    /// Source offset.
+    pub offset: Option<i64>,
+    /// Event id.
+    pub event_id: Option<String>,
+    /// Event type.
+    pub event_type: Option<String>,
+    /// Aggregate type.
+    pub aggregate_type: Option<String>,
+    /// Aggregate id.
+    pub aggregate_id: Option<String>,
+    /// Aggregate version.
+    pub version: Option<i64>,
+    /// Reason (`undecodable`, `refused`, `version_gap`, `behind_parked`).
+    pub reason: String,
+    /// Error text.
+    pub error: String,
+    /// Attempts before parking.
+    pub attempts: i32,
+    /// The parked event this one waits behind.
+    pub blocked_by: Option<i64>,
+    /// When, RFC 3339.
+    pub parked_at: String,
+}
+
+/// Access to `parked_events` and the dead-letter topic for one read model.
+#[derive(Clone)]
+pub struct Parking {
+    pool: PgPool,
+    read_model: &'static str,
+    dlt: Option<(FutureProducer, String)>,
+    /// Auditing: parks nothing, hands out ids from here.
+    dry_run: Option<std::sync::Arc<std::sync::atomic::AtomicI64>>,
+}
+
+impl std::fmt::Debug for Parking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parking")
+            .field("read_model", &self.read_model)
+            .field("dlt", &self.dlt.as_ref().map(|(_, t)| t))
+            .finish()
+    }
+}
+
+/// The dead-letter topic of `read_model`.
+pub fn dlt_topic(prefix: &str, read_model: &str) -> String {
+    format!("{prefix}dlt.{read_model}")
+}
+
+impl Parking {
+    /// Parking for `read_model` in `pool`, copying records to `dlt` (producer, topic) if given.
+    pub fn new(
+        pool: PgPool,
+        read_model: &'static str,
+        dlt: Option<(FutureProducer, String)>,
+    ) -> Self {
+        Self {
+            pool,
+            read_model,
+            dlt,
+            dry_run: None,
+        }
+    }
+
+    /// Parking that reads the parked table but writes nothing (the auditor's scratch replay
+    /// must park what the live one parked without touching the list).
+    pub fn dry_run(pool: PgPool, read_model: &'static str) -> Self {
+        Self {
+            pool,
+            read_model,
+            dlt: None,
+            dry_run: Some(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(-1))),
+        }
+    }
+
+    /// The read model.
+    pub fn read_model(&self) -> &'static str {
+        self.read_model
+    }
+
+    /// For each of `keys` that has a parked event, the id of its first parked event.
+    pub async fn blocked(
+        &self,
+        keys: &[AggregateKey],
+    ) -> Result<HashMap<AggregateKey, i64>, ApplyError> {
+        let mut out = HashMap::new();
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let types: Vec<&str> = keys.iter().map(|(t, _)| t.as_str()).collect();
+        let ids: Vec<&str> = keys.iter().map(|(_, i)| i.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT p.aggregate_type, p.aggregate_id, min(p.id) FROM parked_events p \
+             JOIN unnest($2::text[], $3::text[]) AS u(t, i) \
+               ON p.aggregate_type = u.t AND p.aggregate_id = u.i \
+             WHERE p.read_model = $1 GROUP BY 1, 2",
+        )
+        .bind(self.read_model)
+        .bind(&types)
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in rows {
+            out.insert((r.get(0), r.get(1)), r.get(2));
+        }
+        Ok(out)
+    }
+
+    /// Parks `event` (idempotent per record or per aggregate version) and copies it to the
+    /// dead-letter topic when it was newly parked; returns its row id.
+    pub async fn park(&self, event: &ToPark, blocked_by: Option<i64>) -> Result<i64, ApplyError> {
+        if let Some(next) = &self.dry_run {
+            return Ok(next.fetch_sub(1, std::sync::atomic::Ordering::Relaxed));
+        }
+        let (topic, partition, offset) = match &event.origin.record {
+            Some((t, p, o)) => (Some(t.as_str()), Some(*p), Some(*o)),
+            None => (None, None, None),
+        };
+        let headers: Value = event
+            .origin
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                json!({"name": k, "value": v.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())})
+            })
+            .collect();
+        let (agg_type, agg_id) = match &event.aggregate {
+            Some((t, i)) => (Some(t.as_str()), Some(i.as_str())),
+            None => (None, None),
+        };
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO parked_events (read_model, topic, \"partition\", \"offset\", event_id, \
+               event_type, aggregate_type, aggregate_id, version, reason, error, attempts, \
+               blocked_by, record_key, record_value, record_headers) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(self.read_model)
+        .bind(topic)
+        .bind(partition)
+        .bind(offset)
+        .bind(&event.event_id)
+        .bind(&event.event_type)
+        .bind(agg_type)
+        .bind(agg_id)
+        .bind(event.version)
+        .bind(event.reason.as_str())
+        .bind(&event.error)
+        .bind(event.attempts)
+        .bind(blocked_by)
+        .bind(&event.origin.key)
+        .bind(&event.origin.value)
+        .bind(headers)
+        .fetch_optional(&self.pool)
+        .await?;
+        match inserted {
+            Some(id) => {
+                self.dead_letter(event, id).await?;
+                Ok(id)
+            }
+            None => {
+                let id: i64 = sqlx::query_scalar(
+                    "SELECT id FROM parked_events WHERE read_model = $1 AND \
+                     ((topic = $2 AND \"partition\" = $3 AND \"offset\" = $4) OR \
+                      (topic IS NULL AND $2::text IS NULL AND aggregate_type = $5 \
+                       AND aggregate_id = $6 AND version = $7))",
+                )
+                .bind(self.read_model)
+                .bind(topic)
+                .bind(partition)
+                .bind(offset)
+                .bind(agg_type)
+                .bind(agg_id)
+                .bind(event.version)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(id)
+            }
+        }
+    }
+
+    async fn dead_letter(&self, event: &ToPark, id: i64) -> Result<(), ApplyError> {
+        let Some((producer, topic)) = &self.dlt else {
+            return Ok(());
+        };
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &event.origin.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        let source = event
+            .origin
+            .record
+            .as_ref()
+            .map(|(t, p, o)| format!("{t}/{p}/{o}"))
+            .unwrap_or_else(|| "event-store".into());
+        let parked_id = id.to_string();
+        for (k, v) in [
+            ("dlt_read_model", self.read_model),
+            ("dlt_reason", event.reason.as_str()),
+            ("dlt_error", event.error.as_str()),
+            ("dlt_source", source.as_str()),
+            ("dlt_parked_id", parked_id.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        let key = event.origin.key.clone().or_else(|| {
+            event
+                .aggregate
+                .as_ref()
+                .map(|(_, i)| i.clone().into_bytes())
+        });
+        let mut record: FutureRecord<'_, Vec<u8>, Vec<u8>> =
+            FutureRecord::to(topic).headers(headers);
+        if let Some(k) = key.as_ref() {
+            record = record.key(k);
+        }
+        if let Some(v) = event.origin.value.as_ref() {
+            record = record.payload(v);
+        }
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| ApplyError::Transient(format!("dead-letter topic: {e}")))?;
+        Ok(())
+    }
+
+    /// Parked events of the read model, oldest first, at most `limit` after row `after`.
+    pub async fn list(&self, after: i64, limit: i64) -> Result<Vec<Parked>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, read_model, topic, \"partition\", \"offset\", event_id, event_type, \
+               aggregate_type, aggregate_id, version, reason, error, attempts, blocked_by, \
+               to_char(parked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
+             FROM parked_events WHERE read_model = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(self.read_model)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Parked {
+                id: r.get(0),
+                read_model: r.get(1),
+                topic: r.get(2),
+                partition: r.get(3),
+                offset: r.get(4),
+                event_id: r.get(5),
+                event_type: r.get(6),
+                aggregate_type: r.get(7),
+                aggregate_id: r.get(8),
+                version: r.get(9),
+                reason: r.get(10),
+                error: r.get(11),
+                attempts: r.get(12),
+                blocked_by: r.get(13),
+                parked_at: r.get(14),
+            })
+            .collect())
+    }
+
+    /// Number of parked events of the read model.
+    pub async fn count(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT count(*) FROM parked_events WHERE read_model = $1")
+            .bind(self.read_model)
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// The aggregates that have parked events.
+    pub async fn blocked_aggregates(&self) -> Result<Vec<AggregateKey>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT aggregate_type, aggregate_id FROM parked_events \
+             WHERE read_model = $1 AND aggregate_id IS NOT NULL ORDER BY 1, 2",
+        )
+        .bind(self.read_model)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Deletes the parked events of `key` at or below `version`; returns how many.
+    pub async fn release(&self, key: &AggregateKey, version: i64) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query(
+            "DELETE FROM parked_events WHERE read_model = $1 AND aggregate_type = $2 \
+             AND aggregate_id = $3 AND version <= $4",
+        )
+        .bind(self.read_model)
+        .bind(&key.0)
+        .bind(&key.1)
+        .bind(version)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// Deletes one parked event by id (an operator discards a record that cannot be replayed).
+    pub async fn discard(&self, id: i64) -> Result<bool, sqlx::Error> {
+        Ok(
+            sqlx::query("DELETE FROM parked_events WHERE read_model = $1 AND id = $2")
+                .bind(self.read_model)
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+}

@@ -1,0 +1,586 @@
+//! Where one generation of a read model is written: its rows, its applied versions (the version
+//! guard) and its consumer offsets, all changed in one transaction of the same store.
+
+use std::collections::HashMap;
+
+use neo4rs::{BoltType, Graph, Txn, query};
+use serde_json::{Value, json};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+
+use crate::apply::{ApplyError, apply_neo4j, apply_pg, render};
+use crate::projection::{Projection, Store, Write};
+
+/// A topic partition.
+pub type Partition = (String, i32);
+/// An aggregate: type and id.
+pub type AggregateKey = (String, String);
+
+/// One generation of a read model in its store.
+#[derive(Clone)]
+pub enum Target {
+    /// Tables in `schema`, plus `{schema}._versions` and `{schema}._offsets`.
+    Postgres {
+        /// The read models' database.
+        pool: PgPool,
+        /// Schema of the generation, e.g. `rm_opportunities_g1`.
+        schema: String,
+    },
+    /// Labels with suffix `g`, plus `ProjectorVersion{g}` and `ProjectorOffset{g}` nodes.
+    Neo4j {
+        /// The graph.
+        graph: Graph,
+        /// Label suffix of the generation (`""` for the live graph).
+        g: String,
+    },
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Postgres { schema, .. } => write!(f, "postgres schema {schema}"),
+            Self::Neo4j { g, .. } => write!(f, "neo4j generation {g:?}"),
+        }
+    }
+}
+
+/// PostgreSQL schema of generation `generation` of `name`.
+pub fn pg_schema(name: &str, generation: i32) -> String {
+    format!("rm_{name}_g{generation}")
+}
+
+const PG_ENGINE_TABLES: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS {schema}._versions (aggregate_type text NOT NULL, \
+     aggregate_id text NOT NULL, last_version bigint NOT NULL, \
+     PRIMARY KEY (aggregate_type, aggregate_id))",
+    "CREATE TABLE IF NOT EXISTS {schema}._offsets (topic text NOT NULL, \
+     \"partition\" integer NOT NULL, next_offset bigint NOT NULL, \
+     updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (topic, \"partition\"))",
+];
+
+const NEO_ENGINE_SETUP: &[&str] = &[
+    "CREATE CONSTRAINT projector_offset{g} IF NOT EXISTS FOR (o:ProjectorOffset{g}) REQUIRE o.key IS UNIQUE",
+    "CREATE CONSTRAINT projector_version{g} IF NOT EXISTS FOR (v:ProjectorVersion{g}) REQUIRE v.key IS UNIQUE",
+];
+
+impl Target {
+    /// Creates what the generation needs (schema, engine tables, the projection's setup).
+    pub async fn setup(&self, p: &dyn Projection) -> Result<(), ApplyError> {
+        match self {
+            Self::Postgres { pool, schema } => {
+                let mut conn = pool.acquire().await?;
+                // Concurrent instances may set up the same schema: serialise them.
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(schema)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                    .execute(&mut *tx)
+                    .await?;
+                for s in PG_ENGINE_TABLES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain(p.setup())
+                {
+                    sqlx::query(&render(&s, schema)).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+            Self::Neo4j { graph, g } => {
+                for s in NEO_ENGINE_SETUP
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain(p.setup())
+                {
+                    graph.run(query(&render(&s, g))).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the generation: drops the PostgreSQL schema, or empties the Neo4j generation
+    /// and drops its constraints and indexes.
+    pub async fn drop_all(&self, p: &dyn Projection) -> Result<(), ApplyError> {
+        match self {
+            Self::Postgres { pool, schema } => {
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .execute(pool)
+                    .await?;
+            }
+            Self::Neo4j { graph, g } => {
+                self.reset(p).await?;
+                if !g.is_empty() {
+                    for kind in ["CONSTRAINT", "INDEX"] {
+                        let mut rows = graph
+                            .execute(
+                                query(&format!(
+                                    "SHOW {kind}S YIELD name WHERE name ENDS WITH $g RETURN name"
+                                ))
+                                .param("g", g.as_str()),
+                            )
+                            .await?;
+                        let mut names = Vec::new();
+                        while let Some(row) = rows.next().await? {
+                            names.push(row.get::<String>("name").map_err(neo_de)?);
+                        }
+                        for n in names {
+                            graph
+                                .run(query(&format!("DROP {kind} {n} IF EXISTS")))
+                                .await?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Empties the generation's rows, versions and offsets (keeps its schema or constraints).
+    pub async fn reset(&self, p: &dyn Projection) -> Result<(), ApplyError> {
+        match self {
+            Self::Postgres { pool, schema } => {
+                let mut tx = pool.begin().await?;
+                for s in p.reset().into_iter().chain([
+                    "TRUNCATE {schema}._versions".to_owned(),
+                    "TRUNCATE {schema}._offsets".to_owned(),
+                ]) {
+                    sqlx::query(&render(&s, schema)).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+            Self::Neo4j { graph, g } => {
+                for s in p.reset().into_iter().chain([
+                    "MATCH (n:ProjectorVersion{g}) DETACH DELETE n".to_owned(),
+                    "MATCH (n:ProjectorOffset{g}) DETACH DELETE n".to_owned(),
+                ]) {
+                    graph.run(query(&render(&s, g))).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every stored offset of the generation.
+    pub async fn offsets(&self) -> Result<HashMap<Partition, i64>, ApplyError> {
+        let mut out = HashMap::new();
+        match self {
+            Self::Postgres { pool, schema } => {
+                let rows = sqlx::query(&format!(
+                    "SELECT topic, \"partition\", next_offset FROM {schema}._offsets"
+                ))
+                .fetch_all(pool)
+                .await?;
+                for r in rows {
+                    out.insert((r.get(0), r.get(1)), r.get(2));
+                }
+            }
+            Self::Neo4j { graph, g } => {
+                let mut rows = graph
+                    .execute(query(&render(
+                        "MATCH (o:ProjectorOffset{g}) RETURN o.topic AS topic, \
+                         o.partition AS partition, o.next_offset AS next_offset",
+                        g,
+                    )))
+                    .await?;
+                while let Some(row) = rows.next().await? {
+                    let t: String = row.get("topic").map_err(neo_de)?;
+                    let p: i64 = row.get("partition").map_err(neo_de)?;
+                    let o: i64 = row.get("next_offset").map_err(neo_de)?;
+                    out.insert((t, p as i32), o);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every entry of the version guard (for the auditor).
+    pub async fn versions(&self) -> Result<HashMap<AggregateKey, i64>, ApplyError> {
+        let mut out = HashMap::new();
+        match self {
+            Self::Postgres { pool, schema } => {
+                let rows = sqlx::query(&format!(
+                    "SELECT aggregate_type, aggregate_id, last_version FROM {schema}._versions"
+                ))
+                .fetch_all(pool)
+                .await?;
+                for r in rows {
+                    out.insert((r.get(0), r.get(1)), r.get(2));
+                }
+            }
+            Self::Neo4j { graph, g } => {
+                let mut rows = graph
+                    .execute(query(&render(
+                        "MATCH (v:ProjectorVersion{g}) RETURN v.aggregate_type AS t, \
+                         v.aggregate_id AS id, v.last_version AS last",
+                        g,
+                    )))
+                    .await?;
+                while let Some(row) = rows.next().await? {
+                    out.insert(
+                        (
+                            row.get("t").map_err(neo_de)?,
+                            row.get("id").map_err(neo_de)?,
+                        ),
+                        row.get("last").map_err(neo_de)?,
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rows of every dump query, each as JSON text, sorted.
+    pub async fn dump(&self, p: &dyn Projection) -> Result<Vec<String>, ApplyError> {
+        let mut out = Vec::new();
+        for (i, q) in p.dump().into_iter().enumerate() {
+            match self {
+                Self::Postgres { pool, schema } => {
+                    let rows = sqlx::query(&render(q, schema)).fetch_all(pool).await?;
+                    for r in rows {
+                        let text: String = r.try_get("row")?;
+                        // Re-serialise so that key order and spacing do not matter.
+                        let v: Value = serde_json::from_str(&text)
+                            .map_err(|e| ApplyError::Refused(format!("dump row: {e}")))?;
+                        out.push(format!("{i}:{v}"));
+                    }
+                }
+                Self::Neo4j { graph, g } => {
+                    let mut rows = graph.execute(query(&render(q, g))).await?;
+                    while let Some(row) = rows.next().await? {
+                        let v: Value = row.get("row").map_err(neo_de)?;
+                        out.push(format!("{i}:{}", unsuffix(v, g)));
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Opens a transaction.
+    pub async fn begin(&self) -> Result<Tx, ApplyError> {
+        Ok(match self {
+            Self::Postgres { pool, schema } => Tx::Postgres {
+                tx: pool.begin().await?,
+                schema: schema.clone(),
+            },
+            Self::Neo4j { graph, g } => Tx::Neo4j {
+                txn: graph.start_txn().await?,
+                g: g.clone(),
+            },
+        })
+    }
+
+    /// The store kind.
+    pub fn store(&self) -> Store {
+        match self {
+            Self::Postgres { .. } => Store::Postgres,
+            Self::Neo4j { .. } => Store::Neo4j,
+        }
+    }
+}
+
+/// Label suffixes vanish from dumped strings, so two generations compare equal.
+fn unsuffix(v: Value, g: &str) -> Value {
+    if g.is_empty() {
+        return v;
+    }
+    match v {
+        Value::String(s) => Value::String(s.replace(g, "")),
+        Value::Array(a) => Value::Array(a.into_iter().map(|x| unsuffix(x, g)).collect()),
+        Value::Object(m) => {
+            Value::Object(m.into_iter().map(|(k, x)| (k, unsuffix(x, g))).collect())
+        }
+        other => other,
+    }
+}
+
+fn neo_de(e: impl std::fmt::Display) -> ApplyError {
+    ApplyError::Refused(format!("unexpected Neo4j row: {e}"))
+}
+
+/// A transaction on one generation.
+pub enum Tx {
+    /// A PostgreSQL transaction.
+    Postgres {
+        /// The transaction.
+        tx: Transaction<'static, Postgres>,
+        /// The generation's schema.
+        schema: String,
+    },
+    /// A Neo4j transaction.
+    Neo4j {
+        /// The transaction.
+        txn: Txn,
+        /// The generation's label suffix.
+        g: String,
+    },
+}
+
+impl Tx {
+    /// Locks the offsets of `partitions` until commit and returns them (-1 when none stored):
+    /// a second instance working on the same partition waits, then sees what this one stored.
+    pub async fn lock_offsets(
+        &mut self,
+        partitions: &[Partition],
+    ) -> Result<HashMap<Partition, i64>, ApplyError> {
+        let mut sorted = partitions.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        let topics: Vec<&str> = sorted.iter().map(|(t, _)| t.as_str()).collect();
+        let parts: Vec<i32> = sorted.iter().map(|(_, p)| *p).collect();
+        let mut out = HashMap::new();
+        match self {
+            Self::Postgres { tx, schema } => {
+                sqlx::query(&format!(
+                    "INSERT INTO {schema}._offsets (topic, \"partition\", next_offset) \
+                     SELECT t, p, -1 FROM unnest($1::text[], $2::int[]) AS u(t, p) \
+                     ORDER BY t, p ON CONFLICT DO NOTHING"
+                ))
+                .bind(&topics)
+                .bind(&parts)
+                .execute(&mut **tx)
+                .await?;
+                let rows = sqlx::query(&format!(
+                    "SELECT o.topic, o.\"partition\", o.next_offset FROM {schema}._offsets o \
+                     JOIN unnest($1::text[], $2::int[]) AS u(t, p) \
+                       ON o.topic = u.t AND o.\"partition\" = u.p \
+                     ORDER BY o.topic, o.\"partition\" FOR UPDATE OF o"
+                ))
+                .bind(&topics)
+                .bind(&parts)
+                .fetch_all(&mut **tx)
+                .await?;
+                for r in rows {
+                    out.insert((r.get(0), r.get(1)), r.get(2));
+                }
+            }
+            Self::Neo4j { txn, g } => {
+                let keys: Vec<Value> = sorted
+                    .iter()
+                    .map(|(t, p)| json!({"key": format!("{t}/{p}"), "topic": t, "partition": p}))
+                    .collect();
+                let mut rows = txn
+                    .execute(
+                        query(&render(
+                            "UNWIND $keys AS k \
+                             MERGE (o:ProjectorOffset{g} {key: k.key}) \
+                             ON CREATE SET o.topic = k.topic, o.partition = k.partition, \
+                                           o.next_offset = -1 \
+                             SET o.batches = coalesce(o.batches, 0) + 1 \
+                             RETURN o.topic AS topic, o.partition AS partition, \
+                                    o.next_offset AS next_offset",
+                            g,
+                        ))
+                        .param("keys", bolt(Value::Array(keys))?),
+                    )
+                    .await?;
+                while let Some(row) = rows.next(&mut *txn).await? {
+                    let t: String = row.get("topic").map_err(neo_de)?;
+                    let p: i64 = row.get("partition").map_err(neo_de)?;
+                    let o: i64 = row.get("next_offset").map_err(neo_de)?;
+                    out.insert((t, p as i32), o);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last applied version of each of `keys` (absent = none applied).
+    pub async fn versions(
+        &mut self,
+        keys: &[AggregateKey],
+    ) -> Result<HashMap<AggregateKey, i64>, ApplyError> {
+        let mut out = HashMap::new();
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        match self {
+            Self::Postgres { tx, schema } => {
+                let types: Vec<&str> = keys.iter().map(|(t, _)| t.as_str()).collect();
+                let ids: Vec<&str> = keys.iter().map(|(_, i)| i.as_str()).collect();
+                let rows = sqlx::query(&format!(
+                    "SELECT v.aggregate_type, v.aggregate_id, v.last_version \
+                     FROM {schema}._versions v JOIN unnest($1::text[], $2::text[]) AS u(t, i) \
+                       ON v.aggregate_type = u.t AND v.aggregate_id = u.i"
+                ))
+                .bind(&types)
+                .bind(&ids)
+                .fetch_all(&mut **tx)
+                .await?;
+                for r in rows {
+                    out.insert((r.get(0), r.get(1)), r.get(2));
+                }
+            }
+            Self::Neo4j { txn, g } => {
+                let list: Vec<Value> = keys.iter().map(|(t, i)| json!(version_key(t, i))).collect();
+                let mut rows = txn
+                    .execute(
+                        query(&render(
+                            "UNWIND $keys AS k MATCH (v:ProjectorVersion{g} {key: k}) \
+                             RETURN v.aggregate_type AS t, v.aggregate_id AS id, \
+                                    v.last_version AS last",
+                            g,
+                        ))
+                        .param("keys", bolt(Value::Array(list))?),
+                    )
+                    .await?;
+                while let Some(row) = rows.next(&mut *txn).await? {
+                    out.insert(
+                        (
+                            row.get("t").map_err(neo_de)?,
+                            row.get("id").map_err(neo_de)?,
+                        ),
+                        row.get("last").map_err(neo_de)?,
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs a projection's writes.
+    pub async fn apply(
+        &mut self,
+        p: &dyn Projection,
+        writes: Vec<Write>,
+    ) -> Result<(), ApplyError> {
+        match self {
+            Self::Postgres { tx, schema } => apply_pg(tx, schema, p, writes).await,
+            Self::Neo4j { txn, g } => apply_neo4j(txn, g, p, writes).await,
+        }
+    }
+
+    /// Stores the new last applied versions.
+    pub async fn save_versions(
+        &mut self,
+        versions: &HashMap<AggregateKey, i64>,
+    ) -> Result<(), ApplyError> {
+        if versions.is_empty() {
+            return Ok(());
+        }
+        let mut sorted: Vec<_> = versions.iter().collect();
+        sorted.sort();
+        match self {
+            Self::Postgres { tx, schema } => {
+                let types: Vec<&str> = sorted.iter().map(|((t, _), _)| t.as_str()).collect();
+                let ids: Vec<&str> = sorted.iter().map(|((_, i), _)| i.as_str()).collect();
+                let vs: Vec<i64> = sorted.iter().map(|(_, v)| **v).collect();
+                sqlx::query(&format!(
+                    "INSERT INTO {schema}._versions (aggregate_type, aggregate_id, last_version) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) \
+                     ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
+                     SET last_version = GREATEST({schema}._versions.last_version, EXCLUDED.last_version)"
+                ))
+                .bind(&types)
+                .bind(&ids)
+                .bind(&vs)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Self::Neo4j { txn, g } => {
+                let rows: Vec<Value> = sorted
+                    .iter()
+                    .map(|((t, i), v)| json!({"key": version_key(t, i), "t": t, "id": i, "v": v}))
+                    .collect();
+                txn.run(
+                    query(&render(
+                        "UNWIND $rows AS r MERGE (v:ProjectorVersion{g} {key: r.key}) \
+                         ON CREATE SET v.aggregate_type = r.t, v.aggregate_id = r.id, \
+                                       v.last_version = r.v \
+                         SET v.last_version = CASE WHEN v.last_version > r.v \
+                                                   THEN v.last_version ELSE r.v END",
+                        g,
+                    ))
+                    .param("rows", bolt(Value::Array(rows))?),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the next offset to consume of each partition.
+    pub async fn save_offsets(
+        &mut self,
+        offsets: &HashMap<Partition, i64>,
+    ) -> Result<(), ApplyError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut sorted: Vec<_> = offsets.iter().collect();
+        sorted.sort();
+        match self {
+            Self::Postgres { tx, schema } => {
+                let topics: Vec<&str> = sorted.iter().map(|((t, _), _)| t.as_str()).collect();
+                let parts: Vec<i32> = sorted.iter().map(|((_, p), _)| *p).collect();
+                let next: Vec<i64> = sorted.iter().map(|(_, o)| **o).collect();
+                sqlx::query(&format!(
+                    "INSERT INTO {schema}._offsets (topic, \"partition\", next_offset) \
+                     SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]) \
+                     ON CONFLICT (topic, \"partition\") DO UPDATE \
+                     SET next_offset = GREATEST({schema}._offsets.next_offset, EXCLUDED.next_offset), \
+                         updated_at = clock_timestamp()"
+                ))
+                .bind(&topics)
+                .bind(&parts)
+                .bind(&next)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Self::Neo4j { txn, g } => {
+                let rows: Vec<Value> = sorted
+                    .iter()
+                    .map(|((t, p), o)| {
+                        json!({"key": format!("{t}/{p}"), "topic": t, "partition": p, "o": o})
+                    })
+                    .collect();
+                txn.run(
+                    query(&render(
+                        "UNWIND $rows AS r MERGE (o:ProjectorOffset{g} {key: r.key}) \
+                         ON CREATE SET o.topic = r.topic, o.partition = r.partition, \
+                                       o.next_offset = r.o \
+                         SET o.next_offset = CASE WHEN o.next_offset > r.o \
+                                                  THEN o.next_offset ELSE r.o END",
+                        g,
+                    ))
+                    .param("rows", bolt(Value::Array(rows))?),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<(), ApplyError> {
+        match self {
+            Self::Postgres { tx, .. } => tx.commit().await?,
+            Self::Neo4j { txn, .. } => {
+                txn.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rolls back (errors are ignored: the transaction is gone either way).
+    pub async fn rollback(self) {
+        match self {
+            Self::Postgres { tx, .. } => {
+                let _ = tx.rollback().await;
+            }
+            Self::Neo4j { txn, .. } => {
+                let _ = txn.rollback().await;
+            }
+        }
+    }
+}
+
+fn version_key(aggregate_type: &str, aggregate_id: &str) -> String {
+    format!("{aggregate_type}/{aggregate_id}")
+}
+
+fn bolt(v: Value) -> Result<BoltType, ApplyError> {
+    BoltType::try_from(v).map_err(|e| ApplyError::Refused(format!("parameter: {e}")))
+}
