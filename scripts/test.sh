@@ -43,8 +43,8 @@ if ((${#started[@]})); then
   "$STACK/stack.sh" up
 fi
 
-step "cargo build -p outbox-relay (the relay tests start it as a process, to kill -9 it)"
-cargo build --quiet -p outbox-relay --bins
+step "cargo build -p outbox-relay -p projector (tests start them as processes, to kill -9 them)"
+cargo build --quiet -p outbox-relay -p projector --bins
 
 step "cargo test (unit and integration tests against the real stack)"
 log_file="$EVENTFOLD_CACHE/logs/test-output.log"

@@ -5,6 +5,7 @@
 
 #[cfg(feature = "testcontainers")]
 mod containers;
+pub mod pipeline;
 pub mod relay;
 pub mod xref;
 

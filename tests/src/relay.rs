@@ -110,10 +110,22 @@ impl RelayDb {
     }
 }
 
-/// Appends `events` to each aggregate of `ids`, the first after version `after`, with
+/// Appends `events` to each CrossReference of `ids`, the first after version `after`, with
 /// `per_statement` commands per group commit (one event per command).
 pub async fn append_events(
     pool: &sqlx::PgPool,
+    ids: &[String],
+    events: &[NewEvent],
+    after: i64,
+    per_statement: usize,
+) {
+    append_events_of(pool, CrossReference::TYPE, ids, events, after, per_statement).await;
+}
+
+/// [`append_events`] for aggregates of `aggregate_type`.
+pub async fn append_events_of(
+    pool: &sqlx::PgPool,
+    aggregate_type: &str,
     ids: &[String],
     events: &[NewEvent],
     after: i64,
@@ -157,7 +169,7 @@ pub async fn append_events(
                 })
                 .collect();
             store
-                .append_batch(CrossReference::TYPE, &writes)
+                .append_batch(aggregate_type, &writes)
                 .await
                 .expect("append");
         }
@@ -339,29 +351,36 @@ pub struct RelayProcess {
 impl RelayProcess {
     /// Starts `outbox-relay` (built next to the test binaries) on `db` as relay `id`.
     pub fn start(db: &RelayDb, id: &str, extra: &[(&str, &str)]) -> Self {
+        let mut pairs = vec![("RELAY_ID", id)];
+        pairs.extend_from_slice(extra);
+        Self::start_binary("outbox-relay", &db.name, id, db.env_pairs(&pairs))
+    }
+
+    /// Starts service `binary` (built next to the test binaries) with `env` and a free
+    /// `HTTP_ADDR`; logs go to `<cache>/logs/test-<binary>-<db>-<id>.log`.
+    pub fn start_binary(binary: &str, db: &str, id: &str, env: Vec<(String, String)>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let mut pairs = vec![("HTTP_ADDR", addr.as_str()), ("RELAY_ID", id)];
-        pairs.extend_from_slice(extra);
         let logs = std::env::var("EVENTFOLD_CACHE")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|_| std::env::temp_dir())
             .join("logs");
         let _ = std::fs::create_dir_all(&logs);
-        let log = std::fs::File::create(logs.join(format!("test-relay-{}-{id}.log", db.name)))
-            .expect("relay log file");
-        let child = tokio::process::Command::new(relay_binary())
+        let log = std::fs::File::create(logs.join(format!("test-{binary}-{db}-{id}.log")))
+            .expect("log file");
+        let child = tokio::process::Command::new(service_binary(binary))
             .env_clear()
-            .envs(db.env_pairs(&pairs))
+            .envs(env)
+            .env("HTTP_ADDR", &addr)
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .expect("start outbox-relay (built by `make test` before the tests)");
+            .unwrap_or_else(|e| panic!("start {binary} (built by `make test` first): {e}"));
         Self {
             child,
             url: format!("http://{addr}"),
@@ -384,20 +403,25 @@ impl RelayProcess {
         self.signal("TERM");
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
-            .expect("relay stops within 30 s after SIGTERM")
+            .expect("stops within 30 s after SIGTERM")
             .expect("wait");
-        assert!(status.success(), "relay {} exit: {status}", self.id);
+        assert!(status.success(), "{} exit: {status}", self.id);
     }
 }
 
 /// The `outbox-relay` binary of this build: next to the test binary's `deps` directory.
 pub fn relay_binary() -> std::path::PathBuf {
+    service_binary("outbox-relay")
+}
+
+/// The service binary `name` of this build: next to the test binary's `deps` directory.
+pub fn service_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target/<profile>/deps");
-    dir.join("outbox-relay")
+    dir.join(name)
 }
 
 /// The value of the unlabelled metric `name` in Prometheus text, if present.

@@ -22,6 +22,7 @@ fn stores(env: &Env, batch: usize) -> Result<Stores, UsageError> {
     Ok(Stores {
         pool: db.pool_lazy(),
         graph,
+        graph_suffix: neo.label_suffix.clone(),
         batch,
     })
 }

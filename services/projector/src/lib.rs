@@ -204,6 +204,7 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
     let stores = Stores {
         pool: pool.clone(),
         graph: graph.clone(),
+        graph_suffix: settings.neo4j.label_suffix.clone(),
         batch: cfg.batch_size,
     };
     let consumer_settings = ConsumerSettings {
@@ -282,7 +283,7 @@ impl Worker {
         );
         let make = move |s: state::ModelState| Processor {
             projection: p.clone(),
-            target: state::target(&*p, s.generation, &stores.pool, &stores.graph),
+            target: state::target(&*p, s.generation, &stores),
             parking: parking.clone(),
             max_attempts,
             metrics: Some(metrics.clone()),

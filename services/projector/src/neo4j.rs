@@ -14,6 +14,9 @@ pub struct Neo4jSettings {
     pub password: String,
     /// `NEO4J_DATABASE` (default `neo4j`).
     pub database: String,
+    /// `NEO4J_LABEL_SUFFIX` (default empty): appended to every label and relationship type the
+    /// graph read models write, so that installations (or tests) can share one database.
+    pub label_suffix: String,
 }
 
 impl Neo4jSettings {
@@ -24,6 +27,7 @@ impl Neo4jSettings {
             user: env.string("NEO4J_USER", "neo4j"),
             password: env.string("NEO4J_PASSWORD", "eventfold"),
             database: env.string("NEO4J_DATABASE", "neo4j"),
+            label_suffix: label_suffix(env)?,
         })
     }
 
@@ -53,4 +57,17 @@ pub fn readiness_check(graph: Graph) -> ReadinessCheck {
         let graph = graph.clone();
         async move { probe(&graph).await.map_err(|e| e.to_string()) }
     })
+}
+
+fn label_suffix(env: &Env) -> Result<String, SettingsError> {
+    let s = env.string("NEO4J_LABEL_SUFFIX", "");
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(s)
+    } else {
+        Err(SettingsError::Invalid {
+            var: "NEO4J_LABEL_SUFFIX".into(),
+            value: s,
+            reason: "only letters, digits and `_` may follow a label".into(),
+        })
+    }
 }

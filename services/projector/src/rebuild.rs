@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use eventfold_kafka::Envelope;
 use eventfold_runtime::Shutdown;
 use futures::TryStreamExt;
-use neo4rs::Graph;
 use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
@@ -18,6 +17,7 @@ use crate::engine::{Item, Mode, Outcome, Processor, Undecodable};
 use crate::parking::{Origin, Parking};
 use crate::projection::{ProjectedEvent, Projection, Store};
 use crate::state::{self, ModelState};
+pub use crate::state::Stores;
 use crate::target::{AggregateKey, Target, pg_schema};
 
 /// A failure of a rebuild, replay or audit.
@@ -129,25 +129,6 @@ pub struct RebuildReport {
     pub seconds: f64,
 }
 
-/// The clients a rebuild, replay or audit needs.
-#[derive(Clone)]
-pub struct Stores {
-    /// The read models' and event store's database.
-    pub pool: PgPool,
-    /// The graph.
-    pub graph: Graph,
-    /// Events per transaction.
-    pub batch: usize,
-}
-
-impl std::fmt::Debug for Stores {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stores")
-            .field("batch", &self.batch)
-            .finish()
-    }
-}
-
 impl Stores {
     fn processor(
         &self,
@@ -208,7 +189,7 @@ async fn rebuild_flagged(
 ) -> Result<(i32, Outcome), RebuildError> {
     let name = p.name();
     let parking = Parking::new(stores.pool.clone(), name, None);
-    let live = state::target(&**p, now.generation, &stores.pool, &stores.graph);
+    let live = state::target(&**p, now.generation, stores);
     let (generation, next) = match p.store() {
         Store::Postgres => {
             let generation = now.generation + 1;
@@ -271,7 +252,7 @@ pub async fn replay_parked(
 ) -> Result<Vec<ReplayReport>, RebuildError> {
     let name = p.name();
     let now = state::ensure(&stores.pool, &**p).await?;
-    let target = state::target(&**p, now.generation, &stores.pool, &stores.graph);
+    let target = state::target(&**p, now.generation, stores);
     let parking = Parking::new(stores.pool.clone(), name, None);
     let keys = match only {
         Some(k) => vec![k],
@@ -379,7 +360,7 @@ pub async fn audit(
 ) -> Result<AuditReport, RebuildError> {
     let name = p.name();
     let now = state::ensure(&stores.pool, &**p).await?;
-    let live = state::target(&**p, now.generation, &stores.pool, &stores.graph);
+    let live = state::target(&**p, now.generation, stores);
     let tag = format!("audit{:08x}", fastrand::u32(..));
     let scratch = match p.store() {
         Store::Postgres => Target::Postgres {
@@ -388,7 +369,7 @@ pub async fn audit(
         },
         Store::Neo4j => Target::Neo4j {
             graph: stores.graph.clone(),
-            g: format!("_{tag}"),
+            g: format!("{}_{tag}", stores.graph_suffix),
         },
     };
     scratch.setup(&**p).await?;

@@ -70,17 +70,40 @@ pub async fn switch(pool: &PgPool, name: &str, generation: i32) -> Result<(), sq
 }
 
 /// The store location of `generation` of `p`: PostgreSQL schema per generation; Neo4j is
-/// rebuilt in place, so its live generation is always the unsuffixed graph.
-pub fn target(p: &dyn Projection, generation: i32, pool: &PgPool, graph: &Graph) -> Target {
+/// rebuilt in place, so its live generation is always the graph with `stores.graph_suffix`.
+pub fn target(p: &dyn Projection, generation: i32, stores: &Stores) -> Target {
     match p.store() {
         Store::Postgres => Target::Postgres {
-            pool: pool.clone(),
+            pool: stores.pool.clone(),
             schema: pg_schema(p.name(), generation),
         },
         Store::Neo4j => Target::Neo4j {
-            graph: graph.clone(),
-            g: String::new(),
+            graph: stores.graph.clone(),
+            g: stores.graph_suffix.clone(),
         },
+    }
+}
+
+/// The clients a projector, rebuild, replay or audit needs.
+#[derive(Clone)]
+pub struct Stores {
+    /// The read models' and event store's database.
+    pub pool: PgPool,
+    /// The graph.
+    pub graph: Graph,
+    /// `NEO4J_LABEL_SUFFIX`: appended to every label and relationship type of the live graph
+    /// read models (default empty), so that several installations can share one Neo4j.
+    pub graph_suffix: String,
+    /// Events per transaction in rebuilds and audits.
+    pub batch: usize,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores")
+            .field("graph_suffix", &self.graph_suffix)
+            .field("batch", &self.batch)
+            .finish()
     }
 }
 
