@@ -18,7 +18,11 @@ async fn post(http: &Client, url: &str, body: Value) -> reqwest::Response {
 async fn command(http: &Client, base: &str, t: &str, id: &str, name: &str, body: Value) {
     let r = post(http, &format!("{base}/v1/{t}/{id}/commands/{name}"), body).await;
     let status = r.status();
-    assert!(status.is_success(), "{t}/{id} {name}: {status} {}", r.text().await.unwrap());
+    assert!(
+        status.is_success(),
+        "{t}/{id} {name}: {status} {}",
+        r.text().await.unwrap()
+    );
 }
 
 async fn metrics_text(http: &Client, url: &str) -> String {
@@ -33,7 +37,10 @@ async fn metrics_text(http: &Client, url: &str) -> String {
 
 fn assert_clean(report: &projector::rebuild::AuditReport) {
     assert!(report.is_clean(), "audit: {report:#?}");
-    assert!(report.expected_rows > 0, "audit compared nothing: {report:#?}");
+    assert!(
+        report.expected_rows > 0,
+        "audit compared nothing: {report:#?}"
+    );
 }
 
 async fn graph_count(p: &Pipeline, cypher: &str) -> i64 {
@@ -56,46 +63,124 @@ async fn commands_over_http_reach_both_read_models_and_duplicates_change_nothing
 
     for i in 0..20 {
         let id = format!("opp-{i}");
-        command(&http, base, "Opportunity", &id, "CreateOpportunity", json!({
+        command(
+            &http,
+            base,
+            "Opportunity",
+            &id,
+            "CreateOpportunity",
+            json!({
             "opportunity_id": id, "title": format!("Opportunity {i} 'quoted' \"x\" ✓"),
             "description": "d", "ai_solution_type": if i % 2 == 0 { "nlp" } else { "speech" },
-            "market_size_estimate": 1000 + i})).await;
-        command(&http, base, "Opportunity", &id, "UpdateOpportunity",
-            json!({"confidence_score": 0.9})).await;
-        command(&http, base, "Opportunity", &id, "ValidateOpportunity",
-            json!({"validator_id": "u-1", "score": 0.8})).await;
+            "market_size_estimate": 1000 + i}),
+        )
+        .await;
+        command(
+            &http,
+            base,
+            "Opportunity",
+            &id,
+            "UpdateOpportunity",
+            json!({"confidence_score": 0.9}),
+        )
+        .await;
+        command(
+            &http,
+            base,
+            "Opportunity",
+            &id,
+            "ValidateOpportunity",
+            json!({"validator_id": "u-1", "score": 0.8}),
+        )
+        .await;
     }
     for i in 0..5 {
         let id = format!("user-{i}");
-        command(&http, base, "User", &id, "RegisterUser",
-            json!({"user_id": id, "email": format!("u{i}@example.org")})).await;
+        command(
+            &http,
+            base,
+            "User",
+            &id,
+            "RegisterUser",
+            json!({"user_id": id, "email": format!("u{i}@example.org")}),
+        )
+        .await;
     }
     for i in 0..20 {
         let id = format!("GEN.1.{i}:JHN.1.{i}");
-        command(&http, base, "CrossReference", &id, "DiscoverCrossReference", json!({
-            "source_ref": format!("GEN.1.{i}"), "target_ref": format!("JHN.1.{i}"),
-            "connection_type": "thematic", "initial_confidence": 0.5,
-            "discovery_method": "embedding", "feature_vector": [0.1], "semantic_similarity": 0.8
-        })).await;
-        command(&http, base, "CrossReference", &id, "ValidateCrossReference", json!({
+        command(
+            &http,
+            base,
+            "CrossReference",
+            &id,
+            "DiscoverCrossReference",
+            json!({
+                "source_ref": format!("GEN.1.{i}"), "target_ref": format!("JHN.1.{i}"),
+                "connection_type": "thematic", "initial_confidence": 0.5,
+                "discovery_method": "embedding", "feature_vector": [0.1], "semantic_similarity": 0.8
+            }),
+        )
+        .await;
+        command(
+            &http,
+            base,
+            "CrossReference",
+            &id,
+            "ValidateCrossReference",
+            json!({
             "validator_agent": "theology", "validation_result": "approved",
-            "reasoning": "MATCH (n) DETACH DELETE n // injection text, stored verbatim"})).await;
+            "reasoning": "MATCH (n) DETACH DELETE n // injection text, stored verbatim"}),
+        )
+        .await;
     }
-    command(&http, base, "Interview", "int-1", "CreateInterview",
-        json!({"project_id": "proj-1", "title": "Kick-off", "source": "upload"})).await;
-    command(&http, base, "Sentence", "sen-1", "CreateSentence",
-        json!({"interview_id": "int-1", "index": 0, "text": "We need faster reports."})).await;
-    command(&http, base, "Sentence", "sen-1", "GenerateAnalysis", json!({
-        "model": "m", "model_version": "1", "classification": {"intent": "need"}})).await;
-    command(&http, base, "Sentence", "sen-1", "OverrideAnalysis",
-        json!({"fields_overridden": {"intent": "complaint"}})).await;
+    command(
+        &http,
+        base,
+        "Interview",
+        "int-1",
+        "CreateInterview",
+        json!({"project_id": "proj-1", "title": "Kick-off", "source": "upload"}),
+    )
+    .await;
+    command(
+        &http,
+        base,
+        "Sentence",
+        "sen-1",
+        "CreateSentence",
+        json!({"interview_id": "int-1", "index": 0, "text": "We need faster reports."}),
+    )
+    .await;
+    command(
+        &http,
+        base,
+        "Sentence",
+        "sen-1",
+        "GenerateAnalysis",
+        json!({
+        "model": "m", "model_version": "1", "classification": {"intent": "need"}}),
+    )
+    .await;
+    command(
+        &http,
+        base,
+        "Sentence",
+        "sen-1",
+        "OverrideAnalysis",
+        json!({"fields_overridden": {"intent": "complaint"}}),
+    )
+    .await;
 
     p.caught_up("opportunities", Duration::from_secs(90)).await;
     p.caught_up("graph", Duration::from_secs(90)).await;
     assert_clean(&p.audit("opportunities").await);
     assert_clean(&p.audit("graph").await);
     assert_eq!(
-        graph_count(&p, "MATCH (:Verse{g})-[r:CROSS_REFERENCE{g}]->(:Verse{g}) RETURN count(r) AS n").await,
+        graph_count(
+            &p,
+            "MATCH (:Verse{g})-[r:CROSS_REFERENCE{g}]->(:Verse{g}) RETURN count(r) AS n"
+        )
+        .await,
         20
     );
     assert!(p.parked("opportunities").await.is_empty());
@@ -103,7 +188,10 @@ async fn commands_over_http_reach_both_read_models_and_duplicates_change_nothing
 
     // The query API serves the opportunities read model.
     let list: Value = http
-        .get(format!("{}/v1/read/opportunities?ai_solution_type=nlp&limit=100", projector.url))
+        .get(format!(
+            "{}/v1/read/opportunities?ai_solution_type=nlp&limit=100",
+            projector.url
+        ))
         .send()
         .await
         .expect("GET")
@@ -124,7 +212,10 @@ async fn commands_over_http_reach_both_read_models_and_duplicates_change_nothing
         .unwrap();
     let graph = p.stack.neo4j.graph().unwrap();
     graph
-        .run(neo4rs::query(&format!("MATCH (o:ProjectorOffset{}) DELETE o", p.suffix)))
+        .run(neo4rs::query(&format!(
+            "MATCH (o:ProjectorOffset{}) DELETE o",
+            p.suffix
+        )))
         .await
         .unwrap();
     let again = p.projector("p1-again", &[("PROJECTOR_GROUP_PREFIX", "fresh-group.")]);
@@ -134,7 +225,9 @@ async fn commands_over_http_reach_both_read_models_and_duplicates_change_nothing
             .filter_map(|m| {
                 metric_value(
                     text,
-                    &format!("eventfold_projector_events_total{{outcome=\"skipped\",read_model=\"{m}\"}}"),
+                    &format!(
+                        "eventfold_projector_events_total{{outcome=\"skipped\",read_model=\"{m}\"}}"
+                    ),
                 )
             })
             .sum();
@@ -146,7 +239,10 @@ async fn commands_over_http_reach_both_read_models_and_duplicates_change_nothing
         if skipped_all(&text) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "redelivery not skipped:\n{text}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redelivery not skipped:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let text = metrics_text(&http, &again.url).await;
@@ -183,11 +279,23 @@ async fn scaling_one_to_three_to_one_while_20000_events_flow_loses_and_doubles_n
             // Ten rounds of one event per aggregate, so the stream lasts while instances change.
             for v in 0..10 {
                 eventfold_tests::relay::append_events_of(
-                    &admin, "Opportunity", &opps, &oc[v..v + 1], v as i64, 200,
-                ).await;
+                    &admin,
+                    "Opportunity",
+                    &opps,
+                    &oc[v..v + 1],
+                    v as i64,
+                    200,
+                )
+                .await;
                 eventfold_tests::relay::append_events_of(
-                    &admin, "CrossReference", &xrefs, &xc[v..v + 1], v as i64, 200,
-                ).await;
+                    &admin,
+                    "CrossReference",
+                    &xrefs,
+                    &xc[v..v + 1],
+                    v as i64,
+                    200,
+                )
+                .await;
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         })
@@ -234,7 +342,10 @@ async fn a_poison_event_parks_its_aggregate_until_fixed_and_replayed() {
         if exists.is_some() {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "read model never set up");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "read model never set up"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     sqlx::query(
@@ -245,9 +356,14 @@ async fn a_poison_event_parks_its_aggregate_until_fixed_and_replayed() {
     .await
     .unwrap();
     let healthy: Vec<String> = (0..10).map(|i| format!("ok-{i}")).collect();
-    p.append("Opportunity", &["bad-1".to_string()], &opportunity_chain(3, "POISON"))
+    p.append(
+        "Opportunity",
+        &["bad-1".to_string()],
+        &opportunity_chain(3, "POISON"),
+    )
+    .await;
+    p.append("Opportunity", &healthy, &opportunity_chain(3, "fine"))
         .await;
-    p.append("Opportunity", &healthy, &opportunity_chain(3, "fine")).await;
     // Raw garbage on the topic: no envelope, not Avro.
     let producer: FutureProducer = stack.kafka.client_config().create().unwrap();
     producer
@@ -288,10 +404,19 @@ async fn a_poison_event_parks_its_aggregate_until_fixed_and_replayed() {
         .json()
         .await
         .unwrap();
-    assert_eq!(listed["items"].as_array().map(Vec::len), Some(4), "{listed}");
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(4),
+        "{listed}"
+    );
 
     // Replaying before the fix changes nothing and says why.
-    let r = post(&http, &format!("{}/v1/parked/opportunities/replay", projector.url), json!({})).await;
+    let r = post(
+        &http,
+        &format!("{}/v1/parked/opportunities/replay", projector.url),
+        json!({}),
+    )
+    .await;
     assert_eq!(r.status(), 409);
     // The fix, then the replay completes the aggregate.
     sqlx::query("ALTER TABLE rm_opportunities_g1.opportunities DROP CONSTRAINT no_poison")
@@ -338,8 +463,14 @@ async fn a_poison_event_parks_its_aggregate_until_fixed_and_replayed() {
     assert_clean(&p.audit("opportunities").await);
     // New events of the replayed aggregate flow again.
     eventfold_tests::relay::append_events_of(
-        &p.db.admin, "Opportunity", &["bad-1".to_string()], &opportunity_chain(4, "POISON")[3..], 3, 1,
-    ).await;
+        &p.db.admin,
+        "Opportunity",
+        &["bad-1".to_string()],
+        &opportunity_chain(4, "POISON")[3..],
+        3,
+        1,
+    )
+    .await;
     p.caught_up("opportunities", Duration::from_secs(60)).await;
     assert!(p.parked("opportunities").await.is_empty());
     projector.stop().await;

@@ -2,20 +2,13 @@
 //! outage out and resumes; every event arrives, in order. Its own test binary, because stopping the
 //! broker would disturb any other test running beside it.
 
-use std::path::Path;
 use std::time::Duration;
 
 use eventfold_tests::relay::{RelayDb, append_events, consume_complete, xref_chain};
 use eventfold_tests::{Stack, eventually, spawn};
 
 fn kafka(action: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stack/kafka.sh");
-    let status = std::process::Command::new("bash")
-        .arg(&script)
-        .arg(action)
-        .status()
-        .expect("run kafka.sh");
-    assert!(status.success(), "kafka.sh {action}");
+    eventfold_tests::stack_script("kafka", action);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

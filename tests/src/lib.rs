@@ -146,6 +146,18 @@ pub async fn login_role(admin: &sqlx::PgPool, name: &str, group: &str) {
     tx.commit().await.expect("commit");
 }
 
+/// Runs `scripts/stack/<script>.sh <action>` (e.g. `kafka`, `stop`), asserting it succeeds.
+pub fn stack_script(script: &str, action: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../scripts/stack/{script}.sh"));
+    let status = std::process::Command::new("bash")
+        .arg(path)
+        .arg(action)
+        .status()
+        .unwrap_or_else(|e| panic!("run {script}.sh: {e}"));
+    assert!(status.success(), "{script}.sh {action}");
+}
+
 /// A service started in-process: its base URL, its shutdown signal and its task.
 pub struct Spawned {
     /// Service name.

@@ -119,7 +119,15 @@ pub async fn append_events(
     after: i64,
     per_statement: usize,
 ) {
-    append_events_of(pool, CrossReference::TYPE, ids, events, after, per_statement).await;
+    append_events_of(
+        pool,
+        CrossReference::TYPE,
+        ids,
+        events,
+        after,
+        per_statement,
+    )
+    .await;
 }
 
 /// [`append_events`] for aggregates of `aggregate_type`.

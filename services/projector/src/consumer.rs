@@ -30,6 +30,8 @@ pub struct ConsumerSettings {
     pub topic_prefix: String,
     /// Consumer group prefix (`PROJECTOR_GROUP_PREFIX`); group = prefix + read model.
     pub group_prefix: String,
+    /// The whole group name (`PROJECTOR_CONSUMER_GROUP`), instead of prefix + read model.
+    pub group: Option<String>,
     /// Most records per batch (`PROJECTOR_BATCH_SIZE`).
     pub batch_size: usize,
     /// How long a batch waits for more records after the first (`PROJECTOR_BATCH_WAIT_MS`).
@@ -187,7 +189,13 @@ async fn consume(
         .collect();
     let mut config = settings.kafka.client_config();
     config
-        .set("group.id", format!("{}{name}", settings.group_prefix))
+        .set(
+            "group.id",
+            settings
+                .group
+                .clone()
+                .unwrap_or_else(|| format!("{}{name}", settings.group_prefix)),
+        )
         .set("client.id", format!("eventfold-projector-{name}"))
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("enable.auto.commit", "true")

@@ -44,8 +44,11 @@ pub const DEFAULT_PORT: u16 = 8083;
 pub struct ProjectorConfig {
     /// `PROJECTOR_READ_MODELS`: comma-separated read models to run (empty = all).
     pub read_models: Vec<String>,
-    /// `PROJECTOR_GROUP_PREFIX` (`eventfold.projector.`): consumer group = prefix + read model.
+    /// `PROJECTOR_GROUP_PREFIX` (`eventfold-projector-`): consumer group = prefix + read model.
     pub group_prefix: String,
+    /// `PROJECTOR_CONSUMER_GROUP`: the consumer group itself, for a process running one read
+    /// model (e.g. a new group for a blue/green switch of the consumer).
+    pub consumer_group: Option<String>,
     /// `KAFKA_TOPIC_PREFIX` (`eventfold.`): topic = prefix + aggregate type.
     pub topic_prefix: String,
     /// `KAFKA_TOPIC_PARTITIONS` (12) and `KAFKA_TOPIC_REPLICATION` (1) of topics created at start.
@@ -69,8 +72,12 @@ pub struct ProjectorConfig {
 impl ProjectorConfig {
     /// Reads the projector variables.
     pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
-        let read_models = env
-            .string("PROJECTOR_READ_MODELS", "")
+        // PROJECTOR_READ_MODEL (one, as the Helm chart sets it) or PROJECTOR_READ_MODELS (a list).
+        let list = match env.string("PROJECTOR_READ_MODELS", "") {
+            l if l.trim().is_empty() => env.string("PROJECTOR_READ_MODEL", ""),
+            l => l,
+        };
+        let read_models = list
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -83,10 +90,25 @@ impl ProjectorConfig {
                 reason: format!("unknown read model `{unknown}`"),
             });
         }
+        if env
+            .raw("PROJECTOR_CONSUMER_GROUP")
+            .is_some_and(|g| !g.trim().is_empty())
+            && read_models.len() != 1
+        {
+            return Err(SettingsError::Invalid {
+                var: "PROJECTOR_CONSUMER_GROUP".into(),
+                value: env.string("PROJECTOR_CONSUMER_GROUP", ""),
+                reason: "needs exactly one read model in PROJECTOR_READ_MODEL(S)".into(),
+            });
+        }
         let session_timeout_ms = positive(env, "KAFKA_SESSION_TIMEOUT_MS", 10_000)? as u32;
         Ok(Self {
             read_models,
-            group_prefix: env.string("PROJECTOR_GROUP_PREFIX", "eventfold.projector."),
+            group_prefix: env.string("PROJECTOR_GROUP_PREFIX", "eventfold-projector-"),
+            consumer_group: env
+                .raw("PROJECTOR_CONSUMER_GROUP")
+                .filter(|g| !g.trim().is_empty())
+                .map(str::to_owned),
             topic_prefix: env.string("KAFKA_TOPIC_PREFIX", "eventfold."),
             partitions: positive(env, "KAFKA_TOPIC_PARTITIONS", 12)? as i32,
             replication: positive(env, "KAFKA_TOPIC_REPLICATION", 1)? as i32,
@@ -211,6 +233,7 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
         kafka: settings.kafka.clone(),
         topic_prefix: cfg.topic_prefix.clone(),
         group_prefix: cfg.group_prefix.clone(),
+        group: cfg.consumer_group.clone(),
         batch_size: cfg.batch_size,
         batch_wait: Duration::from_millis(cfg.batch_wait_ms),
         session_timeout_ms: cfg.session_timeout_ms,

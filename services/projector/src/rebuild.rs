@@ -16,8 +16,8 @@ use crate::apply::ApplyError;
 use crate::engine::{Item, Mode, Outcome, Processor, Undecodable};
 use crate::parking::{Origin, Parking};
 use crate::projection::{ProjectedEvent, Projection, Store};
-use crate::state::{self, ModelState};
 pub use crate::state::Stores;
+use crate::state::{self, ModelState};
 use crate::target::{AggregateKey, Target, pg_schema};
 
 /// A failure of a rebuild, replay or audit.
