@@ -32,8 +32,8 @@ images: ## print the docker build commands for the three service images
 
 # Every benchmark is a target of its own listed in BENCHES; `make bench` runs them in this order.
 # A new one adds `BENCHES += bench-<name>`, `.PHONY: bench-<name>` and its target below.
-BENCHES := bench-write bench-avro bench-relay
-.PHONY: bench bench-write bench-avro bench-relay
+BENCHES := bench-write bench-avro bench-relay bench-projector
+.PHONY: bench bench-write bench-avro bench-relay bench-projector
 
 bench: $(BENCHES) ## every benchmark against the running stack (`make up` first; starts nothing)
 
@@ -41,7 +41,10 @@ bench-write: ## issue 4: eventfold's write side vs cqrs-es + postgres-es (BENCH_
 	@scripts/bench.sh cargo run --release -p eventfold-bench -- $(BENCH_ARGS)
 
 bench-relay: ## issue 6: relay events/s from a pre-filled outbox and commit-to-ack lag (BENCH_RELAY_*, see README)
-	@BENCH_HTTP_URL= scripts/bench.sh cargo run --release -p eventfold-relay-bench
+	@BENCH_HTTP_URL= scripts/bench.sh cargo run --release -p eventfold-relay-bench --bin eventfold-relay-bench
+
+bench-projector: ## issue 7: read models from pre-filled topics, end-to-end latency, rebuild (BENCH_PROJ_*, see README)
+	@BENCH_HTTP_URL= scripts/bench.sh cargo run --release -p eventfold-relay-bench --bin eventfold-projector-bench
 
 bench-avro: ## Avro codec throughput per core (encode, decode, decode + upcast), criterion
 	cargo bench -p eventfold-avro --bench codec

@@ -15,14 +15,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use eventfold_domain::{Aggregate, parse_command};
 use eventfold_kafka::{Envelope, KafkaSettings};
 use eventfold_postgres::repository::prepare;
-use eventfold_postgres::{
-    Actor, ActorKind, BusConfig, CommandBus, CommandMeta, EventStore, NewEvent, shard_key,
-};
+use eventfold_postgres::{BusConfig, CommandBus, EventStore, NewEvent};
 use eventfold_reference::CrossReference;
+use eventfold_relay_bench::{Running, meta, prefill, recreate};
 use eventfold_runtime::{Env, Shutdown};
 use hdrhistogram::Histogram;
 use rdkafka::Message;
@@ -30,8 +29,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Timestamp;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 
 const DB: &str = "eventfold_bench_relay";
 
@@ -71,11 +69,7 @@ impl Config {
     }
 
     fn database_url(&self) -> String {
-        let base = self
-            .maintenance_url
-            .rsplit_once('/')
-            .map_or(self.maintenance_url.as_str(), |(b, _)| b);
-        format!("{base}/{DB}")
+        eventfold_relay_bench::database_url(&self.maintenance_url, DB)
     }
 }
 
@@ -87,11 +81,21 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("eventfold-relay-bench: {e}");
         std::process::exit(2)
     });
-    let pool = recreate(&config).await?;
+    let pool = recreate(&config.maintenance_url, DB).await?;
     let chain = chain();
 
     let started = Instant::now();
-    prefill(&pool, &config, &chain).await?;
+    let ids: Vec<String> = (0..config.aggregates)
+        .map(|a| format!("xref-{a}"))
+        .collect();
+    prefill(
+        &pool,
+        CrossReference::TYPE,
+        &ids,
+        config.events / config.aggregates,
+        &chain,
+    )
+    .await?;
     println!(
         "relay bench: pre-filled {} events ({} aggregates) in {:.1} s",
         config.events,
@@ -130,26 +134,6 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Drops and creates the bench database, migrated.
-async fn recreate(config: &Config) -> anyhow::Result<PgPool> {
-    let mut conn = PgConnection::connect(&config.maintenance_url)
-        .await
-        .context("connect to the maintenance database (is the stack up? `make up`)")?;
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"),
-        format!("CREATE DATABASE {DB}"),
-    ] {
-        sqlx::raw_sql(&statement).execute(&mut conn).await?;
-    }
-    conn.close().await.ok();
-    let pool = PgPoolOptions::new()
-        .max_connections(32)
-        .connect(&config.database_url())
-        .await?;
-    eventfold_postgres::MIGRATOR.run(&pool).await?;
-    Ok(pool)
-}
-
 /// A discovered and a validated event, as the command side stores them.
 fn chain() -> [NewEvent; 2] {
     let discover = parse_command::<CrossReference>(
@@ -185,104 +169,16 @@ fn validate_command() -> <CrossReference as Aggregate>::Command {
     .expect("validate command")
 }
 
-/// Writes `events` events (discovered, then validated) and their outbox rows, 10 versions of every
-/// aggregate per statement.
-async fn prefill(pool: &PgPool, config: &Config, chain: &[NewEvent; 2]) -> anyhow::Result<()> {
-    let ids: Vec<String> = (0..config.aggregates)
-        .map(|a| format!("xref-{a}"))
-        .collect();
-    let keys: Vec<i32> = ids.iter().map(|id| shard_key(id)).collect();
-    let versions = (config.events / config.aggregates) as i32;
-    let mut from = 1;
-    while from <= versions {
-        let to = (from + 9).min(versions);
-        sqlx::query(
-            "WITH e AS ( \
-                INSERT INTO events (event_id, event_type, schema_version, category, aggregate_type, \
-                    aggregate_id, version, occurred_at, correlation_id, actor_kind, actor_id, tenant, payload) \
-                SELECT gen_random_uuid(), CASE WHEN v = 1 THEN $1 ELSE $2 END, \
-                    CASE WHEN v = 1 THEN $3 ELSE $4 END, CASE WHEN v = 1 THEN $5 ELSE $6 END, \
-                    'CrossReference', ids.id, v, now(), gen_random_uuid(), 'agent', 'bench', 'default', \
-                    CASE WHEN v = 1 THEN $7::jsonb ELSE $8::jsonb END \
-                FROM generate_series($9::int, $10::int) AS v, UNNEST($11::text[]) AS ids(id) \
-                ORDER BY v \
-                RETURNING position, aggregate_id, version \
-             ) \
-             INSERT INTO outbox (shard_key, event_position, aggregate_type, aggregate_id, version) \
-             SELECT k.key, e.position, 'CrossReference', e.aggregate_id, e.version \
-             FROM e JOIN UNNEST($11::text[], $12::int[]) AS k(id, key) ON k.id = e.aggregate_id \
-             ORDER BY e.position",
-        )
-        .bind(&chain[0].event_type)
-        .bind(&chain[1].event_type)
-        .bind(chain[0].schema_version)
-        .bind(chain[1].schema_version)
-        .bind(&chain[0].category)
-        .bind(&chain[1].category)
-        .bind(&chain[0].payload)
-        .bind(&chain[1].payload)
-        .bind(from)
-        .bind(to)
-        .bind(&ids)
-        .bind(&keys)
-        .execute(pool)
-        .await
-        .context("pre-fill the outbox")?;
-        from = to + 1;
-    }
-    for statement in ["VACUUM ANALYZE outbox", "ANALYZE events"] {
-        sqlx::raw_sql(statement).execute(pool).await?;
-    }
-    Ok(())
-}
-
-/// An in-process relay on the bench database and `prefix`.
-struct RunningRelay {
-    url: String,
-    shutdown: Shutdown,
-    handle: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-async fn start_relay(env: &Env, config: &Config, prefix: &str) -> anyhow::Result<RunningRelay> {
+/// Events/s of one relay draining the pre-filled outbox.
+async fn start_relay(env: &Env, config: &Config, prefix: &str) -> anyhow::Result<Running> {
     let mut env = env.clone();
     env.set("DATABASE_URL", config.database_url());
     env.set("HTTP_ADDR", "127.0.0.1:0");
     env.set("KAFKA_TOPIC_PREFIX", prefix);
     let settings = outbox_relay::Settings::from_env(&env)?;
-    let server = outbox_relay::build(settings).await?;
-    let url = format!("http://{}", server.local_addr()?);
-    let shutdown = Shutdown::new();
-    let handle = tokio::spawn(server.run_until_stopped(shutdown.clone()));
-    Ok(RunningRelay {
-        url,
-        shutdown,
-        handle,
-    })
+    Running::start(outbox_relay::build(settings).await?)
 }
 
-impl RunningRelay {
-    async fn published(&self, http: &reqwest::Client) -> anyhow::Result<u64> {
-        let text = http
-            .get(format!("{}/metrics", self.url))
-            .send()
-            .await?
-            .text()
-            .await?;
-        Ok(text
-            .lines()
-            .find_map(|l| l.strip_prefix("eventfold_relay_published_total "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0) as u64)
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.trigger();
-        self.handle.await??;
-        Ok(())
-    }
-}
-
-/// Events/s of one relay draining the pre-filled outbox.
 async fn throughput(env: &Env, config: &Config, pool: &PgPool) -> anyhow::Result<f64> {
     let prefix = format!("bench{}.", chrono::Utc::now().timestamp_millis());
     let http = reqwest::Client::new();
@@ -290,7 +186,9 @@ async fn throughput(env: &Env, config: &Config, pool: &PgPool) -> anyhow::Result
     let relay = start_relay(env, config, &prefix).await?;
     let mut last_report = Instant::now();
     loop {
-        let published = relay.published(&http).await?;
+        let published = relay
+            .metric(&http, "eventfold_relay_published_total")
+            .await? as u64;
         if published >= config.events as u64 {
             break;
         }
@@ -422,21 +320,6 @@ async fn lag(env: &Env, config: &Config, pool: &PgPool) -> anyhow::Result<(Histo
         bail!("only {got} of {written} records arrived within 60 s");
     }
     Ok((histogram, written))
-}
-
-fn meta() -> CommandMeta {
-    CommandMeta {
-        command_id: uuid::Uuid::new_v4(),
-        correlation_id: uuid::Uuid::new_v4(),
-        causation_id: None,
-        actor: Actor {
-            kind: ActorKind::Agent,
-            id: "bench".into(),
-        },
-        tenant: "default".into(),
-        metadata: serde_json::json!({}),
-        occurred_at: chrono::Utc::now(),
-    }
 }
 
 /// Creates `topic` with the broker's append time as record timestamp (the ack moment).

@@ -60,7 +60,8 @@ impl ProjectorMetrics {
                     "Event recorded in the event store to applied in the read model",
                 )
                 .buckets(vec![
-                    0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
+                    1.0, 2.5, 5.0, 10.0, 30.0,
                 ]),
                 &["read_model"],
             )
