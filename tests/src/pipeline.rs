@@ -105,7 +105,12 @@ impl Pipeline {
     /// Waits until every aggregate of `name`'s types has its last version applied or parked
     /// events, or panics after `timeout` with what is missing.
     pub async fn caught_up(&self, name: &str, timeout: Duration) {
-        let p = Self::model(name);
+        self.caught_up_with(&Self::model(name), timeout).await;
+    }
+
+    /// [`Pipeline::caught_up`] for any projection.
+    pub async fn caught_up_with(&self, p: &Arc<dyn Projection>, timeout: Duration) {
+        let name = p.name();
         let stores = self.stores();
         let deadline = tokio::time::Instant::now() + timeout;
         let types: Vec<String> = p.aggregate_types().iter().map(|t| t.to_string()).collect();
@@ -125,10 +130,10 @@ impl Pipeline {
             .into_iter()
             .map(|r| ((r.get(0), r.get(1)), r.get(2)))
             .collect();
-            let state = projector::state::ensure(&stores.pool, &*p)
+            let state = projector::state::ensure(&stores.pool, &**p)
                 .await
                 .expect("read model state");
-            let live = projector::state::target(&*p, state.generation, &stores);
+            let live = projector::state::target(&**p, state.generation, &stores);
             let applied = live.versions().await.unwrap_or_default();
             let behind: Vec<_> = expected
                 .iter()
@@ -152,14 +157,14 @@ impl Pipeline {
 
     /// `eventfold audit <name>` on this pipeline.
     pub async fn audit(&self, name: &str) -> AuditReport {
-        projector::rebuild::audit(
-            &Self::model(name),
-            &self.stores(),
-            Duration::from_secs(30),
-            &Shutdown::new(),
-        )
-        .await
-        .expect("audit runs")
+        self.audit_with(&Self::model(name)).await
+    }
+
+    /// [`Pipeline::audit`] for any projection.
+    pub async fn audit_with(&self, p: &Arc<dyn Projection>) -> AuditReport {
+        projector::rebuild::audit(p, &self.stores(), Duration::from_secs(30), &Shutdown::new())
+            .await
+            .expect("audit runs")
     }
 
     /// Parked events of `name` by reason.

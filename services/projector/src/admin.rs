@@ -58,13 +58,13 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
 }
 
 impl Admin {
-    fn model(&self, name: &str) -> Result<Arc<dyn Projection>, Response> {
+    fn model(&self, name: &str) -> Result<Arc<dyn Projection>, Box<Response>> {
         self.registry.get(name).cloned().ok_or_else(|| {
-            problem(
+            Box::new(problem(
                 StatusCode::NOT_FOUND,
                 "unknown_read_model",
                 format!("no read model named `{name}`"),
-            )
+            ))
         })
     }
 }
@@ -116,7 +116,7 @@ async fn list(
 ) -> Response {
     let p = match a.model(&name) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Query(page) = match page {
         Ok(q) => q,
@@ -156,7 +156,7 @@ async fn replay(
 ) -> Response {
     let p = match a.model(&name) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let req = body.map(|Json(b)| b).unwrap_or_default();
     let only = match (req.aggregate_type, req.aggregate_id) {
@@ -191,7 +191,7 @@ async fn replay(
 async fn discard(State(a): State<Admin>, Path((name, id)): Path<(String, i64)>) -> Response {
     let p = match a.model(&name) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match Parking::new(a.stores.pool.clone(), p.name(), None)
         .discard(id)

@@ -253,7 +253,7 @@ async fn consume(
                 }
                 continue;
             }
-            b = next_batch(&consumer, settings.batch_size, settings.batch_wait) => b?,
+            b = next_batch(&consumer, settings.batch_size, settings.batch_wait) => b,
         };
         let mut items: Vec<Item> = Vec::with_capacity(batch.len());
         for msg in &batch {
@@ -292,8 +292,17 @@ async fn next_batch(
     consumer: &StreamConsumer<Context>,
     max: usize,
     wait: Duration,
-) -> Result<Vec<OwnedMessage>, String> {
-    let first = consumer.recv().await.map_err(|e| e.to_string())?;
+) -> Vec<OwnedMessage> {
+    let first = loop {
+        match consumer.recv().await {
+            Ok(m) => break m,
+            // E.g. a subscribed topic that does not exist yet: librdkafka keeps looking.
+            Err(e) => {
+                tracing::warn!(error = %e, "consumer error");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
     let mut out = vec![first.detach()];
     let deadline = tokio::time::Instant::now() + wait;
     while out.len() < max {
@@ -306,7 +315,7 @@ async fn next_batch(
             Err(_) => break,
         }
     }
-    Ok(out)
+    out
 }
 
 fn report_lag(

@@ -266,7 +266,7 @@ impl Target {
                 schema: schema.clone(),
             },
             Self::Neo4j { graph, g } => Tx::Neo4j {
-                txn: graph.start_txn().await?,
+                txn: Box::new(graph.start_txn().await?),
                 g: g.clone(),
             },
         })
@@ -311,8 +311,8 @@ pub enum Tx {
     },
     /// A Neo4j transaction.
     Neo4j {
-        /// The transaction.
-        txn: Txn,
+        /// The transaction (boxed: the driver's transaction is large).
+        txn: Box<Txn>,
         /// The generation's label suffix.
         g: String,
     },
@@ -376,7 +376,7 @@ impl Tx {
                         .param("keys", bolt(Value::Array(keys))?),
                     )
                     .await?;
-                while let Some(row) = rows.next(&mut *txn).await? {
+                while let Some(row) = rows.next(&mut **txn).await? {
                     let t: String = row.get("topic").map_err(neo_de)?;
                     let p: i64 = row.get("partition").map_err(neo_de)?;
                     let o: i64 = row.get("next_offset").map_err(neo_de)?;
@@ -426,7 +426,7 @@ impl Tx {
                         .param("keys", bolt(Value::Array(list))?),
                     )
                     .await?;
-                while let Some(row) = rows.next(&mut *txn).await? {
+                while let Some(row) = rows.next(&mut **txn).await? {
                     out.insert(
                         (
                             row.get("t").map_err(neo_de)?,
