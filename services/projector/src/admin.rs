@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use eventfold_runtime::Shutdown;
@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::parking::Parking;
 use crate::projection::{Projection, Registry};
+use crate::read_api::problem;
 use crate::rebuild::{Stores, replay_parked};
 use crate::state;
 
@@ -31,22 +32,6 @@ pub fn router(registry: Arc<Registry>, stores: Stores) -> axum::Router {
         .route("/v1/parked/{read_model}/replay", post(replay))
         .route("/v1/parked/{read_model}/{id}", delete(discard))
         .with_state(Admin { registry, stores })
-}
-
-fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
-    let body = json!({
-        "type": format!("https://eventfold.dev/problems/{}", code.replace('_', "-")),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail.into(),
-        "code": code,
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Response {

@@ -11,6 +11,7 @@ pub mod models;
 pub mod neo4j;
 pub mod parking;
 pub mod projection;
+pub mod read_api;
 pub mod rebuild;
 pub mod state;
 pub mod target;
@@ -239,9 +240,21 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
         session_timeout_ms: cfg.session_timeout_ms,
         max_poll_interval_ms: cfg.max_poll_interval_ms,
     };
-    let router = ops
+    let mut router = ops
         .router()
         .merge(admin::router(registry.clone(), stores.clone()));
+    if registry.get("opportunities").is_some() {
+        let live = state::watch_state(
+            pool.clone(),
+            "opportunities",
+            state::ModelState {
+                generation: 1,
+                rebuilding: false,
+            },
+            Duration::from_millis(cfg.state_poll_ms),
+        );
+        router = router.merge(read_api::router(pool.clone(), live));
+    }
     let mut server = Server::bind(SERVICE, settings.service.http_addr, router).await?;
     for p in registry.all().iter().cloned() {
         let worker = Worker {

@@ -107,7 +107,8 @@ impl std::fmt::Debug for Stores {
     }
 }
 
-/// Polls the state of `name` every `every` and publishes changes; the first value is `initial`.
+/// Polls the state of `name` now and then every `every`, publishing changes; until the first
+/// answer the value is `initial`.
 pub fn watch_state(
     pool: PgPool,
     name: &'static str,
@@ -116,10 +117,13 @@ pub fn watch_state(
 ) -> watch::Receiver<ModelState> {
     let (tx, rx) = watch::channel(initial);
     tokio::spawn(async move {
+        let mut first = true;
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = tx.closed() => return,
+            if !std::mem::take(&mut first) {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = tx.closed() => return,
+                }
             }
             match current(&pool, name).await {
                 Ok(s) => {

@@ -1,6 +1,8 @@
 //! The read models of the reference domains.
 
+pub mod opportunities;
+
 /// Every read model of the reference domains.
 pub fn registry() -> crate::projection::Registry {
-    crate::projection::Registry::new()
+    crate::projection::Registry::new().with(opportunities::Opportunities)
 }

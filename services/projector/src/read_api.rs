@@ -1,0 +1,259 @@
+//! The query API of the `opportunities` read model: list with filters and keyset paging, one
+//! opportunity, stats by type, status and day, one user. Always reads the live generation.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::state::ModelState;
+use crate::target::pg_schema;
+
+#[derive(Clone)]
+struct Read {
+    pool: PgPool,
+    state: watch::Receiver<ModelState>,
+}
+
+impl Read {
+    fn schema(&self) -> String {
+        pg_schema("opportunities", self.state.borrow().generation)
+    }
+}
+
+/// `GET /v1/read/opportunities`, `/v1/read/opportunities/stats`,
+/// `/v1/read/opportunities/{id}`, `/v1/read/users/{id}`.
+pub fn router(pool: PgPool, state: watch::Receiver<ModelState>) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/read/opportunities", get(list))
+        .route("/v1/read/opportunities/stats", get(stats))
+        .route("/v1/read/opportunities/{id}", get(one))
+        .route("/v1/read/users/{id}", get(user))
+        .with_state(Read { pool, state })
+}
+
+/// An RFC 9457 problem answer.
+pub fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+    let body = json!({
+        "type": format!("https://eventfold.dev/problems/{}", code.replace('_', "-")),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail.into(),
+        "code": code,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn unavailable(e: sqlx::Error) -> Response {
+    match &e {
+        // The read model has not been created yet (no event consumed): nothing to read.
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "read_model_not_ready",
+            "the read model has not been built yet",
+        ),
+        _ => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        ),
+    }
+}
+
+/// Filters and paging of the list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Filter {
+    status: Option<String>,
+    ai_solution_type: Option<String>,
+    ai_solution_category: Option<String>,
+    min_confidence: Option<f64>,
+    tenant: Option<String>,
+    q: Option<String>,
+    created_from: Option<chrono::DateTime<chrono::Utc>>,
+    created_to: Option<chrono::DateTime<chrono::Utc>>,
+    limit: Option<i64>,
+    /// Cursor: the `next` of the previous page.
+    after: Option<String>,
+}
+
+const COLUMNS: &str = "aggregate_id, tenant, opportunity_id, title, description, ai_solution_type, \
+    ai_solution_category, market_size_estimate, confidence_score, status, validation_count, \
+    CASE WHEN validation_count > 0 THEN validation_score_sum / validation_count END AS validation_score, \
+    archived_reason, created_at, updated_at, last_version";
+
+async fn list(State(r): State<Read>, q: Result<Query<Filter>, QueryRejection>) -> Response {
+    let Query(f) = match q {
+        Ok(q) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad_query", e.body_text()),
+    };
+    let limit = f.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "limit must be between 1 and 500",
+        );
+    }
+    if f.min_confidence.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "min_confidence must be between 0 and 1",
+        );
+    }
+    let after = match f.after.as_deref().map(parse_cursor) {
+        None => None,
+        Some(Some(c)) => Some(c),
+        Some(None) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad_cursor",
+                "`after` is not a cursor from `next`",
+            );
+        }
+    };
+    let sql = format!(
+        "SELECT row_to_json(t) FROM (SELECT {COLUMNS} FROM {}.opportunities \
+         WHERE ($1::text IS NULL OR status = $1) \
+           AND ($2::text IS NULL OR ai_solution_type = $2) \
+           AND ($3::text IS NULL OR ai_solution_category = $3) \
+           AND ($4::float8 IS NULL OR confidence_score >= $4) \
+           AND ($5::text IS NULL OR tenant = $5) \
+           AND ($6::text IS NULL OR title ILIKE '%' || replace(replace(replace($6, '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%') \
+           AND ($7::timestamptz IS NULL OR created_at >= $7) \
+           AND ($8::timestamptz IS NULL OR created_at < $8) \
+           AND ($9::timestamptz IS NULL OR (created_at, aggregate_id) > ($9, $10)) \
+         ORDER BY created_at, aggregate_id LIMIT $11) t",
+        r.schema()
+    );
+    let rows: Result<Vec<Value>, _> = sqlx::query_scalar(&sql)
+        .bind(&f.status)
+        .bind(&f.ai_solution_type)
+        .bind(&f.ai_solution_category)
+        .bind(f.min_confidence)
+        .bind(&f.tenant)
+        .bind(&f.q)
+        .bind(f.created_from)
+        .bind(f.created_to)
+        .bind(after.as_ref().map(|(t, _)| *t))
+        .bind(after.as_ref().map(|(_, id)| id.clone()))
+        .bind(limit)
+        .fetch_all(&r.pool)
+        .await;
+    match rows {
+        Ok(items) => {
+            let next = (items.len() as i64 == limit)
+                .then(|| items.last().and_then(cursor_of))
+                .flatten();
+            Json(json!({ "items": items, "next": next })).into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `<created_at RFC 3339>|<aggregate id>` of a listed row.
+fn cursor_of(row: &Value) -> Option<String> {
+    Some(format!(
+        "{}|{}",
+        row.get("created_at")?.as_str()?,
+        row.get("aggregate_id")?.as_str()?
+    ))
+}
+
+fn parse_cursor(c: &str) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
+    let (t, id) = c.split_once('|')?;
+    let t = chrono::DateTime::parse_from_rfc3339(t).ok()?;
+    Some((t.with_timezone(&chrono::Utc), id.to_owned()))
+}
+
+async fn one(State(r): State<Read>, Path(id): Path<String>) -> Response {
+    let sql = format!(
+        "SELECT row_to_json(t) FROM (SELECT {COLUMNS} FROM {}.opportunities WHERE aggregate_id = $1) t",
+        r.schema()
+    );
+    match sqlx::query_scalar::<_, Value>(&sql)
+        .bind(&id)
+        .fetch_optional(&r.pool)
+        .await
+    {
+        Ok(Some(v)) => Json(v).into_response(),
+        Ok(None) => problem(
+            StatusCode::NOT_FOUND,
+            "unknown_opportunity",
+            format!("no opportunity `{id}` in the read model"),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn user(State(r): State<Read>, Path(id): Path<String>) -> Response {
+    let sql = format!(
+        "SELECT row_to_json(u) FROM {}.users u WHERE aggregate_id = $1",
+        r.schema()
+    );
+    match sqlx::query_scalar::<_, Value>(&sql)
+        .bind(&id)
+        .fetch_optional(&r.pool)
+        .await
+    {
+        Ok(Some(v)) => Json(v).into_response(),
+        Ok(None) => problem(
+            StatusCode::NOT_FOUND,
+            "unknown_user",
+            format!("no user `{id}` in the read model"),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn stats(State(r): State<Read>) -> Response {
+    let schema = r.schema();
+    let sql = format!(
+        "SELECT json_build_object( \
+           'total', (SELECT count(*) FROM {schema}.opportunities), \
+           'by_type', (SELECT coalesce(json_object_agg(ai_solution_type, n), '{{}}') FROM \
+              (SELECT ai_solution_type, count(*) AS n FROM {schema}.opportunities GROUP BY 1) a), \
+           'by_status', (SELECT coalesce(json_object_agg(status, n), '{{}}') FROM \
+              (SELECT status, count(*) AS n FROM {schema}.opportunities GROUP BY 1) b), \
+           'by_day', (SELECT coalesce(json_agg(json_build_object('day', day, 'count', n) ORDER BY day), '[]') FROM \
+              (SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n \
+               FROM {schema}.opportunities GROUP BY 1) c), \
+           'users', (SELECT count(*) FROM {schema}.users), \
+           'active_users', (SELECT count(*) FROM {schema}.users WHERE active))"
+    );
+    match sqlx::query_scalar::<_, Value>(&sql)
+        .fetch_one(&r.pool)
+        .await
+    {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_garbage_is_refused() {
+        let row = json!({"created_at": "2026-11-24T00:00:00.5+00:00", "aggregate_id": "a|b"});
+        let c = cursor_of(&row).unwrap();
+        let (t, id) = parse_cursor(&c).unwrap();
+        assert_eq!(id, "a|b");
+        assert_eq!(t.timestamp_subsec_millis(), 500);
+        assert!(parse_cursor("nope").is_none());
+        assert!(parse_cursor("yesterday|x").is_none());
+    }
+}
