@@ -25,14 +25,12 @@ async fn command(http: &Client, base: &str, t: &str, id: &str, name: &str, body:
     );
 }
 
+/// The process's metrics, or empty text while it is still starting.
 async fn metrics_text(http: &Client, url: &str) -> String {
-    http.get(format!("{url}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
+    match http.get(format!("{url}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 fn assert_clean(report: &projector::rebuild::AuditReport) {

@@ -111,11 +111,11 @@ impl Target {
             Self::Neo4j { graph, g } => {
                 self.reset(p).await?;
                 if !g.is_empty() {
-                    for kind in ["CONSTRAINT", "INDEX"] {
+                    for (kind, plural) in [("CONSTRAINT", "CONSTRAINTS"), ("INDEX", "INDEXES")] {
                         let mut rows = graph
                             .execute(
                                 query(&format!(
-                                    "SHOW {kind}S YIELD name WHERE name ENDS WITH $g RETURN name"
+                                    "SHOW {plural} YIELD name WHERE name ENDS WITH $g RETURN name"
                                 ))
                                 .param("g", g.as_str()),
                             )

@@ -1,0 +1,505 @@
+//! Read model `graph` (Neo4j): the seed 000 cross-reference graph, the seed 001 interview graph
+//! and the causal lineage of every event. `{g}` follows every label and relationship type (the
+//! generation suffix, see [`crate::apply::render`]). Nested maps (classifications, enrichments,
+//! metadata) are stored as JSON text, since Neo4j properties cannot be maps.
+//!
+//! - `(:Verse {id})-[:CROSS_REFERENCE {id, type, confidence, status, method,
+//!   semantic_similarity, discovered_at, validated_at, validations, last_version,
+//!   enrichment_<key>}]->(:Verse)`; `(:Verse)-[:TYPIFIES {cross_ref_id, layer, relation,
+//!   fractal_depth, strength, identified_at, last_version}]->(:Verse)`; verse processing as
+//!   `processing_*` properties of the `Verse` named by `verse_id`.
+//! - `(:Project {id})-[:HAS_INTERVIEW]->(:Interview {id, title, source, language, status})
+//!   -[:HAS_SENTENCE]->(:Sentence {id, index, text, speaker})-[:HAS_ANALYSIS]->(:Analysis {id,
+//!   model, classification, keywords, topics, overridden})`; a user override is
+//!   `(:Analysis)-[:OVERRIDDEN_BY]->(:Override {id, fields, note, at})`, removed when cleared: the
+//!   effective classification is the override's fields over the machine's.
+//! - `(:Event {id, type, aggregate_type, aggregate_id, version, occurred_at, tenant,
+//!   correlation_id})` for every event, and `(cause:Event)-[:CAUSED]->(effect:Event)` by causation
+//!   id (the cause may be a command id or an event of another aggregate).
+
+use eventfold_reference::biblos::cross_reference::Event as XrefEvent;
+use eventfold_reference::biblos::verse_processing::Event as ProcessingEvent;
+use eventfold_reference::interview::interview::Event as InterviewEvent;
+use eventfold_reference::interview::sentence::Event as SentenceEvent;
+use serde_json::{Map, Value, json};
+
+use crate::projection::{HandlerError, ProjectedEvent, Projection, Store, Write};
+
+/// The Neo4j read model of the reference domains.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Graph;
+
+const LABELS: &[&str] = &[
+    "Verse",
+    "Event",
+    "Project",
+    "Interview",
+    "Sentence",
+    "Analysis",
+    "Override",
+];
+
+const RELATIONSHIPS: &[&str] = &[
+    "CROSS_REFERENCE",
+    "TYPIFIES",
+    "CAUSED",
+    "HAS_INTERVIEW",
+    "HAS_SENTENCE",
+    "HAS_ANALYSIS",
+    "OVERRIDDEN_BY",
+];
+
+const LINEAGE: &str = "UNWIND $rows AS r \
+    MERGE (e:Event{g} {id: r.event_id}) \
+    SET e.type = r.type, e.aggregate_type = r.aggregate_type, e.aggregate_id = r.id, \
+        e.version = r.version, e.occurred_at = r.at, e.tenant = r.tenant, \
+        e.correlation_id = r.correlation_id \
+    WITH e, r WHERE r.causation_id IS NOT NULL \
+    MERGE (c:Event{g} {id: r.causation_id}) \
+    MERGE (c)-[:CAUSED{g}]->(e)";
+
+const XREF_DISCOVERED: &str = "UNWIND $rows AS r \
+    MERGE (s:Verse{g} {id: r.source}) \
+    MERGE (t:Verse{g} {id: r.target}) \
+    MERGE (s)-[x:CROSS_REFERENCE{g} {id: r.id}]->(t) \
+    SET x.type = r.connection_type, x.confidence = r.confidence, x.status = 'discovered', \
+        x.method = r.method, x.semantic_similarity = r.similarity, x.discovered_at = r.at, \
+        x.validations = 0, x.tenant = r.tenant, x.last_version = r.version";
+
+const XREF_VALIDATED: &str = "UNWIND $rows AS r \
+    MATCH ()-[x:CROSS_REFERENCE{g} {id: r.id}]->() \
+    SET x.confidence = r.confidence, x.status = r.status, x.validated_at = r.at, \
+        x.validations = x.validations + 1, x.last_version = r.version";
+
+const XREF_REFINED: &str = "UNWIND $rows AS r \
+    MATCH ()-[x:CROSS_REFERENCE{g} {id: r.id}]->() \
+    SET x += r.enrichments, x.confidence = r.confidence, x.refined_at = r.at, \
+        x.last_version = r.version";
+
+const XREF_TOUCHED: &str = "UNWIND $rows AS r \
+    MATCH ()-[x:CROSS_REFERENCE{g} {id: r.id}]->() \
+    SET x.last_version = r.version";
+
+const TYPOLOGY: &str = "UNWIND $rows AS r \
+    MERGE (a:Verse{g} {id: r.type_ref}) \
+    MERGE (b:Verse{g} {id: r.antitype_ref}) \
+    MERGE (a)-[y:TYPIFIES{g} {cross_ref_id: r.id, layer: r.layer}]->(b) \
+    SET y.relation = r.relation, y.fractal_depth = r.depth, y.strength = r.strength, \
+        y.layer_strengths = r.layer_strengths, y.identified_at = r.at, y.last_version = r.version";
+
+const PROCESSING: &str = "UNWIND $rows AS r \
+    MERGE (v:Verse{g} {id: r.verse_id}) \
+    SET v += r.props, v.processing_aggregate = r.id, v.processing_last_version = r.version";
+
+const INTERVIEW_CREATED: &str = "UNWIND $rows AS r \
+    MERGE (p:Project{g} {id: r.project_id}) \
+    MERGE (i:Interview{g} {id: r.id}) \
+    SET i.title = r.title, i.source = r.source, i.language = r.language, i.status = 'created', \
+        i.metadata = r.metadata, i.tenant = r.tenant, i.created_at = r.at, \
+        i.last_version = r.version \
+    MERGE (p)-[:HAS_INTERVIEW{g}]->(i)";
+
+const INTERVIEW_CHANGED: &str = "UNWIND $rows AS r \
+    MATCH (i:Interview{g} {id: r.id}) \
+    SET i += r.props, i.updated_at = r.at, i.last_version = r.version";
+
+const SENTENCE_CREATED: &str = "UNWIND $rows AS r \
+    MERGE (i:Interview{g} {id: r.interview_id}) \
+    MERGE (s:Sentence{g} {id: r.id}) \
+    SET s.index = r.index, s.text = r.text, s.speaker = r.speaker, s.start_ms = r.start_ms, \
+        s.end_ms = r.end_ms, s.tenant = r.tenant, s.last_version = r.version \
+    MERGE (i)-[:HAS_SENTENCE{g}]->(s)";
+
+const SENTENCE_EDITED: &str = "UNWIND $rows AS r \
+    MATCH (s:Sentence{g} {id: r.id}) \
+    SET s.text = r.text, s.edited_by = r.editor, s.edited_at = r.at, s.last_version = r.version";
+
+const ANALYSIS_GENERATED: &str = "UNWIND $rows AS r \
+    MATCH (s:Sentence{g} {id: r.id}) \
+    MERGE (s)-[:HAS_ANALYSIS{g}]->(a:Analysis{g} {id: r.id}) \
+    SET a.model = r.model, a.model_version = r.model_version, \
+        a.classification = r.classification, a.keywords = r.keywords, a.topics = r.topics, \
+        a.domain_keywords = r.domain_keywords, a.confidence = r.confidence, \
+        a.generated_at = r.at, a.overridden = EXISTS { (a)-[:OVERRIDDEN_BY{g}]->() }, \
+        a.last_version = r.version, s.last_version = r.version";
+
+const ANALYSIS_OVERRIDDEN: &str = "UNWIND $rows AS r \
+    MATCH (s:Sentence{g} {id: r.id}) \
+    MERGE (s)-[:HAS_ANALYSIS{g}]->(a:Analysis{g} {id: r.id}) \
+    MERGE (a)-[:OVERRIDDEN_BY{g}]->(o:Override{g} {id: r.id}) \
+    SET o.fields = r.fields, o.note = r.note, o.at = r.at, a.overridden = true, \
+        a.last_version = r.version, s.last_version = r.version";
+
+const ANALYSIS_CLEARED: &str = "UNWIND $rows AS r \
+    MATCH (s:Sentence{g} {id: r.id}) \
+    OPTIONAL MATCH (s)-[:HAS_ANALYSIS{g}]->(a:Analysis{g}) \
+    OPTIONAL MATCH (a)-[:OVERRIDDEN_BY{g}]->(o:Override{g}) \
+    DETACH DELETE o \
+    SET a.overridden = false, a.cleared_at = r.at, a.last_version = r.version, \
+        s.last_version = r.version";
+
+fn json_text(v: &impl serde::Serialize) -> Value {
+    Value::String(serde_json::to_string(v).unwrap_or_default())
+}
+
+/// The envelope fields every row carries, plus `fields`.
+fn row(e: &ProjectedEvent, fields: Value) -> Value {
+    let env = &e.envelope;
+    let mut m = Map::new();
+    m.insert("id".into(), json!(env.aggregate_id));
+    m.insert("tenant".into(), json!(env.tenant));
+    m.insert("at".into(), json!(env.occurred_at));
+    m.insert("version".into(), json!(env.aggregate_version));
+    if let Value::Object(f) = fields {
+        m.extend(f);
+    }
+    Value::Object(m)
+}
+
+/// Map entries as properties `<prefix><key>`, each value as JSON text.
+fn prefixed(prefix: &str, map: &Map<String, Value>) -> Value {
+    Value::Object(
+        map.iter()
+            .map(|(k, v)| (format!("{prefix}{k}"), json_text(v)))
+            .collect(),
+    )
+}
+
+fn cross_reference(e: &ProjectedEvent, event: XrefEvent) -> Write {
+    match event {
+        XrefEvent::CrossReferenceDiscovered(d) => Write::new(
+            "xref_discovered",
+            row(
+                e,
+                json!({
+                    "source": d.source_ref, "target": d.target_ref,
+                    "connection_type": d.connection_type, "confidence": d.initial_confidence,
+                    "method": d.discovery_method, "similarity": d.semantic_similarity,
+                }),
+            ),
+        ),
+        XrefEvent::CrossReferenceValidated(v) => Write::new(
+            "xref_validated",
+            row(
+                e,
+                json!({"confidence": v.confidence_after, "status": v.status}),
+            ),
+        ),
+        XrefEvent::CrossReferenceRefined(r) => Write::new(
+            "xref_refined",
+            row(
+                e,
+                json!({"confidence": r.new_confidence,
+                "enrichments": prefixed("enrichment_", &r.enrichments)}),
+            ),
+        ),
+        XrefEvent::TypologicalConnectionIdentified(t) => Write::new(
+            "typology",
+            row(
+                e,
+                json!({
+                    "type_ref": t.type_ref, "antitype_ref": t.antitype_ref,
+                    "layer": t.typology_layer, "relation": t.relation_type,
+                    "depth": t.fractal_depth, "strength": t.composite_strength,
+                    "layer_strengths": json_text(&t.layer_strengths),
+                }),
+            ),
+        ),
+    }
+}
+
+fn processing(e: &ProjectedEvent, event: ProcessingEvent) -> Write {
+    let (verse_id, props) = match event {
+        ProcessingEvent::VerseProcessingStarted(s) => (
+            s.verse_id,
+            json!({"book": s.book, "chapter": s.chapter, "verse": s.verse,
+                "text": s.text_content, "processing_status": "started",
+                "processing_phase": s.phase, "processing_attempt": s.attempt}),
+        ),
+        ProcessingEvent::VerseProcessingCompleted(c) => (
+            c.verse_id,
+            json!({"processing_status": "completed", "processing_phase": c.phase,
+                "processing_quality_score": c.quality_score,
+                "processing_duration_ms": c.duration_ms}),
+        ),
+        ProcessingEvent::VerseProcessingFailed(f) => (
+            f.verse_id,
+            json!({"processing_status": "failed", "processing_phase": f.phase,
+                "processing_error": f.error_message, "processing_will_retry": f.will_retry}),
+        ),
+    };
+    Write::new(
+        "processing",
+        row(e, json!({"verse_id": verse_id, "props": props})),
+    )
+}
+
+fn interview(e: &ProjectedEvent, event: InterviewEvent) -> Write {
+    match event {
+        InterviewEvent::InterviewCreated(c) => Write::new(
+            "interview_created",
+            row(
+                e,
+                json!({"project_id": c.project_id, "title": c.title, "source": c.source,
+                "language": c.language, "metadata": json_text(&c.metadata)}),
+            ),
+        ),
+        InterviewEvent::InterviewStatusChanged(s) => Write::new(
+            "interview_changed",
+            row(e, json!({"props": {"status": s.to_status}})),
+        ),
+        InterviewEvent::InterviewMetadataUpdated(m) => {
+            let mut props = prefixed("metadata_", &m.metadata_diff);
+            if let Value::Object(p) = &mut props {
+                if let Some(t) = m.title {
+                    p.insert("title".into(), json!(t));
+                }
+                if let Some(l) = m.language {
+                    p.insert("language".into(), json!(l));
+                }
+            }
+            Write::new("interview_changed", row(e, json!({"props": props})))
+        }
+    }
+}
+
+fn sentence(e: &ProjectedEvent, event: SentenceEvent) -> Write {
+    match event {
+        SentenceEvent::SentenceCreated(c) => Write::new(
+            "sentence_created",
+            row(
+                e,
+                json!({"interview_id": c.interview_id, "index": c.index, "text": c.text,
+                "speaker": c.speaker, "start_ms": c.start_ms, "end_ms": c.end_ms}),
+            ),
+        ),
+        SentenceEvent::SentenceEdited(s) => Write::new(
+            "sentence_edited",
+            row(e, json!({"text": s.new_text, "editor": s.editor_type})),
+        ),
+        SentenceEvent::AnalysisGenerated(a) => Write::new(
+            "analysis_generated",
+            row(
+                e,
+                json!({"model": a.model, "model_version": a.model_version,
+                "classification": json_text(&a.classification), "keywords": a.keywords,
+                "topics": a.topics, "domain_keywords": a.domain_keywords,
+                "confidence": a.confidence}),
+            ),
+        ),
+        SentenceEvent::AnalysisOverridden(o) => Write::new(
+            "analysis_overridden",
+            row(
+                e,
+                json!({"fields": json_text(&o.fields_overridden), "note": o.note}),
+            ),
+        ),
+        SentenceEvent::AnalysisCleared(_) => Write::new("analysis_cleared", row(e, json!({}))),
+    }
+}
+
+impl Projection for Graph {
+    fn name(&self) -> &'static str {
+        "graph"
+    }
+
+    fn store(&self) -> Store {
+        Store::Neo4j
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        eventfold_reference::AGGREGATE_TYPES
+    }
+
+    fn setup(&self) -> Vec<String> {
+        LABELS
+            .iter()
+            .map(|l| {
+                format!(
+                    "CREATE CONSTRAINT {}_id{{g}} IF NOT EXISTS FOR (n:{l}{{g}}) REQUIRE n.id IS UNIQUE",
+                    l.to_lowercase()
+                )
+            })
+            .chain([
+                "CREATE INDEX cross_reference_id{g} IF NOT EXISTS FOR ()-[x:CROSS_REFERENCE{g}]-() ON (x.id)"
+                    .to_owned(),
+            ])
+            .collect()
+    }
+
+    fn reset(&self) -> Vec<String> {
+        LABELS
+            .iter()
+            .map(|l| format!("MATCH (n:{l}{{g}}) DETACH DELETE n"))
+            .collect()
+    }
+
+    fn statement(&self, key: &str) -> Option<&'static str> {
+        Some(match key {
+            "lineage" => LINEAGE,
+            "xref_discovered" => XREF_DISCOVERED,
+            "xref_validated" => XREF_VALIDATED,
+            "xref_refined" => XREF_REFINED,
+            "xref_touched" => XREF_TOUCHED,
+            "typology" => TYPOLOGY,
+            "processing" => PROCESSING,
+            "interview_created" => INTERVIEW_CREATED,
+            "interview_changed" => INTERVIEW_CHANGED,
+            "sentence_created" => SENTENCE_CREATED,
+            "sentence_edited" => SENTENCE_EDITED,
+            "analysis_generated" => ANALYSIS_GENERATED,
+            "analysis_overridden" => ANALYSIS_OVERRIDDEN,
+            "analysis_cleared" => ANALYSIS_CLEARED,
+            _ => return None,
+        })
+    }
+
+    fn writes(&self, e: &ProjectedEvent) -> Result<Vec<Write>, HandlerError> {
+        let env = &e.envelope;
+        let mut out = Vec::with_capacity(3);
+        match env.aggregate_type.as_str() {
+            "CrossReference" => {
+                let event = e.domain::<XrefEvent>()?;
+                let typology = matches!(event, XrefEvent::TypologicalConnectionIdentified(_));
+                out.push(cross_reference(e, event));
+                if typology {
+                    out.push(Write::new("xref_touched", row(e, json!({}))));
+                }
+            }
+            "VerseProcessing" => out.push(processing(e, e.domain::<ProcessingEvent>()?)),
+            "Interview" => out.push(interview(e, e.domain::<InterviewEvent>()?)),
+            "Sentence" => out.push(sentence(e, e.domain::<SentenceEvent>()?)),
+            _ => {}
+        }
+        out.push(Write::new(
+            "lineage",
+            row(
+                e,
+                json!({
+                    "event_id": env.event_id, "type": env.event_type,
+                    "aggregate_type": env.aggregate_type, "correlation_id": env.correlation_id,
+                    "causation_id": env.causation_id,
+                }),
+            ),
+        ));
+        Ok(out)
+    }
+
+    fn dump(&self) -> Vec<&'static str> {
+        vec![
+            "MATCH (n:Verse{g}) RETURN {label: 'Verse', props: properties(n)} AS row",
+            "MATCH (n:Event{g}) RETURN {label: 'Event', props: properties(n)} AS row",
+            "MATCH (n:Project{g}) RETURN {label: 'Project', props: properties(n)} AS row",
+            "MATCH (n:Interview{g}) RETURN {label: 'Interview', props: properties(n)} AS row",
+            "MATCH (n:Sentence{g}) RETURN {label: 'Sentence', props: properties(n)} AS row",
+            "MATCH (n:Analysis{g}) RETURN {label: 'Analysis', props: properties(n)} AS row",
+            "MATCH (n:Override{g}) RETURN {label: 'Override', props: properties(n)} AS row",
+            "MATCH (a)-[r:CROSS_REFERENCE{g}]->(b) RETURN {type: 'CROSS_REFERENCE', from: a.id, to: b.id, props: properties(r)} AS row",
+            "MATCH (a)-[r:TYPIFIES{g}]->(b) RETURN {type: 'TYPIFIES', from: a.id, to: b.id, props: properties(r)} AS row",
+            "MATCH (a)-[r:CAUSED{g}]->(b) RETURN {type: 'CAUSED', from: a.id, to: b.id} AS row",
+            "MATCH (a)-[r:HAS_INTERVIEW{g}]->(b) RETURN {type: 'HAS_INTERVIEW', from: a.id, to: b.id} AS row",
+            "MATCH (a)-[r:HAS_SENTENCE{g}]->(b) RETURN {type: 'HAS_SENTENCE', from: a.id, to: b.id} AS row",
+            "MATCH (a)-[r:HAS_ANALYSIS{g}]->(b) RETURN {type: 'HAS_ANALYSIS', from: a.id, to: b.id} AS row",
+            "MATCH (a)-[r:OVERRIDDEN_BY{g}]->(b) RETURN {type: 'OVERRIDDEN_BY', from: a.id, to: b.id} AS row",
+        ]
+    }
+}
+
+/// Every relationship type the graph read model writes (for docs and checks).
+pub fn relationship_types() -> &'static [&'static str] {
+    RELATIONSHIPS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventfold_kafka::Envelope;
+
+    fn event(t: &str, event_type: &str, id: &str, payload: Value) -> ProjectedEvent {
+        ProjectedEvent {
+            envelope: Envelope {
+                event_id: "e-1".into(),
+                event_type: event_type.into(),
+                aggregate_type: t.into(),
+                aggregate_id: id.into(),
+                aggregate_version: 2,
+                causation_id: Some("c-1".into()),
+                occurred_at: "2026-11-24T00:00:00+00:00".into(),
+                ..Envelope::default()
+            },
+            payload,
+        }
+    }
+
+    #[test]
+    fn a_validation_names_its_relationship_and_adds_lineage() {
+        let e = event(
+            "CrossReference",
+            "CrossReferenceValidated",
+            "GEN.1.1:JHN.1.1",
+            json!({"cross_ref_id": "GEN.1.1:JHN.1.1", "validator_agent": "a",
+                "validation_result": "approved", "confidence_before": 0.5,
+                "confidence_after": 0.6, "reasoning": "r", "theological_checks": {},
+                "status": "validated"}),
+        );
+        let w = Graph.writes(&e).unwrap();
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0].statement, "xref_validated");
+        assert_eq!(w[0].row["status"], "validated");
+        assert_eq!(w[1].statement, "lineage");
+        assert_eq!(w[1].row["causation_id"], "c-1");
+        for x in &w {
+            assert!(Graph.statement(x.statement).is_some(), "{}", x.statement);
+        }
+    }
+
+    #[test]
+    fn an_override_keeps_its_fields_as_json_text_and_unknown_types_get_lineage_only() {
+        let e = event(
+            "Sentence",
+            "AnalysisOverridden",
+            "s-1",
+            json!({"fields_overridden": {"intent": "complaint"}, "note": null}),
+        );
+        let w = Graph.writes(&e).unwrap();
+        assert_eq!(w[0].statement, "analysis_overridden");
+        assert_eq!(w[0].row["fields"], "{\"intent\":\"complaint\"}");
+        let other = event(
+            "Opportunity",
+            "OpportunityArchived",
+            "o-1",
+            json!({"reason": "x"}),
+        );
+        let w = Graph.writes(&other).unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].statement, "lineage");
+    }
+
+    #[test]
+    fn every_statement_names_its_labels_with_the_generation_suffix() {
+        for key in [
+            "lineage",
+            "xref_discovered",
+            "xref_validated",
+            "xref_refined",
+            "xref_touched",
+            "typology",
+            "processing",
+            "interview_created",
+            "interview_changed",
+            "sentence_created",
+            "sentence_edited",
+            "analysis_generated",
+            "analysis_overridden",
+            "analysis_cleared",
+        ] {
+            let s = Graph.statement(key).unwrap();
+            for l in LABELS.iter().chain(RELATIONSHIPS) {
+                for (i, _) in s.match_indices(&format!(":{l}")) {
+                    let rest = &s[i + l.len() + 1..];
+                    assert!(rest.starts_with("{g}"), "{key}: `{l}` without {{g}}");
+                }
+            }
+        }
+    }
+}
