@@ -281,7 +281,8 @@ async fn consume(
         let mut cache = offsets.lock().map_err(|e| e.to_string())?;
         for ((t, part), next) in &outcome.next_offsets {
             // A partition revoked meanwhile refuses the store; its new owner has the offset.
-            if consumer.store_offset(t, *part, *next).is_ok() {
+            // `store_offset` takes the last processed offset (librdkafka commits it + 1).
+            if consumer.store_offset(t, *part, *next - 1).is_ok() {
                 cache.insert((t.clone(), *part), *next);
             }
         }
