@@ -144,6 +144,10 @@ pub struct Processor {
     pub mode: Mode,
 }
 
+/// Longest time one transaction may take before it counts as a store outage (a server that
+/// accepts connections but does not answer must not stall a consumer forever).
+pub const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How a [`Processor`] treats refusals and aggregates with parked events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -247,6 +251,19 @@ impl Processor {
     /// One transaction over `items`; with `refuse`, every event that would be applied is parked
     /// with that error instead.
     pub async fn apply_once(
+        &self,
+        items: &[Item],
+        refuse: Option<&str>,
+    ) -> Result<Outcome, ApplyError> {
+        match tokio::time::timeout(APPLY_TIMEOUT, self.apply_once_untimed(items, refuse)).await {
+            Ok(r) => r,
+            Err(_) => Err(ApplyError::Transient(format!(
+                "no answer within {APPLY_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    async fn apply_once_untimed(
         &self,
         items: &[Item],
         refuse: Option<&str>,
