@@ -45,6 +45,11 @@ pub enum Command {
     /// Events a read model parked: list, replay, discard.
     #[command(subcommand)]
     Parked(ParkedCommand),
+    /// Run a read-only Cypher query on the graph read model; one JSON object per row.
+    Cypher {
+        /// The query, e.g. `MATCH (v:Verse) RETURN v.id AS id LIMIT 5`.
+        query: String,
+    },
 }
 
 /// `eventfold parked …`.
@@ -166,6 +171,7 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Outcome, UsageError> {
         Command::Parked(ParkedCommand::Discard { read_model, id }) => {
             return projections::discard(env, &read_model, id).await;
         }
+        Command::Cypher { query } => return projections::cypher(env, &query).await,
     };
     Ok(match schemas {
         Schemas::Register(t) => {

@@ -162,3 +162,28 @@ pub async fn discard(env: &Env, name: &str, id: i64) -> Result<Outcome, UsageErr
         },
     )
 }
+
+/// `eventfold cypher <query>`: a read-only query against `NEO4J_*`, one JSON line per row.
+pub async fn cypher(env: &Env, query: &str) -> Result<Outcome, UsageError> {
+    let stores = stores(env, 1)?;
+    let mut rows = match stores.graph.execute_read(neo4rs::query(query)).await {
+        Ok(r) => r,
+        Err(e) => return Ok(failed(e)),
+    };
+    let mut out = Vec::new();
+    loop {
+        match rows.next().await {
+            Ok(Some(row)) => match row.to::<serde_json::Value>() {
+                Ok(v) => out.push(v.to_string()),
+                Err(e) => return Ok(failed(format!("row: {e}"))),
+            },
+            Ok(None) => break,
+            Err(e) => return Ok(failed(e)),
+        }
+    }
+    Ok(Outcome {
+        out,
+        ok: true,
+        ..Outcome::default()
+    })
+}

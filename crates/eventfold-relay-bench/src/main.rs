@@ -43,12 +43,8 @@ struct Config {
 
 impl Config {
     fn from_env(env: &Env) -> Result<Self, String> {
-        let number = |var: &str, default: usize| -> Result<usize, String> {
-            let v: usize = env.parse(var, default).map_err(|e| e.to_string())?;
-            if v == 0 {
-                return Err(format!("{var} must be at least 1"));
-            }
-            Ok(v)
+        let number = |var: &str, default: usize| {
+            eventfold_postgres::bus::positive(env, var, default).map_err(|e| e.to_string())
         };
         let events = number("BENCH_RELAY_EVENTS", 1_000_000)?;
         let aggregates = number("BENCH_RELAY_AGGREGATES", 10_000)?;

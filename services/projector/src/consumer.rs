@@ -231,6 +231,7 @@ async fn consume(
     tracing::info!(read_model = name, topics = ?topics, "consuming");
     let start = *state.borrow();
     let mut lag_tick = tokio::time::interval(Duration::from_secs(5));
+    lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let batch = tokio::select! {
             _ = shutdown.wait() => return Ok(()),
@@ -253,7 +254,21 @@ async fn consume(
                 }
                 continue;
             }
-            b = next_batch(&consumer, settings.batch_size, settings.batch_wait) => b,
+            // `recv` is cancel-safe: a record is taken from the queue only when it returns.
+            first = consumer.recv() => match first {
+                Ok(m) => {
+                    // From here on nothing may cancel the collection: records received and then
+                    // dropped would be skipped for good.
+                    rest_of_batch(&consumer, m.detach(), settings.batch_size, settings.batch_wait)
+                        .await
+                }
+                // E.g. a subscribed topic that does not exist yet: librdkafka keeps looking.
+                Err(e) => {
+                    tracing::warn!(read_model = name, error = %e, "consumer error");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
         };
         let mut items: Vec<Item> = Vec::with_capacity(batch.len());
         for msg in &batch {
@@ -289,22 +304,14 @@ async fn consume(
     }
 }
 
-async fn next_batch(
+/// `first` and whatever else arrives within `wait`, up to `max` records.
+async fn rest_of_batch(
     consumer: &StreamConsumer<Context>,
+    first: OwnedMessage,
     max: usize,
     wait: Duration,
 ) -> Vec<OwnedMessage> {
-    let first = loop {
-        match consumer.recv().await {
-            Ok(m) => break m,
-            // E.g. a subscribed topic that does not exist yet: librdkafka keeps looking.
-            Err(e) => {
-                tracing::warn!(error = %e, "consumer error");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    };
-    let mut out = vec![first.detach()];
+    let mut out = vec![first];
     let deadline = tokio::time::Instant::now() + wait;
     while out.len() < max {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {

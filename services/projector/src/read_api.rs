@@ -183,19 +183,7 @@ async fn one(State(r): State<Read>, Path(id): Path<String>) -> Response {
         "SELECT row_to_json(t) FROM (SELECT {COLUMNS} FROM {}.opportunities WHERE aggregate_id = $1) t",
         r.schema()
     );
-    match sqlx::query_scalar::<_, Value>(&sql)
-        .bind(&id)
-        .fetch_optional(&r.pool)
-        .await
-    {
-        Ok(Some(v)) => Json(v).into_response(),
-        Ok(None) => problem(
-            StatusCode::NOT_FOUND,
-            "unknown_opportunity",
-            format!("no opportunity `{id}` in the read model"),
-        ),
-        Err(e) => unavailable(e),
-    }
+    by_id(&r, &sql, &id, "opportunity").await
 }
 
 async fn user(State(r): State<Read>, Path(id): Path<String>) -> Response {
@@ -203,16 +191,21 @@ async fn user(State(r): State<Read>, Path(id): Path<String>) -> Response {
         "SELECT row_to_json(u) FROM {}.users u WHERE aggregate_id = $1",
         r.schema()
     );
-    match sqlx::query_scalar::<_, Value>(&sql)
-        .bind(&id)
+    by_id(&r, &sql, &id, "user").await
+}
+
+/// The JSON row `sql` returns for `id`, or 404 `unknown_<what>`.
+async fn by_id(r: &Read, sql: &str, id: &str, what: &'static str) -> Response {
+    match sqlx::query_scalar::<_, Value>(sql)
+        .bind(id)
         .fetch_optional(&r.pool)
         .await
     {
         Ok(Some(v)) => Json(v).into_response(),
         Ok(None) => problem(
             StatusCode::NOT_FOUND,
-            "unknown_user",
-            format!("no user `{id}` in the read model"),
+            &format!("unknown_{what}"),
+            format!("no {what} `{id}` in the read model"),
         ),
         Err(e) => unavailable(e),
     }

@@ -163,66 +163,49 @@ impl Target {
 
     /// Every stored offset of the generation.
     pub async fn offsets(&self) -> Result<HashMap<Partition, i64>, ApplyError> {
-        let mut out = HashMap::new();
-        match self {
-            Self::Postgres { pool, schema } => {
-                let rows = sqlx::query(&format!(
-                    "SELECT topic, \"partition\", next_offset FROM {schema}._offsets"
-                ))
-                .fetch_all(pool)
-                .await?;
-                for r in rows {
-                    out.insert((r.get(0), r.get(1)), r.get(2));
-                }
-            }
-            Self::Neo4j { graph, g } => {
-                let mut rows = graph
-                    .execute(query(&render(
-                        "MATCH (o:ProjectorOffset{g}) RETURN o.topic AS topic, \
-                         o.partition AS partition, o.next_offset AS next_offset",
-                        g,
-                    )))
-                    .await?;
-                while let Some(row) = rows.next().await? {
-                    let t: String = row.get("topic").map_err(neo_de)?;
-                    let p: i64 = row.get("partition").map_err(neo_de)?;
-                    let o: i64 = row.get("next_offset").map_err(neo_de)?;
-                    out.insert((t, p as i32), o);
-                }
-            }
-        }
-        Ok(out)
+        self.triples(
+            "SELECT topic, \"partition\", next_offset FROM {schema}._offsets",
+            "MATCH (o:ProjectorOffset{g}) RETURN o.topic AS a, o.partition AS b, o.next_offset AS c",
+        )
+        .await
     }
 
     /// Every entry of the version guard (for the auditor).
     pub async fn versions(&self) -> Result<HashMap<AggregateKey, i64>, ApplyError> {
+        self.triples(
+            "SELECT aggregate_type, aggregate_id, last_version FROM {schema}._versions",
+            "MATCH (v:ProjectorVersion{g}) RETURN v.aggregate_type AS a, v.aggregate_id AS b, \
+             v.last_version AS c",
+        )
+        .await
+    }
+
+    /// Rows of three columns (`a`, `b`, `c` in Cypher) as a map `(a, b) -> c`.
+    async fn triples<B>(
+        &self,
+        sql: &str,
+        cypher: &str,
+    ) -> Result<HashMap<(String, B), i64>, ApplyError>
+    where
+        B: std::hash::Hash
+            + Eq
+            + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+            + sqlx::Type<sqlx::Postgres>
+            + serde::de::DeserializeOwned,
+    {
         let mut out = HashMap::new();
         match self {
             Self::Postgres { pool, schema } => {
-                let rows = sqlx::query(&format!(
-                    "SELECT aggregate_type, aggregate_id, last_version FROM {schema}._versions"
-                ))
-                .fetch_all(pool)
-                .await?;
-                for r in rows {
-                    out.insert((r.get(0), r.get(1)), r.get(2));
+                for r in sqlx::query(&render(sql, schema)).fetch_all(pool).await? {
+                    out.insert((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?);
                 }
             }
             Self::Neo4j { graph, g } => {
-                let mut rows = graph
-                    .execute(query(&render(
-                        "MATCH (v:ProjectorVersion{g}) RETURN v.aggregate_type AS t, \
-                         v.aggregate_id AS id, v.last_version AS last",
-                        g,
-                    )))
-                    .await?;
+                let mut rows = graph.execute(query(&render(cypher, g))).await?;
                 while let Some(row) = rows.next().await? {
                     out.insert(
-                        (
-                            row.get("t").map_err(neo_de)?,
-                            row.get("id").map_err(neo_de)?,
-                        ),
-                        row.get("last").map_err(neo_de)?,
+                        (row.get("a").map_err(neo_de)?, row.get("b").map_err(neo_de)?),
+                        row.get("c").map_err(neo_de)?,
                     );
                 }
             }

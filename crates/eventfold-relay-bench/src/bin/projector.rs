@@ -40,12 +40,8 @@ struct Config {
 
 impl Config {
     fn from_env(env: &Env) -> Result<Self, String> {
-        let number = |var: &str, default: usize| -> Result<usize, String> {
-            let v: usize = env.parse(var, default).map_err(|e| e.to_string())?;
-            if v == 0 {
-                return Err(format!("{var} must be at least 1"));
-            }
-            Ok(v)
+        let number = |var: &str, default: usize| {
+            eventfold_postgres::bus::positive(env, var, default).map_err(|e| e.to_string())
         };
         let c = Self {
             maintenance_url: env
