@@ -475,3 +475,132 @@ async fn a_poison_event_parks_its_aggregate_until_fixed_and_replayed() {
     relay.stop().await;
     p.drop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebuild_while_events_flow_switches_generations_without_gaps_or_double_effects() {
+    let stack = Stack::from_env().await;
+    let p = Pipeline::create(&stack).await;
+    let relay = p.relay("r1");
+    let projector = p.projector("p1", &[]);
+    let http = Client::new();
+    let opps: Vec<String> = (0..300).map(|i| format!("o-{i}")).collect();
+    let xrefs: Vec<String> = (0..300).map(|i| format!("x-{i}")).collect();
+    let oc = opportunity_chain(6, "rebuilt");
+    let xc = xref_chain(6);
+    eventfold_tests::relay::append_events_of(&p.db.admin, "Opportunity", &opps, &oc[..3], 0, 100)
+        .await;
+    eventfold_tests::relay::append_events_of(
+        &p.db.admin,
+        "CrossReference",
+        &xrefs,
+        &xc[..3],
+        0,
+        100,
+    )
+    .await;
+    p.caught_up("opportunities", Duration::from_secs(60)).await;
+    p.caught_up("graph", Duration::from_secs(60)).await;
+
+    // Events keep coming while both read models are rebuilt from the event store.
+    let writer = {
+        let admin = p.db.admin.clone();
+        let (opps, xrefs, oc, xc) = (opps.clone(), xrefs.clone(), oc.clone(), xc.clone());
+        tokio::spawn(async move {
+            for v in 3..6 {
+                eventfold_tests::relay::append_events_of(
+                    &admin,
+                    "Opportunity",
+                    &opps,
+                    &oc[v..v + 1],
+                    v as i64,
+                    50,
+                )
+                .await;
+                eventfold_tests::relay::append_events_of(
+                    &admin,
+                    "CrossReference",
+                    &xrefs,
+                    &xc[v..v + 1],
+                    v as i64,
+                    50,
+                )
+                .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let stores = p.stores();
+    let shutdown = eventfold_runtime::Shutdown::new();
+    let pg = projector::rebuild::rebuild(
+        &Pipeline::model("opportunities"),
+        &stores,
+        Duration::from_millis(500),
+        &shutdown,
+    )
+    .await
+    .expect("rebuild opportunities");
+    assert_eq!(pg.generation, 2);
+    assert!(pg.applied >= 900, "{pg:?}");
+    // The Neo4j read model is rebuilt in place: its projectors stop meanwhile and are not ready.
+    let graph_rebuild = {
+        let stores = stores.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            projector::rebuild::rebuild(
+                &Pipeline::model("graph"),
+                &stores,
+                Duration::from_millis(500),
+                &shutdown,
+            )
+            .await
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = http.get(format!("{}/readyz", projector.url)).send().await;
+        if r.is_ok_and(|r| r.status() == 503) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never said 503 during the rebuild"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let graph = graph_rebuild.await.unwrap().expect("rebuild graph");
+    assert_eq!(graph.generation, 1, "Neo4j is rebuilt in place");
+    writer.await.unwrap();
+
+    p.caught_up("opportunities", Duration::from_secs(60)).await;
+    p.caught_up("graph", Duration::from_secs(60)).await;
+    assert!(p.parked("opportunities").await.is_empty());
+    assert!(p.parked("graph").await.is_empty());
+    assert_clean(&p.audit("opportunities").await);
+    assert_clean(&p.audit("graph").await);
+    // The query API reads the new generation.
+    let one: Value = http
+        .get(format!("{}/v1/read/opportunities/o-7", projector.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["last_version"], 6, "{one}");
+    let live: i32 = sqlx::query_scalar(
+        "SELECT generation FROM projector_read_models WHERE name = 'opportunities'",
+    )
+    .fetch_one(&p.db.admin)
+    .await
+    .unwrap();
+    assert_eq!(live, 2);
+    let ready = http
+        .get(format!("{}/readyz", projector.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    projector.stop().await;
+    relay.stop().await;
+    p.drop_all().await;
+}

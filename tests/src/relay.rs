@@ -93,8 +93,10 @@ impl RelayDb {
             .expect("count outbox")
     }
 
-    /// Drops the database (after closing the pool; relays must be stopped).
+    /// Drops the database (after closing the pool; relays must be stopped) and deletes the
+    /// test's topics, so that the broker does not accumulate them run after run.
     pub async fn drop_database(self) {
+        delete_topics(&self.stack.kafka, &self.prefix).await;
         self.admin.close().await;
         let Ok(admin) = sqlx::PgPool::connect_with(self.stack.database.connect_options()).await
         else {
@@ -107,6 +109,31 @@ impl RelayDb {
         .execute(&admin)
         .await;
         admin.close().await;
+    }
+}
+
+/// Deletes every topic whose name starts with `prefix` (best effort).
+pub async fn delete_topics(kafka: &eventfold_kafka::KafkaSettings, prefix: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let Ok(admin) = kafka
+        .client_config()
+        .create::<AdminClient<DefaultClientContext>>()
+    else {
+        return;
+    };
+    let Ok(metadata) = admin.inner().fetch_metadata(None, Duration::from_secs(10)) else {
+        return;
+    };
+    let names: Vec<String> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    if !refs.is_empty() {
+        let _ = admin.delete_topics(&refs, &AdminOptions::new()).await;
     }
 }
 

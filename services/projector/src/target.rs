@@ -74,6 +74,15 @@ impl Target {
                     .bind(schema)
                     .execute(&mut *tx)
                     .await?;
+                // Whoever sets it up (a projector, or `eventfold rebuild` as another role), the
+                // generation belongs to the projectors' group role, so every projector can use it.
+                sqlx::query(
+                    "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'eventfold_projector') \
+                     AND pg_has_role('eventfold_projector', 'MEMBER') THEN \
+                     SET LOCAL ROLE eventfold_projector; END IF; END $$",
+                )
+                .execute(&mut *tx)
+                .await?;
                 sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
                     .execute(&mut *tx)
                     .await?;
