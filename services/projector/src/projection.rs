@@ -98,7 +98,9 @@ pub trait Projection: Send + Sync + 'static {
     /// indexes); each must be idempotent (`IF NOT EXISTS`).
     fn setup(&self) -> Vec<String>;
     /// Statements that empty the read model (Neo4j rebuild; PostgreSQL drops the generation's
-    /// schema instead).
+    /// schema instead). A Neo4j statement deletes a bounded slice and returns the number deleted
+    /// as `c`; it is repeated until that is 0 (one huge delete would exhaust the server's
+    /// transaction memory).
     fn reset(&self) -> Vec<String>;
     /// The statement named `key`; `None` for a key it never writes.
     fn statement(&self, key: &str) -> Option<&'static str>;

@@ -160,10 +160,24 @@ impl Target {
             }
             Self::Neo4j { graph, g } => {
                 for s in p.reset().into_iter().chain([
-                    "MATCH (n:ProjectorVersion{g}) DETACH DELETE n".to_owned(),
-                    "MATCH (n:ProjectorOffset{g}) DETACH DELETE n".to_owned(),
+                    "MATCH (n:ProjectorVersion{g}) WITH n LIMIT 5000 DETACH DELETE n \
+                     RETURN count(*) AS c"
+                        .to_owned(),
+                    "MATCH (n:ProjectorOffset{g}) WITH n LIMIT 5000 DETACH DELETE n \
+                     RETURN count(*) AS c"
+                        .to_owned(),
                 ]) {
-                    graph.run(query(&render(&s, g))).await?;
+                    let statement = render(&s, g);
+                    loop {
+                        let mut rows = graph.execute(query(&statement)).await?;
+                        let mut deleted = 0;
+                        while let Some(row) = rows.next().await? {
+                            deleted += row.get::<i64>("c").unwrap_or(0);
+                        }
+                        if deleted == 0 {
+                            break;
+                        }
+                    }
                 }
             }
         }

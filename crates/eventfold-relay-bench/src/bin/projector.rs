@@ -149,18 +149,6 @@ async fn main() -> anyhow::Result<()> {
     let gprojector = start_projector(&env, &gurl, &gprefix, "graph", &run).await?;
     let neo_rate = drain(&gprojector, &http, "graph", config.graph_events).await?;
     gprojector.stop().await?;
-    let graph_model = projector::models::registry()
-        .get("graph")
-        .cloned()
-        .expect("graph read model");
-    projector::target::Target::Neo4j {
-        graph: stores.graph.clone(),
-        g: format!("_b{run}"),
-    }
-    .drop_all(&*graph_model)
-    .await?;
-    gpool.close().await;
-
     let judge = |ok: bool| if ok { "PASS" } else { "MISS" };
     println!();
     println!("| measure | value | target | |");
@@ -192,6 +180,18 @@ async fn main() -> anyhow::Result<()> {
         judge(rebuilt.seconds <= 60.0)
     );
     println!("({written} commands written in the end-to-end phase)");
+    let graph_model = projector::models::registry()
+        .get("graph")
+        .cloned()
+        .expect("graph read model");
+    projector::target::Target::Neo4j {
+        graph: stores.graph.clone(),
+        g: format!("_b{run}"),
+    }
+    .drop_all(&*graph_model)
+    .await?;
+    gpool.close().await;
+
     Ok(())
 }
 

@@ -330,7 +330,9 @@ impl Projection for Graph {
     fn reset(&self) -> Vec<String> {
         LABELS
             .iter()
-            .map(|l| format!("MATCH (n:{l}{{g}}) DETACH DELETE n"))
+            .map(|l| {
+                format!("MATCH (n:{l}{{g}}) WITH n LIMIT 5000 DETACH DELETE n RETURN count(*) AS c")
+            })
             .collect()
     }
 
