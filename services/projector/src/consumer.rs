@@ -230,67 +230,73 @@ async fn consume(
     consumer.subscribe(&topic_refs).map_err(|e| e.to_string())?;
     tracing::info!(read_model = name, topics = ?topics, "consuming");
     let start = *state.borrow();
-    let mut lag_tick = tokio::time::interval(Duration::from_secs(5));
-    lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_lag = tokio::time::Instant::now();
+    // Records received while the previous batch was being applied, decoded: the next batch.
+    let mut pending: Vec<Item> = Vec::new();
     loop {
-        let batch = tokio::select! {
-            _ = shutdown.wait() => return Ok(()),
-            changed = state.changed() => {
-                let now = *state.borrow();
-                if changed.is_err() || now.generation != start.generation
-                    || (now.rebuilding && processor.target.store() == crate::projection::Store::Neo4j)
-                {
-                    return Ok(());
-                }
-                if let Some(m) = &processor.metrics {
-                    m.rebuilding.with_label_values(&[name]).set(i64::from(now.rebuilding));
-                }
-                continue;
-            }
-            _ = lag_tick.tick() => {
-                if let Some(m) = processor.metrics.clone() {
-                    let (c, o) = (consumer.clone(), offsets.clone());
-                    tokio::task::spawn_blocking(move || report_lag(&c, &m, name, &o));
-                }
-                continue;
-            }
-            // `recv` is cancel-safe: a record is taken from the queue only when it returns.
-            first = consumer.recv() => match first {
-                Ok(m) => {
-                    // From here on nothing may cancel the collection: records received and then
-                    // dropped would be skipped for good.
-                    rest_of_batch(&consumer, m.detach(), settings.batch_size, settings.batch_wait)
-                        .await
-                }
-                // E.g. a subscribed topic that does not exist yet: librdkafka keeps looking.
-                Err(e) => {
-                    tracing::warn!(read_model = name, error = %e, "consumer error");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            },
-        };
-        let mut items: Vec<Item> = Vec::with_capacity(batch.len());
-        for msg in &batch {
-            let mut attempt = 0;
-            loop {
-                match decode(codec, msg).await {
-                    Ok(item) => {
-                        items.push(item);
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(read_model = name, error = %e, "registry unavailable; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff(attempt)) => {}
-                            _ = shutdown.wait() => return Ok(()),
-                        }
-                        attempt += 1;
-                    }
-                }
+        if last_lag.elapsed() >= LAG_EVERY {
+            last_lag = tokio::time::Instant::now();
+            if let Some(m) = processor.metrics.clone() {
+                let (c, o) = (consumer.clone(), offsets.clone());
+                tokio::task::spawn_blocking(move || report_lag(&c, &m, name, &o));
             }
         }
-        let Some(outcome) = processor.apply(&items, shutdown).await else {
+        if shutdown.is_triggered() {
+            return Ok(());
+        }
+        // Dropping `pending` on the way out is safe: a new consumer starts from the offsets
+        // stored with the read model.
+        if state.has_changed().unwrap_or(true) && leaves(processor, start, state) {
+            return Ok(());
+        }
+        let items = if pending.is_empty() {
+            let batch = tokio::select! {
+                _ = shutdown.wait() => return Ok(()),
+                changed = state.changed() => {
+                    if changed.is_err() || leaves(processor, start, state) {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep_until(last_lag + LAG_EVERY) => continue,
+                // `recv` is cancel-safe: a record is taken from the queue only when it returns.
+                first = consumer.recv() => match first {
+                    Ok(m) => {
+                        // From here on nothing may cancel the collection: records received and
+                        // then dropped would be skipped for good.
+                        rest_of_batch(&consumer, m.detach(), settings.batch_size, settings.batch_wait)
+                            .await
+                    }
+                    // E.g. a subscribed topic that does not exist yet: librdkafka keeps looking.
+                    Err(e) => {
+                        tracing::warn!(read_model = name, error = %e, "consumer error");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                },
+            };
+            let Some(items) = decode_all(codec, &batch, name, shutdown).await else {
+                return Ok(());
+            };
+            items
+        } else {
+            std::mem::take(&mut pending)
+        };
+        // While the batch is applied (mostly waiting for the store), the next one is received
+        // and decoded; it is applied after this one, in order.
+        let applied = tokio::sync::Notify::new();
+        let (outcome, next) = tokio::join!(
+            async {
+                let o = processor.apply(&items, shutdown).await;
+                applied.notify_one();
+                o
+            },
+            async {
+                let batch = prefetch(&consumer, settings.batch_size, &applied).await;
+                decode_all(codec, &batch, name, shutdown).await
+            }
+        );
+        let Some(outcome) = outcome else {
             return Ok(());
         };
         let mut cache = offsets.lock().map_err(|e| e.to_string())?;
@@ -301,7 +307,91 @@ async fn consume(
                 cache.insert((t.clone(), *part), *next);
             }
         }
+        drop(cache);
+        let Some(next) = next else {
+            return Ok(());
+        };
+        pending = next;
     }
+}
+
+/// Takes the read model's new state: true when this consumer must stop (another generation, or
+/// a Neo4j rebuild in place); otherwise updates the rebuilding gauge.
+fn leaves(
+    processor: &Processor,
+    start: ModelState,
+    state: &mut watch::Receiver<ModelState>,
+) -> bool {
+    let now = *state.borrow_and_update();
+    if now.generation != start.generation
+        || (now.rebuilding && processor.target.store() == crate::projection::Store::Neo4j)
+    {
+        return true;
+    }
+    if let Some(m) = &processor.metrics {
+        m.rebuilding
+            .with_label_values(&[processor.projection.name()])
+            .set(i64::from(now.rebuilding));
+    }
+    false
+}
+
+/// How often the lag per partition is reported.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
+/// Decodes `batch` in order, waiting out an unreachable registry; `None` on shutdown.
+async fn decode_all(
+    codec: &AvroCodec,
+    batch: &[OwnedMessage],
+    name: &str,
+    shutdown: &Shutdown,
+) -> Option<Vec<Item>> {
+    let mut items: Vec<Item> = Vec::with_capacity(batch.len());
+    for msg in batch {
+        let mut attempt = 0;
+        loop {
+            match decode(codec, msg).await {
+                Ok(item) => {
+                    items.push(item);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(read_model = name, error = %e, "registry unavailable; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff(attempt)) => {}
+                        _ = shutdown.wait() => return None,
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+    Some(items)
+}
+
+/// Records that arrive until `applied` is notified (the batch in hand is done), up to `max`.
+async fn prefetch(
+    consumer: &StreamConsumer<Context>,
+    max: usize,
+    applied: &tokio::sync::Notify,
+) -> Vec<OwnedMessage> {
+    let mut out = Vec::new();
+    while out.len() < max {
+        tokio::select! {
+            biased;
+            _ = applied.notified() => break,
+            // Cancel-safe (see above); what was received stays in `out`.
+            m = consumer.recv() => match m {
+                Ok(m) => out.push(m.detach()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    applied.notified().await;
+                    break;
+                }
+            },
+        }
+    }
+    out
 }
 
 /// `first` and whatever else arrives within `wait`, up to `max` records.

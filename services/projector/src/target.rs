@@ -51,10 +51,10 @@ pub fn pg_schema(name: &str, generation: i32) -> String {
 const PG_ENGINE_TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {schema}._versions (aggregate_type text NOT NULL, \
      aggregate_id text NOT NULL, last_version bigint NOT NULL, \
-     PRIMARY KEY (aggregate_type, aggregate_id))",
+     PRIMARY KEY (aggregate_type, aggregate_id)) WITH (fillfactor = 70)",
     "CREATE TABLE IF NOT EXISTS {schema}._offsets (topic text NOT NULL, \
      \"partition\" integer NOT NULL, next_offset bigint NOT NULL, \
-     updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (topic, \"partition\"))",
+     updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (topic, \"partition\")) WITH (fillfactor = 50)",
 ];
 
 const NEO_ENGINE_SETUP: &[&str] = &[

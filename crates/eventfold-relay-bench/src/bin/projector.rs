@@ -27,6 +27,12 @@ use eventfold_runtime::{Env, Shutdown};
 
 const DB_PG: &str = "eventfold_bench_projector";
 const DB_GRAPH: &str = "eventfold_bench_projector_graph";
+/// The projector's histogram of event recorded -> applied.
+const VISIBLE: &str = "eventfold_projector_visible_seconds";
+/// Its series for the read model `opportunities`.
+const OPPORTUNITIES: &str = "read_model=\"opportunities\"";
+/// The relay's histogram of event recorded -> acknowledged by Kafka.
+const RELAY_LAG: &str = "eventfold_relay_publish_lag_seconds";
 
 struct Config {
     maintenance_url: String,
@@ -101,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
     // 2. End to end at a steady command rate.
     let relay = start_relay(&env, &url, &prefix).await?;
     let before = projector.metrics(&http).await?;
+    let relay_before = relay.metrics(&http).await?;
     let written = write_commands(&pool, &ids, config.rate, config.seconds).await?;
     drain(
         &projector,
@@ -110,7 +117,9 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let after = projector.metrics(&http).await?;
-    let (p50, p99, seen) = latency(&before, &after, "opportunities");
+    let (p50, p99, seen) = latency(&before, &after, VISIBLE, Some(OPPORTUNITIES));
+    let relay_after = relay.metrics(&http).await?;
+    let (r50, r99, _) = latency(&relay_before, &relay_after, RELAY_LAG, None);
     relay.stop().await?;
     projector.stop().await?;
 
@@ -172,6 +181,11 @@ async fn main() -> anyhow::Result<()> {
         "| end to end p99 | {:.1} ms | <= 100 ms | {} |",
         p99 * 1000.0,
         judge(seen > 0 && p99 <= 0.1)
+    );
+    println!(
+        "| of which recorded -> in Kafka (relay) p50 / p99 | {:.1} / {:.1} ms | | |",
+        r50 * 1000.0,
+        r99 * 1000.0
     );
     println!(
         "| rebuild of {} events (opportunities, new generation) | {:.1} s | <= 60 s | {} |",
@@ -331,19 +345,20 @@ async fn write_commands(
     Ok(written.load(Ordering::Relaxed))
 }
 
-/// p50 and p99 (seconds) of the events observed between two scrapes of the visibility
-/// histogram of `model`, interpolated linearly within buckets; and how many there were.
-fn latency(before: &str, after: &str, model: &str) -> (f64, f64, u64) {
+/// p50 and p99 (seconds) of the samples observed between two scrapes of histogram `metric`
+/// (only its series with label `label`, e.g. `read_model="graph"`, when given), interpolated
+/// linearly within buckets; and how many there were.
+fn latency(before: &str, after: &str, metric: &str, label: Option<&str>) -> (f64, f64, u64) {
+    let bucket_prefix = format!("{metric}_bucket{{");
     let buckets = |text: &str| -> Vec<(f64, f64)> {
-        let model_label = format!("read_model=\"{model}\"");
         let mut out: Vec<(f64, f64)> = text
             .lines()
             .filter_map(|l| {
                 // Label order is the encoder's choice (`le` comes last in the
                 // prometheus crate), so pick the labels out by name.
-                let labels = l.strip_prefix("eventfold_projector_visible_seconds_bucket{")?;
+                let labels = l.strip_prefix(&bucket_prefix)?;
                 let (labels, count) = labels.rsplit_once("} ")?;
-                if !labels.split(',').any(|x| x == model_label) {
+                if label.is_some_and(|want| !labels.split(',').any(|x| x == want)) {
                     return None;
                 }
                 let le = labels
@@ -440,7 +455,7 @@ fn xref_chain() -> [NewEvent; 2] {
 
 #[cfg(test)]
 mod tests {
-    use super::latency;
+    use super::{OPPORTUNITIES, VISIBLE, latency};
 
     const NAME: &str = "eventfold_projector_visible_seconds_bucket";
 
@@ -459,7 +474,7 @@ mod tests {
     fn latency_reads_the_delta_of_one_read_models_buckets() {
         let before = scrape(&[("0.01", 10), ("0.1", 10), ("+Inf", 10)]);
         let after = scrape(&[("0.01", 60), ("0.1", 110), ("+Inf", 110)]);
-        let (p50, p99, seen) = latency(&before, &after, "opportunities");
+        let (p50, p99, seen) = latency(&before, &after, VISIBLE, Some(OPPORTUNITIES));
         assert_eq!(seen, 100);
         assert!((p50 - 0.01).abs() < 1e-9, "p50 {p50}");
         assert!(p99 > 0.09 && p99 <= 0.1, "p99 {p99}");
@@ -468,6 +483,6 @@ mod tests {
     #[test]
     fn latency_of_no_samples_is_zero_events() {
         let s = scrape(&[("0.01", 5), ("+Inf", 5)]);
-        assert_eq!(latency(&s, &s, "opportunities").2, 0);
+        assert_eq!(latency(&s, &s, VISIBLE, Some(OPPORTUNITIES)).2, 0);
     }
 }

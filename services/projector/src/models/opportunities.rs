@@ -32,7 +32,7 @@ const SETUP: &[&str] = &[
         created_at            timestamptz NOT NULL,
         updated_at            timestamptz NOT NULL,
         last_version          bigint NOT NULL
-    )",
+    ) WITH (fillfactor = 70)",
     "CREATE INDEX IF NOT EXISTS opportunities_type ON {schema}.opportunities (ai_solution_type, created_at)",
     "CREATE INDEX IF NOT EXISTS opportunities_created ON {schema}.opportunities (created_at, aggregate_id)",
     "CREATE INDEX IF NOT EXISTS opportunities_status ON {schema}.opportunities (status)",
@@ -50,7 +50,7 @@ const SETUP: &[&str] = &[
         registered_at          timestamptz NOT NULL,
         updated_at             timestamptz NOT NULL,
         last_version           bigint NOT NULL
-    )",
+    ) WITH (fillfactor = 70)",
 ];
 
 const OPP_CREATED: &str = "INSERT INTO {schema}.opportunities (aggregate_id, tenant, opportunity_id, \
