@@ -190,8 +190,8 @@ impl Relay {
             shards.forget(&mut owned, |s| !valid.contains(&s));
             // Rows of a shard whose epoch moved on belong to its new owner.
             batch.rows.retain(|r| valid.contains(&r.shard));
-            let full = batch.rows.len() >= self.config.batch_size;
-            let sent = if batch.rows.is_empty() {
+            let nothing_new = batch.rows.is_empty();
+            let sent = if nothing_new {
                 None
             } else {
                 match self.send(&p, &owned, batch.rows, &mut topics).await {
@@ -230,8 +230,10 @@ impl Relay {
                 "batch round"
             );
             failures = 0;
-            if !full {
-                // Caught up: confirm now rather than holding acks through an idle wait.
+            if nothing_new {
+                // Caught up: confirm now rather than holding acks through an idle wait. A batch
+                // that was merely not full stays in flight while the next read runs, so a
+                // steady trickle pays one read or one ack per round, not both.
                 self.settle(&mut in_flight, &mut done, shutdown).await;
                 if done.is_empty() {
                     idle(shards, wake, shutdown, self.config.poll_interval).await;
