@@ -150,6 +150,7 @@ cmd_start() {
       -c port="$EVENTFOLD_PG_PORT" \
       -c unix_socket_directories="$PG_SOCKET_DIR" \
       -c fsync=on \
+      -c track_commit_timestamp=on \
       -c max_connections=200 \
       -c shared_buffers=256MB
   fi
