@@ -4,6 +4,10 @@ use anyhow::Context;
 use eventfold_runtime::{Env, Shutdown, settings::or_exit, telemetry};
 use outbox_relay::Settings;
 
+/// mimalloc, the allocator of every eventfold service.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = or_exit("outbox-relay", Settings::from_env(&Env::from_process()));

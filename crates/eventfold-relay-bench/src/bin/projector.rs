@@ -25,6 +25,10 @@ use eventfold_reference::{CrossReference, Opportunity};
 use eventfold_relay_bench::{Running, database_url, meta, prefill, recreate};
 use eventfold_runtime::{Env, Shutdown};
 
+/// mimalloc, as in the projector binary it measures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DB_PG: &str = "eventfold_bench_projector";
 const DB_GRAPH: &str = "eventfold_bench_projector_graph";
 /// The projector's histogram of event recorded -> applied.
