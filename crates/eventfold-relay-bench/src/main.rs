@@ -26,10 +26,6 @@ use eventfold_postgres::{BusConfig, CommandBus, EventStore, NewEvent};
 use eventfold_reference::CrossReference;
 use eventfold_relay_bench::{Running, meta, prefill, recreate};
 use eventfold_runtime::{Env, Shutdown};
-
-/// mimalloc, as in the outbox-relay binary it measures.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use hdrhistogram::Histogram;
 use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -37,6 +33,10 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Timestamp;
 use sqlx::PgPool;
+
+/// mimalloc, as in the outbox-relay binary it measures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const DB: &str = "eventfold_bench_relay";
 
