@@ -5,6 +5,10 @@
 //! criterion's report, it prints events per CPU second of one core for each case and the upcast
 //! overhead as time ratios, medians over interleaved rounds (see [`summary`]); `cargo bench -p
 //! eventfold-avro --bench codec -- none` skips criterion and prints the summary only.
+//!
+//! The upcast overhead is the time to read the event from a v1 record (decode, then upcast to the
+//! latest) over the time to read the same event from a v2 record (decode, no upcast step): what a
+//! reader pays because the event was stored at an older version.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -18,6 +22,10 @@ use futures::executor::block_on;
 use rustix::time::{ClockId, clock_gettime};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use serde_json::{Value, json};
+
+/// The allocator the services that decode (projector, command-service) run on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const TOPIC: &str = "bench.Opportunity";
 
@@ -287,28 +295,33 @@ fn summary() {
         println!("  {name:<40} {:>10.0}", per_s(&ns[i]));
     }
     println!(
-        "\nper run (medians of its rounds), events per CPU second and time ratios:\n  run   decode v1  v1+upcast  decode v2   upcast/v1  upcast/v2"
+        "\nper run (medians of its rounds), events per CPU second and time ratios:\n  run   decode v2  v1+upcast  decode v1   upcast/v2  upcast/v1"
     );
     for r in 0..runs {
         let at = r * ROUNDS_PER_RUN..(r + 1) * ROUNDS_PER_RUN;
         println!(
             "  {:>3}  {:>10.0} {:>10.0} {:>10.0}   {:>9.3} {:>10.3}",
             r + 1,
-            per_s(&dec1[at.clone()]),
-            per_s(&up[at.clone()]),
             per_s(&dec2[at.clone()]),
-            median(&up_vs_dec1[at.clone()]),
-            median(&up_vs_dec2[at]),
+            per_s(&up[at.clone()]),
+            per_s(&dec1[at.clone()]),
+            median(&up_vs_dec2[at.clone()]),
+            median(&up_vs_dec1[at]),
         );
     }
     let pct = |r: f64| (r - 1.0) * 100.0;
     println!(
-        "\nupcast step: decode v1 + upcast takes {:.3}x the time of decode v1 alone ({:+.1}%), \
-         {:.3}x the time of decoding the same event stored as v2 ({:+.1}%); target <= 1.20",
-        median(&up_vs_dec1),
-        pct(median(&up_vs_dec1)),
+        "\nupcast step (target <= 1.20): reading the event from its v1 record, decode + upcast \
+         to v2, takes {:.3}x the time of reading the same event from its v2 record, decode only \
+         ({:+.1}%)",
         median(&up_vs_dec2),
         pct(median(&up_vs_dec2)),
+    );
+    println!(
+        "(against decoding the v1 record to its own 5-field v1 payload, which no reader uses, \
+         decode + upcast takes {:.3}x the time: the cost of building the 2 fields v1 lacks, which \
+         decoding v2 pays too)",
+        median(&up_vs_dec1),
     );
     println!(
         "(decoding first and upcasting the JSON with the chain as written: {:.3}x decode v1 alone)",
