@@ -6,6 +6,7 @@
 //! - [`publisher`]: the loop that turns owned rows into Kafka records and deletes them once acked.
 #![deny(missing_docs)]
 
+pub mod deleter;
 pub mod metrics;
 pub mod outbox;
 pub mod publisher;

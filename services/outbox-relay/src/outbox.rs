@@ -1,5 +1,5 @@
-//! The relay's SQL: read the next rows of the owned shards (deleting the last batch's published rows
-//! in the same statement), park rows that cannot be published, and measure the backlog.
+//! The relay's SQL: read the next rows of the owned shards, delete published rows, park rows that
+//! cannot be published, and measure the backlog.
 //!
 //! Rows are consumed by deleting them, never by a cursor: a row that commits late with a smaller id
 //! is simply found by the next read. Within an aggregate, version v+1 is appended only after v has
@@ -35,8 +35,6 @@ pub struct OutboxRow {
 /// What one read returned.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Rows of the previous batch actually deleted (fewer than asked: fenced).
-    pub deleted: u64,
     /// The owned shards whose epoch is still this relay's.
     pub valid_shards: Vec<i32>,
     /// The next rows, in id order.
@@ -56,12 +54,8 @@ const NEXT_SQL: &str = "\
     WITH own AS ( \
         SELECT u.shard FROM UNNEST($2::int[], $3::bigint[]) AS u(shard, epoch) \
         JOIN relay_shards r ON r.shard = u.shard AND r.epoch = u.epoch \
-    ), gone AS ( \
-        DELETE FROM outbox o USING UNNEST($4::bigint[], $5::bigint[]) AS p(id, epoch), relay_shards r \
-        WHERE o.id = p.id AND r.shard = o.shard_key % $1 AND r.epoch = p.epoch \
-        RETURNING o.id \
     ) \
-    SELECT (SELECT count(*) FROM gone) AS deleted, ARRAY(SELECT shard FROM own) AS valid, n.* \
+    SELECT ARRAY(SELECT shard FROM own) AS valid, n.* \
     FROM (SELECT 1) AS one LEFT JOIN LATERAL ( \
         SELECT o.id, (o.shard_key % $1)::int AS shard, e.event_id, e.event_type, e.schema_version, \
             e.aggregate_type, e.aggregate_id, e.version, e.position, e.occurred_at, e.recorded_at, \
@@ -72,12 +66,12 @@ const NEXT_SQL: &str = "\
                 WHERE p.aggregate_type = o.aggregate_type AND p.aggregate_id = o.aggregate_id) END AS blocked_by \
         FROM outbox o JOIN events e ON e.position = o.event_position \
         WHERE o.shard_key % $1 = ANY($2::int[]) \
-          AND o.id NOT IN (SELECT id FROM gone UNION ALL SELECT UNNEST($7::bigint[])) \
-        ORDER BY o.id LIMIT $6 \
+          AND o.id NOT IN (SELECT UNNEST($5::bigint[])) \
+        ORDER BY o.id LIMIT $4 \
     ) AS n ON true";
 
-/// Deletes `done` (fenced by epoch) and reads up to `limit` rows of `owned` shards in id order,
-/// skipping the rows in `exclude` (sent, not yet acknowledged). The shard filter is a plain
+/// Reads up to `limit` rows of `owned` shards in id order, skipping the rows in `exclude` (sent
+/// and not yet acknowledged, or acknowledged and not yet deleted). The shard filter is a plain
 /// `= ANY(array)` so that the planner walks the primary key in order: joined against the fenced
 /// shards instead, it misjudged the filter as very selective and sorted the whole outbox (7 s per
 /// batch with a million rows waiting). Rows of shards missing from [`Batch::valid_shards`] must be
@@ -86,19 +80,14 @@ pub async fn next_batch(
     pool: &PgPool,
     shards: u32,
     owned: &[(i32, i64)],
-    done: &[Done],
     exclude: &[i64],
     limit: usize,
 ) -> Result<Batch, sqlx::Error> {
     let (owned_shards, owned_epochs): (Vec<i32>, Vec<i64>) = owned.iter().copied().unzip();
-    let (done_ids, done_epochs): (Vec<i64>, Vec<i64>) =
-        done.iter().map(|d| (d.id, d.epoch)).unzip();
     let rows = sqlx::query(NEXT_SQL)
         .bind(shards as i32)
         .bind(&owned_shards)
         .bind(&owned_epochs)
-        .bind(&done_ids)
-        .bind(&done_epochs)
         .bind(limit as i64)
         .bind(exclude)
         .fetch_all(pool)
@@ -106,7 +95,6 @@ pub async fn next_batch(
     let mut batch = Batch::default();
     for (i, row) in rows.iter().enumerate() {
         if i == 0 {
-            batch.deleted = row.try_get::<i64, _>("deleted")? as u64;
             batch.valid_shards = row.try_get("valid")?;
         }
         let Some(id) = row.try_get::<Option<i64>, _>("id")? else {
@@ -129,7 +117,17 @@ pub async fn next_batch(
 
 /// Deletes published rows (fenced by epoch); returns how many were deleted.
 pub async fn delete(pool: &PgPool, shards: u32, done: &[Done]) -> Result<u64, sqlx::Error> {
-    Ok(next_batch(pool, shards, &[], done, &[], 0).await?.deleted)
+    let (ids, epochs): (Vec<i64>, Vec<i64>) = done.iter().map(|d| (d.id, d.epoch)).unzip();
+    let result = sqlx::query(
+        "DELETE FROM outbox o USING UNNEST($2::bigint[], $3::bigint[]) AS p(id, epoch), relay_shards r \
+         WHERE o.id = p.id AND r.shard = o.shard_key % $1 AND r.epoch = p.epoch",
+    )
+    .bind(shards as i32)
+    .bind(&ids)
+    .bind(&epochs)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected())
 }
 
 /// A row to move aside, and why.

@@ -19,6 +19,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 
 use crate::RelayConfig;
+use crate::deleter::Deleter;
 use crate::metrics::RelayMetrics;
 use crate::outbox::{self, Done, OutboxRow, Park};
 use crate::shards::{Owned, Shards};
@@ -125,13 +126,14 @@ impl Relay {
         shards.release_all().await;
     }
 
-    /// Reads, sends and confirms batches. Two batches overlap: batch n+1 is read (its query also
-    /// deletes the rows acked before) and sent while batch n's acks are awaited; the read skips
-    /// batch n's rows, which are still in the outbox. Both go to Kafka through one idempotent
-    /// producer in read order, so each aggregate's records keep their order.
+    /// Reads, sends and confirms batches. Two batches overlap: batch n+1 is read and sent while
+    /// batch n's acks are awaited; the read skips batch n's rows, which are still in the outbox.
+    /// Both go to Kafka through one idempotent producer in read order, so each aggregate's records
+    /// keep their order. Acked rows are deleted by a [`Deleter`] on its own connection, while the
+    /// next batch is read; the reads skip them until their delete has committed.
     async fn publish_loop(&self, shards: &Shards, wake: &Notify, shutdown: &Shutdown) {
         let mut producer: Option<FutureProducer> = None;
-        let mut done: Vec<Done> = Vec::new();
+        let mut deleter = Deleter::new(self.pool.clone(), self.config.shards, self.metrics.clone());
         let mut in_flight: Option<Sent> = None;
         let mut topics: HashSet<String> = HashSet::new();
         let mut failures: u32 = 0;
@@ -142,8 +144,8 @@ impl Relay {
             }
             if owned.is_empty() {
                 drop(owned);
-                self.settle(&mut in_flight, &mut done, shutdown).await;
-                self.finish(shards, &mut done).await;
+                self.settle(&mut in_flight, &mut deleter, shutdown).await;
+                deleter.flush().await;
                 idle(shards, wake, shutdown, self.config.poll_interval).await;
                 continue;
             }
@@ -161,13 +163,16 @@ impl Relay {
             }
             let Some(p) = producer.clone() else { continue };
             let pairs: Vec<(i32, i64)> = owned.iter().map(|(s, e)| (*s, *e)).collect();
-            let exclude: Vec<i64> = in_flight.as_ref().map_or_else(Vec::new, Sent::ids);
+            deleter.poll().await;
+            let mut exclude = deleter.pending_ids();
+            if let Some(sent) = &in_flight {
+                exclude.extend(sent.ids());
+            }
             let started = std::time::Instant::now();
             let mut batch = match outbox::next_batch(
                 &self.pool,
                 shards.count(),
                 &pairs,
-                &done,
                 &exclude,
                 self.config.batch_size,
             )
@@ -184,8 +189,6 @@ impl Relay {
                 }
             };
             let read = started.elapsed();
-            self.count_fenced(done.len() as u64, batch.deleted);
-            done.clear();
             let valid: HashSet<i32> = batch.valid_shards.iter().copied().collect();
             shards.forget(&mut owned, |s| !valid.contains(&s));
             // Rows of a shard whose epoch moved on belong to its new owner.
@@ -199,7 +202,7 @@ impl Relay {
                     Err(e) => {
                         self.failed(&e, &p, &mut producer);
                         drop(owned);
-                        self.settle(&mut in_flight, &mut done, shutdown).await;
+                        self.settle(&mut in_flight, &mut deleter, shutdown).await;
                         failures += 1;
                         backoff(failures, shutdown).await;
                         continue;
@@ -211,7 +214,7 @@ impl Relay {
             in_flight = sent;
             if let Some(previous) = previous {
                 match self.confirm(previous, shutdown).await {
-                    Ok(acked) => done = acked,
+                    Ok(acked) => deleter.push(acked).await,
                     Err(e) => {
                         // The batch sent after it is dropped too: its rows stay in the outbox
                         // and are read and sent again (duplicates, in order).
@@ -234,26 +237,25 @@ impl Relay {
                 // Caught up: confirm now rather than holding acks through an idle wait. A batch
                 // that was merely not full stays in flight while the next read runs, so a
                 // steady trickle pays one read or one ack per round, not both.
-                self.settle(&mut in_flight, &mut done, shutdown).await;
-                if done.is_empty() {
-                    idle(shards, wake, shutdown, self.config.poll_interval).await;
-                }
+                self.settle(&mut in_flight, &mut deleter, shutdown).await;
+                deleter.flush().await;
+                idle(shards, wake, shutdown, self.config.poll_interval).await;
             }
         }
-        self.settle(&mut in_flight, &mut done, shutdown).await;
-        self.finish(shards, &mut done).await;
+        self.settle(&mut in_flight, &mut deleter, shutdown).await;
+        deleter.flush().await;
     }
 
-    /// Awaits the batch in flight, if any; its acked rows join `done`.
+    /// Awaits the batch in flight, if any; its acked rows go to the deleter.
     async fn settle(
         &self,
         in_flight: &mut Option<Sent>,
-        done: &mut Vec<Done>,
+        deleter: &mut Deleter,
         shutdown: &Shutdown,
     ) {
         if let Some(sent) = in_flight.take() {
             match self.confirm(sent, shutdown).await {
-                Ok(acked) => done.extend(acked),
+                Ok(acked) => deleter.push(acked).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "batch not acknowledged; it will be sent again");
                     self.metrics.errors.with_label_values(&[stage(&e)]).inc();
@@ -269,31 +271,6 @@ impl Relay {
         if p.client().fatal_error().is_some() {
             tracing::warn!("producer hit a fatal error: creating a new one");
             *producer = None;
-        }
-    }
-
-    /// Deletes the acked rows of the last batch before stopping or going idle.
-    async fn finish(&self, shards: &Shards, done: &mut Vec<Done>) {
-        if done.is_empty() {
-            return;
-        }
-        match outbox::delete(&self.pool, shards.count(), done).await {
-            Ok(deleted) => self.count_fenced(done.len() as u64, deleted),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot delete published rows; they will be sent again")
-            }
-        }
-        done.clear();
-    }
-
-    fn count_fenced(&self, asked: u64, deleted: u64) {
-        if deleted < asked {
-            self.metrics.epoch_rejections.inc_by(asked - deleted);
-            tracing::warn!(
-                asked,
-                deleted,
-                "published rows not deleted: another relay owns their shard now (they will be sent again)"
-            );
         }
     }
 
