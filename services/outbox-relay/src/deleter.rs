@@ -4,17 +4,20 @@
 //! is neither lost nor, while the relay keeps its shard, published twice.
 
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 
 use crate::metrics::RelayMetrics;
 use crate::outbox::{self, Done};
+
+/// A delete statement running in the background: how many rows it removed.
+type Running = JoinHandle<Result<u64, sqlx::Error>>;
 
 /// The delete in progress and the acked rows waiting for the next one.
 pub struct Deleter {
     pool: PgPool,
     shards: u32,
     metrics: RelayMetrics,
-    running: Option<(Vec<Done>, JoinHandle<Result<u64, sqlx::Error>>)>,
+    running: Option<(Vec<Done>, Running)>,
     waiting: Vec<Done>,
 }
 
@@ -79,11 +82,7 @@ impl Deleter {
         }
     }
 
-    fn reap(
-        &mut self,
-        rows: Vec<Done>,
-        result: Result<Result<u64, sqlx::Error>, tokio::task::JoinError>,
-    ) {
+    fn reap(&mut self, rows: Vec<Done>, result: Result<Result<u64, sqlx::Error>, JoinError>) {
         match result {
             Ok(Ok(deleted)) => self.count_fenced(rows.len() as u64, deleted),
             Ok(Err(e)) => {
