@@ -33,7 +33,7 @@ pub struct RelayConfig {
     /// `RELAY_SHARDS` (16): the outbox is split into this many shards by `shard_key % shards`. Every
     /// relay of one database must use the same number.
     pub shards: u32,
-    /// `RELAY_BATCH_SIZE` (2000): outbox rows read and published per batch.
+    /// `RELAY_BATCH_SIZE` (5000): outbox rows read and published per batch.
     pub batch_size: usize,
     /// `RELAY_POLL_INTERVAL_MS` (500): the polling fallback when no notification arrives.
     pub poll_interval: Duration,
@@ -81,7 +81,7 @@ impl RelayConfig {
         );
         Ok(Self {
             shards,
-            batch_size: positive(env, "RELAY_BATCH_SIZE", 2000)?,
+            batch_size: positive(env, "RELAY_BATCH_SIZE", 5000)?,
             poll_interval: Duration::from_millis(
                 positive(env, "RELAY_POLL_INTERVAL_MS", 500)? as u64
             ),

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use crate::RelayConfig;
 use crate::deleter::Deleter;
 use crate::metrics::RelayMetrics;
-use crate::outbox::{self, Done, OutboxRow, Park};
+use crate::outbox::{self, Batch, Done, OutboxRow, Park};
 use crate::shards::{Owned, Shards};
 
 /// The notification channel the outbox trigger fires on every insert statement.
@@ -126,15 +126,18 @@ impl Relay {
         shards.release_all().await;
     }
 
-    /// Reads, sends and confirms batches. Two batches overlap: batch n+1 is read and sent while
-    /// batch n's acks are awaited; the read skips batch n's rows, which are still in the outbox.
-    /// Both go to Kafka through one idempotent producer in read order, so each aggregate's records
-    /// keep their order. Acked rows are deleted by a [`Deleter`] on its own connection, while the
-    /// next batch is read; the reads skip them until their delete has committed.
+    /// Reads, sends and confirms batches, three at a time: while batch n's acks are awaited and
+    /// batch n+1 is sent, batch n+2 is already being read. Each read skips the rows of the batches
+    /// before it, which are still in the outbox, and the rows acked but not yet deleted (a
+    /// [`Deleter`] removes them on its own connection). Everything goes to Kafka through one
+    /// idempotent producer in read order, so each aggregate's records keep their order. A read
+    /// made before a failure or a parking is thrown away and made again: it could hold rows that
+    /// must now wait.
     async fn publish_loop(&self, shards: &Shards, wake: &Notify, shutdown: &Shutdown) {
         let mut producer: Option<FutureProducer> = None;
         let mut deleter = Deleter::new(self.pool.clone(), self.config.shards, self.metrics.clone());
         let mut in_flight: Option<Sent> = None;
+        let mut ahead: Option<Read> = None;
         let mut topics: HashSet<String> = HashSet::new();
         let mut failures: u32 = 0;
         while !shutdown.is_triggered() {
@@ -144,6 +147,7 @@ impl Relay {
             }
             if owned.is_empty() {
                 drop(owned);
+                discard(&mut ahead).await;
                 self.settle(&mut in_flight, &mut deleter, shutdown).await;
                 deleter.flush().await;
                 idle(shards, wake, shutdown, self.config.poll_interval).await;
@@ -162,22 +166,17 @@ impl Relay {
                 }
             }
             let Some(p) = producer.clone() else { continue };
-            let pairs: Vec<(i32, i64)> = owned.iter().map(|(s, e)| (*s, *e)).collect();
-            deleter.poll().await;
-            let mut exclude = deleter.pending_ids();
-            if let Some(sent) = &in_flight {
-                exclude.extend(sent.ids());
-            }
             let started = std::time::Instant::now();
-            let mut batch = match outbox::next_batch(
-                &self.pool,
-                shards.count(),
-                &pairs,
-                &exclude,
-                self.config.batch_size,
-            )
-            .await
-            {
+            let read = match ahead.take() {
+                Some(read) => read,
+                None => {
+                    deleter.poll().await;
+                    let mut exclude = deleter.pending_ids();
+                    exclude.extend(in_flight.iter().flat_map(Sent::ids));
+                    self.read(shards.count(), &owned, exclude)
+                }
+            };
+            let (pairs, mut batch) = match read.finish().await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the outbox");
@@ -188,12 +187,27 @@ impl Relay {
                     continue;
                 }
             };
-            let read = started.elapsed();
+            let waited = started.elapsed();
             let valid: HashSet<i32> = batch.valid_shards.iter().copied().collect();
-            shards.forget(&mut owned, |s| !valid.contains(&s));
+            // A shard is lost when the read found its epoch moved on, unless it was taken again
+            // (at a new epoch) since the read.
+            let before = owned.clone();
+            shards.forget(&mut owned, |s| {
+                !valid.contains(&s) && before.get(&s) == Some(&owned_epoch(&pairs, s))
+            });
             // Rows of a shard whose epoch moved on belong to its new owner.
-            batch.rows.retain(|r| valid.contains(&r.shard));
+            batch.rows.retain(|r| {
+                valid.contains(&r.shard)
+                    && owned.get(&r.shard) == Some(&owned_epoch(&pairs, r.shard))
+            });
             let nothing_new = batch.rows.is_empty();
+            if !nothing_new {
+                deleter.poll().await;
+                let mut exclude = deleter.pending_ids();
+                exclude.extend(in_flight.iter().flat_map(Sent::ids));
+                exclude.extend(batch.rows.iter().map(|r| r.id));
+                ahead = Some(self.read(shards.count(), &owned, exclude));
+            }
             let sent = if nothing_new {
                 None
             } else {
@@ -202,6 +216,7 @@ impl Relay {
                     Err(e) => {
                         self.failed(&e, &p, &mut producer);
                         drop(owned);
+                        discard(&mut ahead).await;
                         self.settle(&mut in_flight, &mut deleter, shutdown).await;
                         failures += 1;
                         backoff(failures, shutdown).await;
@@ -210,16 +225,21 @@ impl Relay {
                 }
             };
             drop(owned);
+            if sent.as_ref().is_some_and(|s| s.parked) {
+                // The read ahead may hold later rows of an aggregate that was just parked.
+                discard(&mut ahead).await;
+            }
             let previous = in_flight.take();
             in_flight = sent;
             if let Some(previous) = previous {
                 match self.confirm(previous, shutdown).await {
                     Ok(acked) => deleter.push(acked).await,
                     Err(e) => {
-                        // The batch sent after it is dropped too: its rows stay in the outbox
-                        // and are read and sent again (duplicates, in order).
+                        // The batches sent and read after it are dropped too: their rows stay in
+                        // the outbox and are read and sent again (duplicates, in order).
                         self.failed(&e, &p, &mut producer);
                         in_flight = None;
+                        discard(&mut ahead).await;
                         failures += 1;
                         backoff(failures, shutdown).await;
                         continue;
@@ -227,7 +247,7 @@ impl Relay {
                 }
             }
             tracing::debug!(
-                read_ms = read.as_secs_f64() * 1e3,
+                read_wait_ms = waited.as_secs_f64() * 1e3,
                 total_ms = started.elapsed().as_secs_f64() * 1e3,
                 in_flight = in_flight.as_ref().map_or(0, |s| s.rows.len()),
                 "batch round"
@@ -242,8 +262,19 @@ impl Relay {
                 idle(shards, wake, shutdown, self.config.poll_interval).await;
             }
         }
+        discard(&mut ahead).await;
         self.settle(&mut in_flight, &mut deleter, shutdown).await;
         deleter.flush().await;
+    }
+
+    /// Starts reading the next batch of the `owned` shards, skipping `exclude`.
+    fn read(&self, shards: u32, owned: &Owned, exclude: Vec<i64>) -> Read {
+        let pairs: Vec<(i32, i64)> = owned.iter().map(|(s, e)| (*s, *e)).collect();
+        let (pool, limit, query_pairs) = (self.pool.clone(), self.config.batch_size, pairs.clone());
+        let handle = tokio::spawn(async move {
+            outbox::next_batch(&pool, shards, &query_pairs, &exclude, limit).await
+        });
+        Read { pairs, handle }
     }
 
     /// Awaits the batch in flight, if any; its acked rows go to the deleter.
@@ -366,14 +397,15 @@ impl Relay {
                 future,
             ));
         }
-        if !parks.is_empty() {
+        let parked = !parks.is_empty();
+        if parked {
             outbox::park(&self.pool, self.config.shards, &parks).await?;
         }
         let (rows, acks) = sends
             .into_iter()
             .map(|(done, recorded_at, ack)| ((done, recorded_at), ack))
             .unzip();
-        Ok(Sent { rows, acks })
+        Ok(Sent { rows, acks, parked })
     }
 
     /// Waits for every ack of `sent`; the acked rows, or the first failure.
@@ -401,11 +433,45 @@ impl Relay {
     }
 }
 
-/// A batch handed to the producer: each row with its read-time epoch and store time, and the
-/// acks to wait for.
+/// A batch handed to the producer: each row with its read-time epoch and store time, the acks to
+/// wait for, and whether some of its rows were parked instead.
 struct Sent {
     rows: Vec<(Done, chrono::DateTime<chrono::Utc>)>,
     acks: Vec<DeliveryFuture>,
+    parked: bool,
+}
+
+/// A read of the outbox in progress, with the shards and epochs it asked for.
+struct Read {
+    pairs: Vec<(i32, i64)>,
+    handle: tokio::task::JoinHandle<Result<Batch, sqlx::Error>>,
+}
+
+impl Read {
+    /// Waits for the read; the shards it asked for and what it found.
+    async fn finish(self) -> Result<(Vec<(i32, i64)>, Batch), sqlx::Error> {
+        match self.handle.await {
+            Ok(batch) => Ok((self.pairs, batch?)),
+            Err(e) => Err(sqlx::Error::Protocol(format!(
+                "outbox read task failed: {e}"
+            ))),
+        }
+    }
+}
+
+/// Waits for the read ahead, if any, and throws its rows away (they are read again).
+async fn discard(ahead: &mut Option<Read>) {
+    if let Some(read) = ahead.take() {
+        let _ = read.finish().await;
+    }
+}
+
+/// The epoch `shard` had in `pairs` (0 when it was not asked for).
+fn owned_epoch(pairs: &[(i32, i64)], shard: i32) -> i64 {
+    pairs
+        .iter()
+        .find(|(s, _)| *s == shard)
+        .map_or(0, |(_, e)| *e)
 }
 
 impl Sent {
