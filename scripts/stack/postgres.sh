@@ -152,7 +152,7 @@ cmd_start() {
       -c fsync=on \
       -c track_commit_timestamp=on \
       -c max_connections=200 \
-      -c shared_buffers=256MB
+      -c shared_buffers=1GB
   fi
   wait_until "$NAME" 60 pg_ready
   ensure_role_and_db
