@@ -170,13 +170,11 @@ impl Relay {
             let read = match ahead.take() {
                 Some(read) => read,
                 None => {
-                    deleter.poll().await;
-                    let mut exclude = deleter.pending_ids();
-                    exclude.extend(in_flight.iter().flat_map(Sent::ids));
+                    let exclude = unfinished(&mut deleter, &in_flight).await;
                     self.read(shards.count(), &owned, exclude)
                 }
             };
-            let (pairs, mut batch) = match read.finish().await {
+            let (asked, mut batch) = match read.finish().await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the outbox");
@@ -191,20 +189,19 @@ impl Relay {
             let valid: HashSet<i32> = batch.valid_shards.iter().copied().collect();
             // A shard is lost when the read found its epoch moved on, unless it was taken again
             // (at a new epoch) since the read.
-            let before = owned.clone();
-            shards.forget(&mut owned, |s| {
-                !valid.contains(&s) && before.get(&s) == Some(&owned_epoch(&pairs, s))
-            });
+            let lost: HashSet<i32> = asked
+                .iter()
+                .filter(|(s, e)| !valid.contains(s) && owned.get(s) == Some(e))
+                .map(|(s, _)| *s)
+                .collect();
+            shards.forget(&mut owned, |s| lost.contains(&s));
             // Rows of a shard whose epoch moved on belong to its new owner.
-            batch.rows.retain(|r| {
-                valid.contains(&r.shard)
-                    && owned.get(&r.shard) == Some(&owned_epoch(&pairs, r.shard))
-            });
+            batch
+                .rows
+                .retain(|r| valid.contains(&r.shard) && owned.get(&r.shard) == asked.get(&r.shard));
             let nothing_new = batch.rows.is_empty();
             if !nothing_new {
-                deleter.poll().await;
-                let mut exclude = deleter.pending_ids();
-                exclude.extend(in_flight.iter().flat_map(Sent::ids));
+                let mut exclude = unfinished(&mut deleter, &in_flight).await;
                 exclude.extend(batch.rows.iter().map(|r| r.id));
                 ahead = Some(self.read(shards.count(), &owned, exclude));
             }
@@ -270,11 +267,14 @@ impl Relay {
     /// Starts reading the next batch of the `owned` shards, skipping `exclude`.
     fn read(&self, shards: u32, owned: &Owned, exclude: Vec<i64>) -> Read {
         let pairs: Vec<(i32, i64)> = owned.iter().map(|(s, e)| (*s, *e)).collect();
-        let (pool, limit, query_pairs) = (self.pool.clone(), self.config.batch_size, pairs.clone());
+        let (pool, limit) = (self.pool.clone(), self.config.batch_size);
         let handle = tokio::spawn(async move {
-            outbox::next_batch(&pool, shards, &query_pairs, &exclude, limit).await
+            outbox::next_batch(&pool, shards, &pairs, &exclude, limit).await
         });
-        Read { pairs, handle }
+        Read {
+            asked: owned.clone(),
+            handle,
+        }
     }
 
     /// Awaits the batch in flight, if any; its acked rows go to the deleter.
@@ -443,15 +443,15 @@ struct Sent {
 
 /// A read of the outbox in progress, with the shards and epochs it asked for.
 struct Read {
-    pairs: Vec<(i32, i64)>,
+    asked: Owned,
     handle: tokio::task::JoinHandle<Result<Batch, sqlx::Error>>,
 }
 
 impl Read {
     /// Waits for the read; the shards it asked for and what it found.
-    async fn finish(self) -> Result<(Vec<(i32, i64)>, Batch), sqlx::Error> {
+    async fn finish(self) -> Result<(Owned, Batch), sqlx::Error> {
         match self.handle.await {
-            Ok(batch) => Ok((self.pairs, batch?)),
+            Ok(batch) => Ok((self.asked, batch?)),
             Err(e) => Err(sqlx::Error::Protocol(format!(
                 "outbox read task failed: {e}"
             ))),
@@ -466,12 +466,13 @@ async fn discard(ahead: &mut Option<Read>) {
     }
 }
 
-/// The epoch `shard` had in `pairs` (0 when it was not asked for).
-fn owned_epoch(pairs: &[(i32, i64)], shard: i32) -> i64 {
-    pairs
-        .iter()
-        .find(|(s, _)| *s == shard)
-        .map_or(0, |(_, e)| *e)
+/// Ids a read must skip: rows acked but not yet deleted (starting their delete if it waits) and
+/// rows sent but not yet acked.
+async fn unfinished(deleter: &mut Deleter, in_flight: &Option<Sent>) -> Vec<i64> {
+    deleter.poll().await;
+    let mut ids = deleter.pending_ids();
+    ids.extend(in_flight.iter().flat_map(Sent::ids));
+    ids
 }
 
 impl Sent {
