@@ -12,6 +12,7 @@
 
 use chrono::{DateTime, Utc};
 use eventfold_kafka::Envelope;
+use futures::TryStreamExt;
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 
@@ -84,23 +85,28 @@ pub async fn next_batch(
     limit: usize,
 ) -> Result<Batch, sqlx::Error> {
     let (owned_shards, owned_epochs): (Vec<i32>, Vec<i64>) = owned.iter().copied().unzip();
-    let rows = sqlx::query(NEXT_SQL)
+    // Rows are decoded as they arrive, while the server is still producing the later ones.
+    let mut rows = sqlx::query(NEXT_SQL)
         .bind(shards as i32)
         .bind(&owned_shards)
         .bind(&owned_epochs)
         .bind(limit as i64)
         .bind(exclude)
-        .fetch_all(pool)
-        .await?;
-    let mut batch = Batch::default();
-    for (i, row) in rows.iter().enumerate() {
-        if i == 0 {
+        .fetch(pool);
+    let mut batch = Batch {
+        valid_shards: Vec::new(),
+        rows: Vec::with_capacity(limit),
+    };
+    let mut first = true;
+    while let Some(row) = rows.try_next().await? {
+        if first {
             batch.valid_shards = row.try_get("valid")?;
+            first = false;
         }
         let Some(id) = row.try_get::<Option<i64>, _>("id")? else {
             continue;
         };
-        let envelope = Envelope::from_event_row(row)?;
+        let envelope = Envelope::from_event_row(&row)?;
         let recorded_at: DateTime<Utc> = row.try_get("recorded_at")?;
         let Json(payload): Json<serde_json::Value> = row.try_get("payload")?;
         batch.rows.push(OutboxRow {
