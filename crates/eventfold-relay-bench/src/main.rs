@@ -46,6 +46,8 @@ struct Config {
     aggregates: usize,
     rate: usize,
     lag_seconds: u64,
+    /// `BENCH_RELAY_DUMP`: a file for every lag-phase record (commit µs, lag µs, recorded_at µs).
+    dump: Option<String>,
 }
 
 impl Config {
@@ -68,6 +70,7 @@ impl Config {
             aggregates,
             rate: number("BENCH_RELAY_RATE", 2000)?,
             lag_seconds: number("BENCH_RELAY_LAG_SECONDS", 20)? as u64,
+            dump: env.raw("BENCH_RELAY_DUMP").map(str::to_owned),
         })
     }
 
@@ -372,6 +375,17 @@ async fn lag(env: &Env, config: &Config, pool: &PgPool) -> anyhow::Result<Lag> {
         from_recorded: histogram(),
         written,
     };
+    if let (Some(path), Some(commits)) = (&config.dump, commits.as_ref()) {
+        let lines: String = samples
+            .iter()
+            .filter_map(|s| {
+                let c = commits.get(&s.event_id)?;
+                Some(format!("{c} {} {}\n", s.appended_us - c, s.recorded_us))
+            })
+            .collect();
+        std::fs::write(path, lines)?;
+        println!("relay bench: lag-phase records written to {path}");
+    }
     for s in &samples {
         let _ = lag
             .from_recorded

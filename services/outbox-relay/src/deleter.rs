@@ -48,6 +48,24 @@ impl Deleter {
             let result = handle.await;
             self.reap(rows, result);
         }
+        self.start();
+    }
+
+    /// Waits for the running delete to finish, collects it and starts the next one; never
+    /// resolves while no delete runs. Cancel-safe: until the delete finishes it is only borrowed.
+    pub async fn progress(&mut self) {
+        let Some((_, handle)) = self.running.as_mut() else {
+            return std::future::pending().await;
+        };
+        let result = handle.await;
+        if let Some((rows, _)) = self.running.take() {
+            self.reap(rows, result);
+        }
+        self.start();
+    }
+
+    /// Starts deleting the waiting rows unless a delete runs.
+    fn start(&mut self) {
         if self.running.is_none() && !self.waiting.is_empty() {
             let rows = std::mem::take(&mut self.waiting);
             let (pool, shards, batch) = (self.pool.clone(), self.shards, rows.clone());

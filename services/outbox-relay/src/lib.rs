@@ -48,7 +48,7 @@ pub struct RelayConfig {
     pub partitions: i32,
     /// `KAFKA_TOPIC_REPLICATION` (1): replication factor of topics the relay creates.
     pub replication: i32,
-    /// `KAFKA_LINGER_MS` (2): how long the producer waits to fill a request.
+    /// `KAFKA_LINGER_MS` (1): how long the producer waits to fill a request.
     pub linger_ms: u32,
     /// `KAFKA_COMPRESSION` (`lz4`): producer compression codec.
     pub compression: String,
@@ -90,7 +90,7 @@ impl RelayConfig {
             topic_prefix: env.string("KAFKA_TOPIC_PREFIX", "eventfold."),
             partitions: positive(env, "KAFKA_TOPIC_PARTITIONS", 12)? as i32,
             replication: positive(env, "KAFKA_TOPIC_REPLICATION", 1)? as i32,
-            linger_ms: env.parse("KAFKA_LINGER_MS", 2)?,
+            linger_ms: env.parse("KAFKA_LINGER_MS", 1)?,
             compression: env.string("KAFKA_COMPRESSION", "lz4"),
         })
     }

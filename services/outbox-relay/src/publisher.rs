@@ -4,6 +4,7 @@
 //! published again (at-least-once).
 
 use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use eventfold_avro::{AvroCodec, topic_for};
 use eventfold_kafka::{KafkaError, KafkaSettings};
 use eventfold_postgres::PgSettings;
 use eventfold_runtime::Shutdown;
-use futures::future::join_all;
+use futures::future::{JoinAll, MaybeDone, join_all, maybe_done};
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use sqlx::PgPool;
@@ -251,12 +252,10 @@ impl Relay {
             );
             failures = 0;
             if nothing_new {
-                // Caught up: confirm now rather than holding acks through an idle wait. A batch
-                // that was merely not full stays in flight while the next read runs, so a
-                // steady trickle pays one read or one ack per round, not both.
-                self.settle(&mut in_flight, &mut deleter, shutdown).await;
-                deleter.flush().await;
-                idle(shards, wake, shutdown, self.config.poll_interval).await;
+                // A batch that was merely not full stays in flight while the next read runs, so
+                // a steady trickle pays one read or one ack per round, not both.
+                self.caught_up(shards, wake, shutdown, &mut in_flight, &mut deleter)
+                    .await;
             }
         }
         discard(&mut ahead).await;
@@ -274,6 +273,31 @@ impl Relay {
         Read {
             asked: owned.clone(),
             handle,
+        }
+    }
+
+    /// Caught up: waits for new rows (a notification, a new shard, the poll interval or shutdown)
+    /// while the batch in flight is acknowledged and its rows deleted. New rows do not wait for
+    /// those acks: the next round reads and sends them first, as when the outbox is full.
+    async fn caught_up(
+        &self,
+        shards: &Shards,
+        wake: &Notify,
+        shutdown: &Shutdown,
+        in_flight: &mut Option<Sent>,
+        deleter: &mut Deleter,
+    ) {
+        let poll = tokio::time::sleep(self.config.poll_interval);
+        tokio::pin!(poll);
+        loop {
+            tokio::select! {
+                _ = acked(in_flight) => self.settle(in_flight, deleter, shutdown).await,
+                _ = deleter.progress() => {}
+                _ = wake.notified() => return,
+                _ = shards.changed.notified() => return,
+                _ = &mut poll => return,
+                _ = shutdown.wait() => return,
+            }
         }
     }
 
@@ -401,18 +425,29 @@ impl Relay {
         if parked {
             outbox::park(&self.pool, self.config.shards, &parks).await?;
         }
-        let (rows, acks) = sends
+        let (rows, acks): (_, Vec<DeliveryFuture>) = sends
             .into_iter()
             .map(|(done, recorded_at, ack)| ((done, recorded_at), ack))
             .unzip();
-        Ok(Sent { rows, acks, parked })
+        Ok(Sent {
+            rows,
+            acks: Box::pin(maybe_done(join_all(acks))),
+            parked,
+        })
     }
 
     /// Waits for every ack of `sent`; the acked rows, or the first failure.
-    async fn confirm(&self, sent: Sent, shutdown: &Shutdown) -> Result<Vec<Done>, PublishError> {
-        let acks = tokio::select! {
-            acks = join_all(sent.acks) => acks,
+    async fn confirm(
+        &self,
+        mut sent: Sent,
+        shutdown: &Shutdown,
+    ) -> Result<Vec<Done>, PublishError> {
+        tokio::select! {
+            _ = &mut sent.acks => {}
             _ = stop_after_grace(shutdown) => return Err(PublishError::Stopped),
+        }
+        let Some(acks) = sent.acks.as_mut().take_output() else {
+            return Err(PublishError::Kafka(RdKafkaError::Canceled));
         };
         let now = chrono::Utc::now();
         let mut acked = Vec::with_capacity(sent.rows.len());
@@ -437,8 +472,19 @@ impl Relay {
 /// wait for, and whether some of its rows were parked instead.
 struct Sent {
     rows: Vec<(Done, chrono::DateTime<chrono::Utc>)>,
-    acks: Vec<DeliveryFuture>,
+    acks: Acks,
     parked: bool,
+}
+
+/// Every ack of a batch, awaited in place (so that waiting may be given up and resumed).
+type Acks = Pin<Box<MaybeDone<JoinAll<DeliveryFuture>>>>;
+
+/// Resolves when every ack of the batch in flight has arrived; never while none is in flight.
+async fn acked(in_flight: &mut Option<Sent>) {
+    match in_flight {
+        Some(sent) => (&mut sent.acks).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A read of the outbox in progress, with the shards and epochs it asked for.
