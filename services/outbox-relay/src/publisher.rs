@@ -1,6 +1,6 @@
 //! The publishing loop: read a batch of owned outbox rows, encode them as Avro, produce them with an
 //! idempotent producer (Kafka's murmur2 partitioner, key = aggregate id), wait for every ack, and
-//! delete them with the next read. A failure before the acks leaves the rows in place: they are
+//! hand them to the [`Deleter`]. A failure before the acks leaves the rows in place: they are
 //! published again (at-least-once).
 
 use std::collections::{HashMap, HashSet};
