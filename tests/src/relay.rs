@@ -114,27 +114,10 @@ impl RelayDb {
 
 /// Deletes every topic whose name starts with `prefix` (best effort).
 pub async fn delete_topics(kafka: &eventfold_kafka::KafkaSettings, prefix: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
-    let Ok(admin) = kafka
-        .client_config()
-        .create::<AdminClient<DefaultClientContext>>()
-    else {
-        return;
-    };
-    let Ok(metadata) = admin.inner().fetch_metadata(None, Duration::from_secs(10)) else {
-        return;
-    };
-    let names: Vec<String> = metadata
-        .topics()
-        .iter()
-        .map(|t| t.name().to_owned())
-        .filter(|n| n.starts_with(prefix))
-        .collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    if !refs.is_empty() {
-        let _ = admin.delete_topics(&refs, &AdminOptions::new()).await;
-    }
+    let prefix = prefix.to_owned();
+    let _ = kafka
+        .delete_topics_where(move |name| name.starts_with(&prefix))
+        .await;
 }
 
 /// Appends `events` to each CrossReference of `ids`, the first after version `after`, with

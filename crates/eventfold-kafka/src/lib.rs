@@ -124,6 +124,35 @@ impl KafkaSettings {
         Ok(())
     }
 
+    /// Deletes every topic whose name satisfies `doomed`; the names it asked the cluster to delete.
+    pub async fn delete_topics_where(
+        &self,
+        doomed: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Result<Vec<String>, KafkaError> {
+        let config = self.client_config();
+        let names = tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create()?;
+            let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+            Ok::<_, KafkaError>(
+                metadata
+                    .topics()
+                    .iter()
+                    .map(|t| t.name().to_owned())
+                    .filter(|n| doomed(n))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await
+        .map_err(|e| KafkaError::Task(e.to_string()))??;
+        if !names.is_empty() {
+            let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+            admin.delete_topics(&refs, &options).await?;
+        }
+        Ok(names)
+    }
+
     /// Asks the cluster for its metadata; `Ok` with the broker count when it answers.
     pub async fn probe(&self, timeout: Duration) -> Result<usize, KafkaError> {
         let config = self.client_config();

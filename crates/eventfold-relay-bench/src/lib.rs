@@ -4,10 +4,34 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use eventfold_kafka::KafkaSettings;
 use eventfold_postgres::{Actor, ActorKind, CommandMeta, NewEvent, shard_key};
 use eventfold_runtime::{Server, Shutdown};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
+
+/// Deletes the topics of runs of a benchmark: names made of one of `bases`, a run id of hex digits
+/// and a dot. Called before a run (for runs that were interrupted) and after it: a broker keeping
+/// every run's partitions spends ever more of its time in garbage collection pauses, which the
+/// next run's latency figures would show.
+pub async fn delete_bench_topics(kafka: &KafkaSettings, bases: &'static [&'static str]) {
+    let doomed = move |name: &str| {
+        bases.iter().any(|base| {
+            name.strip_prefix(base)
+                .and_then(|rest| rest.split_once('.'))
+                .is_some_and(|(run, _)| {
+                    !run.is_empty() && run.bytes().all(|c| c.is_ascii_hexdigit())
+                })
+        })
+    };
+    match kafka.delete_topics_where(doomed).await {
+        Ok(names) if !names.is_empty() => {
+            println!("bench: deleted {} topics of benchmark runs", names.len());
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("bench: cannot delete the benchmark's topics: {e}"),
+    }
+}
 
 /// `maintenance_url` with its database replaced by `db`.
 pub fn database_url(maintenance_url: &str, db: &str) -> String {

@@ -24,7 +24,7 @@ use eventfold_kafka::{Envelope, KafkaSettings};
 use eventfold_postgres::repository::prepare;
 use eventfold_postgres::{BusConfig, CommandBus, EventStore, NewEvent};
 use eventfold_reference::CrossReference;
-use eventfold_relay_bench::{Running, meta, prefill, recreate};
+use eventfold_relay_bench::{Running, delete_bench_topics, meta, prefill, recreate};
 use eventfold_runtime::{Env, Shutdown};
 use hdrhistogram::Histogram;
 use rdkafka::Message;
@@ -39,6 +39,9 @@ use sqlx::PgPool;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const DB: &str = "eventfold_bench_relay";
+
+/// Topic prefixes of the two phases, each followed by the run's start time (ms).
+const TOPIC_BASES: &[&str] = &["bench", "benchlag"];
 
 struct Config {
     maintenance_url: String,
@@ -87,6 +90,8 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("eventfold-relay-bench: {e}");
         std::process::exit(2)
     });
+    let kafka = KafkaSettings::from_env(&env)?;
+    delete_bench_topics(&kafka, TOPIC_BASES).await;
     let pool = recreate(&config.maintenance_url, DB).await?;
     let chain = chain();
 
@@ -112,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
     let throughput = throughput(&env, &config, &pool).await?;
     settle_database(&pool).await?;
     let lag = lag(&env, &config, &pool).await?;
+    delete_bench_topics(&kafka, TOPIC_BASES).await;
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let (main, basis) = match &lag.from_commit {
         Some(h) => (h, "commit"),

@@ -22,7 +22,7 @@ use eventfold_domain::{Aggregate, parse_command};
 use eventfold_postgres::repository::prepare;
 use eventfold_postgres::{BusConfig, CommandBus, EventStore, NewEvent};
 use eventfold_reference::{CrossReference, Opportunity};
-use eventfold_relay_bench::{Running, database_url, meta, prefill, recreate};
+use eventfold_relay_bench::{Running, database_url, delete_bench_topics, meta, prefill, recreate};
 use eventfold_runtime::{Env, Shutdown};
 
 /// mimalloc, as in the projector binary it measures.
@@ -31,6 +31,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const DB_PG: &str = "eventfold_bench_projector";
 const DB_GRAPH: &str = "eventfold_bench_projector_graph";
+
+/// Topic prefixes of the two read models, each followed by the run id.
+const TOPIC_BASES: &[&str] = &["benchproj", "benchgraph"];
 /// The projector's histogram of event recorded -> applied.
 const VISIBLE: &str = "eventfold_projector_visible_seconds";
 /// Its series for the read model `opportunities`.
@@ -90,6 +93,8 @@ async fn main() -> anyhow::Result<()> {
     });
     let http = reqwest::Client::new();
     let run = format!("{:08x}", fastrand::u32(..));
+    let kafka = eventfold_kafka::KafkaSettings::from_env(&env)?;
+    delete_bench_topics(&kafka, TOPIC_BASES).await;
 
     // 1. PostgreSQL read model from pre-filled topics.
     let pool = recreate(&config.maintenance_url, DB_PG).await?;
@@ -209,6 +214,7 @@ async fn main() -> anyhow::Result<()> {
     .drop_all(&*graph_model)
     .await?;
     gpool.close().await;
+    delete_bench_topics(&kafka, TOPIC_BASES).await;
 
     Ok(())
 }
