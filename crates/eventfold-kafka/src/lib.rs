@@ -14,6 +14,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::metadata::Metadata;
 
 pub use envelope::{Envelope, EnvelopeError};
 
@@ -129,21 +130,15 @@ impl KafkaSettings {
         &self,
         doomed: impl Fn(&str) -> bool + Send + 'static,
     ) -> Result<Vec<String>, KafkaError> {
-        let config = self.client_config();
-        let names = tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = config.create()?;
-            let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
-            Ok::<_, KafkaError>(
-                metadata
-                    .topics()
+        let names = self
+            .metadata(Duration::from_secs(10), move |m| {
+                m.topics()
                     .iter()
                     .map(|t| t.name().to_owned())
                     .filter(|n| doomed(n))
-                    .collect::<Vec<_>>(),
-            )
-        })
-        .await
-        .map_err(|e| KafkaError::Task(e.to_string()))??;
+                    .collect::<Vec<_>>()
+            })
+            .await?;
         if !names.is_empty() {
             let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -155,11 +150,20 @@ impl KafkaSettings {
 
     /// Asks the cluster for its metadata; `Ok` with the broker count when it answers.
     pub async fn probe(&self, timeout: Duration) -> Result<usize, KafkaError> {
+        self.metadata(timeout, |m| m.brokers().len()).await
+    }
+
+    /// Fetches the cluster's metadata (a blocking call, run off the async threads) and reads
+    /// `read` from it.
+    async fn metadata<T: Send + 'static>(
+        &self,
+        timeout: Duration,
+        read: impl FnOnce(&Metadata) -> T + Send + 'static,
+    ) -> Result<T, KafkaError> {
         let config = self.client_config();
         tokio::task::spawn_blocking(move || {
             let consumer: BaseConsumer = config.create()?;
-            let metadata = consumer.fetch_metadata(None, timeout)?;
-            Ok(metadata.brokers().len())
+            Ok(read(&consumer.fetch_metadata(None, timeout)?))
         })
         .await
         .map_err(|e| KafkaError::Task(e.to_string()))?

@@ -41,14 +41,12 @@ impl Deleter {
 
     /// Collects a finished delete and starts the next one if rows are waiting.
     pub async fn poll(&mut self) {
-        if self.running.as_ref().is_some_and(|(_, h)| h.is_finished())
-            && let Some((rows, handle)) = self.running.take()
-        {
+        if self.running.as_ref().is_some_and(|(_, h)| h.is_finished()) {
             // Finished: this does not wait.
-            let result = handle.await;
-            self.reap(rows, result);
+            self.progress().await;
+        } else {
+            self.start();
         }
-        self.start();
     }
 
     /// Waits for the running delete to finish, collects it and starts the next one; never

@@ -151,7 +151,8 @@ impl Relay {
                 discard(&mut ahead).await;
                 self.settle(&mut in_flight, &mut deleter, shutdown).await;
                 deleter.flush().await;
-                idle(shards, wake, shutdown, self.config.poll_interval).await;
+                self.caught_up(shards, wake, shutdown, &mut in_flight, &mut deleter)
+                    .await;
                 continue;
             }
             if producer.is_none() {
@@ -276,8 +277,8 @@ impl Relay {
         }
     }
 
-    /// Caught up: waits for new rows (a notification, a new shard, the poll interval or shutdown)
-    /// while the batch in flight is acknowledged and its rows deleted. New rows do not wait for
+    /// Caught up (or owning nothing): waits for new rows (a notification, a new shard, the poll
+    /// interval or shutdown) while the batch in flight, if any, is acknowledged and its rows deleted. New rows do not wait for
     /// those acks: the next round reads and sends them first, as when the outbox is full.
     async fn caught_up(
         &self,
@@ -541,16 +542,6 @@ fn stage(e: &PublishError) -> &'static str {
 async fn stop_after_grace(shutdown: &Shutdown) {
     shutdown.wait().await;
     tokio::time::sleep(STOP_GRACE).await;
-}
-
-/// Waits for a notification, a new shard, the poll interval or shutdown.
-async fn idle(shards: &Shards, wake: &Notify, shutdown: &Shutdown, poll: Duration) {
-    tokio::select! {
-        _ = wake.notified() => {}
-        _ = shards.changed.notified() => {}
-        _ = tokio::time::sleep(poll) => {}
-        _ = shutdown.wait() => {}
-    }
 }
 
 /// Full-jitter exponential back-off after `failures` failures in a row (50 ms .. 5 s).
