@@ -22,6 +22,40 @@ EVENTFOLD_COMMAND_PORT="${EVENTFOLD_COMMAND_PORT:-8080}"
 EVENTFOLD_RELAY_PORT="${EVENTFOLD_RELAY_PORT:-8082}"
 EVENTFOLD_PROJECTOR_PORT="${EVENTFOLD_PROJECTOR_PORT:-8083}"
 
+# Kafka: KAFKA_BROKERS=1 (default) is one KRaft node, pid name `kafka`; 3 is a KRaft cluster whose node N
+# (pid name kafka-N) listens on EVENTFOLD_KAFKA_PORT + 2*(N-1) and its controller on the port after it.
+KAFKA_BROKERS="${KAFKA_BROKERS:-1}"
+
+# kafka_check_brokers: a one-line message and exit code 2 unless KAFKA_BROKERS is 1 or 3.
+kafka_check_brokers() {
+  if [[ "$KAFKA_BROKERS" != 1 && "$KAFKA_BROKERS" != 3 ]]; then
+    printf '[stack] error: KAFKA_BROKERS=%s: expected 1 (one broker) or 3 (a KRaft cluster)\n' "$KAFKA_BROKERS" >&2
+    exit 2
+  fi
+}
+
+# kafka_node_name N: the pid/log name of node N.
+kafka_node_name() { if ((KAFKA_BROKERS == 1)); then printf kafka; else printf 'kafka-%s' "$1"; fi; }
+
+# kafka_node_port N: node N's PLAINTEXT port.
+kafka_node_port() { printf '%s' $((EVENTFOLD_KAFKA_PORT + 2 * ($1 - 1))); }
+
+# kafka_bootstrap: the comma-separated bootstrap list of every node.
+kafka_bootstrap() {
+  local n out=""
+  for ((n = 1; n <= KAFKA_BROKERS; n++)); do out+="${out:+,}127.0.0.1:$(kafka_node_port "$n")"; done
+  printf '%s' "$out"
+}
+
+# kafka_running: every Kafka node of the chosen mode is running.
+kafka_running() {
+  local n
+  for ((n = 1; n <= KAFKA_BROKERS; n++)); do is_running "$(kafka_node_name "$n")" || return 1; done
+}
+
+# process_running NAME: is_running, except that `kafka` means every node of the chosen Kafka mode.
+process_running() { if [[ "$1" == kafka ]]; then kafka_running; else is_running "$1"; fi; }
+
 log()  { printf '[stack] %s\n' "$*" >&2; }
 die()  { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
 
