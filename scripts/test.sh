@@ -22,7 +22,7 @@ step "helm chart: lint, kubeconform, rendered-manifest checks, bad-values tests"
 # Which processes of the stack are already up; only the others are stopped at the end.
 started=()
 for p in postgres kafka neo4j registry command-service outbox-relay projector; do
-  is_running "$p" || started+=("$p")
+  process_running "$p" || started+=("$p")
 done
 stop_started() {
   local rc=$? p

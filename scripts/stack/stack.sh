@@ -62,7 +62,7 @@ cmd_env() {
 
 cmd_running() {
   local p
-  for p in "${ALL[@]}"; do is_running "$p" || return 1; done
+  for p in "${ALL[@]}"; do process_running "$p" || return 1; done
 }
 
 case "${1:-}" in
