@@ -4,11 +4,16 @@
 //!   connection, fencing epochs, a fair share among the live relays).
 //! - [`outbox`]: the SQL of reading, deleting and parking outbox rows.
 //! - [`publisher`]: the loop that turns owned rows into Kafka records and deletes them once acked.
+//! - [`dlt`]: the dead-letter copies of parked rows, sent until Kafka acknowledged them.
+//! - [`parked`] and [`admin`]: list, release and discard parked rows (SQL and HTTP routes).
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod deleter;
+pub mod dlt;
 pub mod metrics;
 pub mod outbox;
+pub mod parked;
 pub mod publisher;
 pub mod shards;
 
@@ -147,8 +152,10 @@ pub async fn build(settings: Settings) -> std::io::Result<Server> {
         kafka: settings.kafka.clone(),
         codec,
         metrics,
+        dlt_wake: Arc::new(tokio::sync::Notify::new()),
     };
-    let server = Server::bind(SERVICE, settings.service.http_addr, ops.router()).await?;
+    let router = ops.router().merge(admin::router(relay.pool.clone()));
+    let server = Server::bind(SERVICE, settings.service.http_addr, router).await?;
     Ok(server.with_worker(move |shutdown| relay.run(shutdown)))
 }
 

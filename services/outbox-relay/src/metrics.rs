@@ -31,6 +31,12 @@ pub struct RelayMetrics {
     pub parked: IntCounterVec,
     /// Batches that failed and will be retried, by stage.
     pub errors: IntCounterVec,
+    /// Rows in `outbox_parked` (every shard): events no read model gets until released.
+    pub outbox_parked: IntGauge,
+    /// Dead-letter copies of parked rows not yet acknowledged by Kafka (every shard).
+    pub dlt_pending: IntGauge,
+    /// Dead-letter copies acknowledged by Kafka.
+    pub dlt_sent: IntCounter,
 }
 
 impl RelayMetrics {
@@ -103,6 +109,21 @@ impl RelayMetrics {
                 &["stage"],
             )
             .expect("static metric"),
+            outbox_parked: IntGauge::new(
+                "relay_outbox_parked",
+                "Parked outbox rows waiting for a release or discard",
+            )
+            .expect("static metric"),
+            dlt_pending: IntGauge::new(
+                "relay_dlt_pending",
+                "Dead-letter copies of parked rows not yet acknowledged by Kafka",
+            )
+            .expect("static metric"),
+            dlt_sent: IntCounter::new(
+                "relay_dlt_sent_total",
+                "Dead-letter copies of parked rows acknowledged by Kafka",
+            )
+            .expect("static metric"),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.published.clone()),
@@ -117,6 +138,9 @@ impl RelayMetrics {
             Box::new(m.epoch_rejections.clone()),
             Box::new(m.parked.clone()),
             Box::new(m.errors.clone()),
+            Box::new(m.outbox_parked.clone()),
+            Box::new(m.dlt_pending.clone()),
+            Box::new(m.dlt_sent.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("relay metrics registered once");

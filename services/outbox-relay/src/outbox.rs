@@ -143,38 +143,79 @@ pub struct Park {
     pub id: i64,
     /// Epoch of its shard at read time.
     pub epoch: i64,
+    /// The kind of failure (`encode`, `too_large`, `behind_parked`), as in the metric.
+    pub kind: &'static str,
     /// Why it cannot be published.
     pub reason: String,
     /// The parked row it waits behind, if it is not the failing row itself.
     pub blocked_by: Option<i64>,
 }
 
-/// Moves `rows` from the outbox to `outbox_parked` (fenced by epoch); returns how many moved.
+/// First key of the per-aggregate advisory lock that parking and releasing take (the second is
+/// `hashtext(aggregate_type || '/' || aggregate_id)`), so that a release never interleaves with a
+/// parking of the same aggregate.
+pub const AGGREGATE_LOCK_CLASS: i32 = 0x4546_5232;
+
+const PARK_LOCK_SQL: &str = "\
+    SELECT count(pg_advisory_xact_lock($1, k))::bigint FROM ( \
+        SELECT DISTINCT hashtext(aggregate_type || '/' || aggregate_id) AS k \
+        FROM outbox WHERE id = ANY($2::bigint[]) ORDER BY k \
+    ) AS s";
+
+/// Moves a row to `outbox_parked` and queues its dead-letter copy in `outbox_dlt`, in one
+/// statement. A row waiting behind a parked row is moved only while that row is still parked (or
+/// is parked by the same statement): when the blocker was released since the read, the row stays
+/// in the outbox and is read again, behind the released rows.
+const PARK_SQL: &str = "\
+    WITH p AS ( \
+        SELECT * FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[]) \
+            AS p(id, epoch, kind, reason, blocked_by) \
+    ), ok AS ( \
+        SELECT p.* FROM p WHERE p.blocked_by IS NULL \
+            OR p.blocked_by IN (SELECT id FROM p WHERE blocked_by IS NULL) \
+            OR EXISTS (SELECT 1 FROM outbox_parked q WHERE q.id = p.blocked_by) \
+    ), moved AS ( \
+        DELETE FROM outbox o USING ok, relay_shards r \
+        WHERE o.id = ok.id AND r.shard = o.shard_key % $1 AND r.epoch = ok.epoch \
+        RETURNING o.id, o.tx_id, o.shard_key, o.event_position, o.aggregate_type, o.aggregate_id, \
+                  o.version, o.created_at, ok.kind, ok.reason, ok.blocked_by \
+    ), parked AS ( \
+        INSERT INTO outbox_parked (id, tx_id, shard_key, event_position, aggregate_type, \
+                                   aggregate_id, version, created_at, kind, reason, blocked_by) \
+        SELECT * FROM moved \
+        RETURNING id, shard_key, event_position, aggregate_type, aggregate_id, version, kind, \
+                  reason, parked_at \
+    ) \
+    INSERT INTO outbox_dlt (parked_id, shard_key, event_position, aggregate_type, aggregate_id, \
+                            version, kind, reason, parked_at) \
+    SELECT * FROM parked";
+
+/// Moves `rows` from the outbox to `outbox_parked` (fenced by epoch) and queues their dead-letter
+/// copies, in one transaction holding the aggregates' locks; returns how many moved.
 pub async fn park(pool: &PgPool, shards: u32, rows: &[Park]) -> Result<u64, sqlx::Error> {
     let ids: Vec<i64> = rows.iter().map(|p| p.id).collect();
     let epochs: Vec<i64> = rows.iter().map(|p| p.epoch).collect();
+    let kinds: Vec<&str> = rows.iter().map(|p| p.kind).collect();
     let reasons: Vec<&str> = rows.iter().map(|p| p.reason.as_str()).collect();
     let blocked_by: Vec<Option<i64>> = rows.iter().map(|p| p.blocked_by).collect();
-    let result = sqlx::query(
-        "WITH moved AS ( \
-            DELETE FROM outbox o \
-            USING UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::bigint[]) AS p(id, epoch, reason, blocked_by), \
-                  relay_shards r \
-            WHERE o.id = p.id AND r.shard = o.shard_key % $1 AND r.epoch = p.epoch \
-            RETURNING o.id, o.tx_id, o.shard_key, o.event_position, o.aggregate_type, o.aggregate_id, \
-                      o.version, o.created_at, p.reason, p.blocked_by \
-         ) \
-         INSERT INTO outbox_parked (id, tx_id, shard_key, event_position, aggregate_type, aggregate_id, \
-                                    version, created_at, reason, blocked_by) \
-         SELECT * FROM moved",
-    )
-    .bind(shards as i32)
-    .bind(&ids)
-    .bind(&epochs)
-    .bind(&reasons)
-    .bind(&blocked_by)
-    .execute(pool)
-    .await?;
+    let mut tx = pool.begin().await?;
+    sqlx::query(PARK_LOCK_SQL)
+        .bind(AGGREGATE_LOCK_CLASS)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    // A statement of its own, after the locks: under READ COMMITTED it sees a release that
+    // committed while this transaction waited for them.
+    let result = sqlx::query(PARK_SQL)
+        .bind(shards as i32)
+        .bind(&ids)
+        .bind(&epochs)
+        .bind(&kinds)
+        .bind(&reasons)
+        .bind(&blocked_by)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(result.rows_affected())
 }
 

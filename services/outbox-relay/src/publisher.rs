@@ -49,6 +49,8 @@ pub struct Relay {
     pub codec: Arc<AvroCodec>,
     /// Metrics.
     pub metrics: RelayMetrics,
+    /// Wakes the dead-letter task after a parking.
+    pub dlt_wake: Arc<Notify>,
 }
 
 /// Why a batch was not published; its rows stay in the outbox and are read again.
@@ -120,10 +122,21 @@ impl Relay {
             self.metrics.clone(),
             stop_background.clone(),
         ));
+        let dead_letters = tokio::spawn(
+            crate::dlt::DeadLetters {
+                config: self.config.clone(),
+                pool: self.pool.clone(),
+                kafka: self.kafka.clone(),
+                metrics: self.metrics.clone(),
+                shards: shards.clone(),
+                wake: self.dlt_wake.clone(),
+            }
+            .run(stop_background.clone()),
+        );
         tracing::info!(relay = %self.config.relay_id, shards = self.config.shards, "relay started");
         self.publish_loop(&shards, &wake, &shutdown).await;
         stop_background.trigger();
-        let _ = tokio::join!(ticker, listener, backlog);
+        let _ = tokio::join!(ticker, listener, backlog, dead_letters);
         shards.release_all().await;
     }
 
@@ -351,6 +364,7 @@ impl Relay {
                 parks.push(Park {
                     id: row.id,
                     epoch: epoch(row.shard),
+                    kind: "behind_parked",
                     reason: format!("behind parked outbox row {first}"),
                     blocked_by: Some(first),
                 });
@@ -391,6 +405,7 @@ impl Relay {
                 parks.push(Park {
                     id: row.id,
                     epoch: epoch(row.shard),
+                    kind,
                     reason,
                     blocked_by: None,
                 });
@@ -425,6 +440,8 @@ impl Relay {
         let parked = !parks.is_empty();
         if parked {
             outbox::park(&self.pool, self.config.shards, &parks).await?;
+            // Their dead-letter copies were queued by the same statement: send them now.
+            self.dlt_wake.notify_one();
         }
         let (rows, acks): (_, Vec<DeliveryFuture>) = sends
             .into_iter()
@@ -545,7 +562,7 @@ async fn stop_after_grace(shutdown: &Shutdown) {
 }
 
 /// Full-jitter exponential back-off after `failures` failures in a row (50 ms .. 5 s).
-async fn backoff(failures: u32, shutdown: &Shutdown) {
+pub(crate) async fn backoff(failures: u32, shutdown: &Shutdown) {
     let cap = 50u64.saturating_mul(1 << failures.min(7)).min(5000);
     let wait = Duration::from_millis(fastrand::u64(cap / 2..=cap));
     tokio::select! {
