@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# `make faults`: the fault suite (tests/faults, binary eventfold-faults) against the stack instance of
+# $EVENTFOLD_CACHE and its EVENTFOLD_*_PORT variables. Builds the service binaries and the runner,
+# starts the servers that are not running (PostgreSQL, Kafka, Neo4j, registry; the runner starts its
+# own service processes) and stops exactly those again at the end.
+#
+#   scripts/faults.sh [F1 F15 ...]     (no names: every fault; FAULTS="F1 F15" via make)
+#
+# The faults stop, pause and restart the servers of that instance: point it at a stack nobody else
+# is using (see README, "Fault suite").
+source "$(dirname "$0")/stack/env.sh"
+STACK="$EVENTFOLD_ROOT/scripts/stack"
+cd "$EVENTFOLD_ROOT"
+
+# Check the names before building or starting anything (exit 2 on an unknown one).
+if (($#)); then
+  known=" F1 F2 F3 F4 F5 F6 F7 F8 F9 F10 F11 F12 F13 F14 F15 "
+  for f in "$@"; do
+    [[ "$known" == *" ${f^^} "* ]] || { echo "faults: unknown fault $f (known:$known)" >&2; exit 2; }
+  done
+fi
+
+started=()
+for p in postgres kafka neo4j registry; do
+  is_running "$p" || started+=("$p")
+done
+stop_started() {
+  local rc=$? p
+  for p in registry neo4j kafka postgres; do
+    [[ " ${started[*]} " == *" $p "* ]] && "$STACK/$p.sh" stop
+  done
+  exit "$rc"
+}
+trap stop_started EXIT
+for p in "${started[@]}"; do
+  if [[ "$p" == registry && "$SCHEMA_REGISTRY_STORAGE_TYPE" == postgresql ]]; then
+    psql "$DATABASE_URL" -Atqc "SELECT 1 FROM pg_database WHERE datname = '$SCHEMA_REGISTRY_PG_DATABASE'" | grep -q 1 \
+      || psql "$DATABASE_URL" -qc "CREATE DATABASE $SCHEMA_REGISTRY_PG_DATABASE" >/dev/null
+  fi
+  "$STACK/$p.sh" start
+done
+
+cargo build --quiet -p command-service -p outbox-relay -p projector -p eventfold-faults --bins
+set +e
+if (($#)); then
+  "$CARGO_TARGET_DIR/debug/eventfold-faults" "$@"
+else
+  "$CARGO_TARGET_DIR/debug/eventfold-faults" --all
+fi
