@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use eventfold_avro::{Catalog, Compatibility, RegistryClient, RegistrySettings};
 use eventfold_runtime::Env;
 
-use crate::{check, golden, projections, register};
+use outbox_relay::parked::AggregateRef;
+
+use crate::{check, golden, outbox, projections, register};
 
 /// eventfold administration.
 #[derive(Debug, Parser)]
@@ -45,6 +47,9 @@ pub enum Command {
     /// Events a read model parked: list, replay, discard.
     #[command(subcommand)]
     Parked(ParkedCommand),
+    /// The outbox relay's rows: parked ones (list, release, discard).
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Run a read-only Cypher query on the graph read model; one JSON object per row.
     Cypher {
         /// The query, e.g. `MATCH (v:Verse) RETURN v.id AS id LIMIT 5`.
@@ -74,6 +79,44 @@ pub enum ParkedCommand {
         read_model: String,
         /// Parked event id.
         id: i64,
+    },
+}
+
+/// `eventfold outbox …`.
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Rows the relay could not publish (and their aggregates' later rows).
+    #[command(subcommand)]
+    Parked(OutboxParked),
+}
+
+/// `eventfold outbox parked …`.
+#[derive(Debug, Subcommand)]
+pub enum OutboxParked {
+    /// One JSON line per parked row: id, aggregate, version, reason, error, parked_at.
+    List {
+        /// Only this aggregate, as TYPE/ID.
+        #[arg(long)]
+        aggregate: Option<AggregateRef>,
+        /// At most this many rows (oldest first).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+        limit: i64,
+    },
+    /// Put an aggregate's parked rows back into the outbox (published again, in version order).
+    Release {
+        /// The aggregate, as TYPE/ID.
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        aggregate: Option<AggregateRef>,
+        /// Every aggregate with parked rows (each in its own transaction).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete an aggregate's parked rows (the events stay in the event store; read models get
+    /// them only through a rebuild).
+    Discard {
+        /// The aggregate, as TYPE/ID.
+        #[arg(long)]
+        aggregate: AggregateRef,
     },
 }
 
@@ -172,6 +215,17 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Outcome, UsageError> {
             return projections::discard(env, &read_model, id).await;
         }
         Command::Cypher { query } => return projections::cypher(env, &query).await,
+        Command::Outbox(OutboxCommand::Parked(c)) => {
+            return match c {
+                OutboxParked::List { aggregate, limit } => {
+                    outbox::list(env, aggregate.as_ref(), limit).await
+                }
+                OutboxParked::Release { aggregate, .. } => {
+                    outbox::release(env, aggregate.as_ref()).await
+                }
+                OutboxParked::Discard { aggregate } => outbox::discard(env, &aggregate).await,
+            };
+        }
     };
     Ok(match schemas {
         Schemas::Register(t) => {

@@ -6,6 +6,7 @@
 pub mod check;
 pub mod cli;
 pub mod golden;
+pub mod outbox;
 pub mod projections;
 pub mod register;
 

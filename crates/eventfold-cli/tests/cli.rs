@@ -70,6 +70,11 @@ fn bad_arguments_get_one_line_and_exit_code_2() {
         &["schemas", "frobnicate"][..],
         &["schemas", "check", "--nope"],
         &[],
+        &["outbox", "parked", "list", "--aggregate", "no-slash"],
+        &["outbox", "parked", "release"],
+        &["outbox", "parked", "release", "--all", "--aggregate", "T/i"],
+        &["outbox", "parked", "discard"],
+        &["outbox", "parked", "discard", "--aggregate", "/id"],
     ] {
         let o = eventfold(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
