@@ -35,6 +35,18 @@ pub enum KafkaError {
     /// A blocking client call could not run.
     #[error("kafka client task failed: {0}")]
     Task(String),
+    /// The topic would refuse every `acks=all` write: more in-sync replicas required than it has.
+    #[error(
+        "cannot create topic {topic}: KAFKA_TOPIC_MIN_ISR={min_isr} exceeds its replication factor {replication}"
+    )]
+    MinIsrAboveReplication {
+        /// The topic.
+        topic: String,
+        /// The `min.insync.replicas` asked for.
+        min_isr: i32,
+        /// The replication factor asked for.
+        replication: i32,
+    },
 }
 
 /// Where the brokers are and how to authenticate to them.
@@ -50,6 +62,12 @@ pub struct KafkaSettings {
     pub sasl_username: Option<String>,
     /// `KAFKA_SASL_PASSWORD`.
     pub sasl_password: Option<String>,
+    /// `KAFKA_TOPIC_RETENTION_MS`: `retention.ms` of the topics [`Self::ensure_topic`] creates;
+    /// -1 (default) keeps every event forever, so a late or new consumer can still read from the start.
+    pub topic_retention_ms: i64,
+    /// `KAFKA_TOPIC_MIN_ISR`: `min.insync.replicas` of created topics; unset means 1 below
+    /// replication factor 3 and 2 from 3 on (an `acks=all` write then survives one broker loss).
+    pub topic_min_isr: Option<i32>,
 }
 
 impl KafkaSettings {
@@ -66,12 +84,37 @@ impl KafkaSettings {
                 reason: "expected plaintext, ssl, sasl_plaintext or sasl_ssl".into(),
             });
         }
+        let topic_retention_ms: i64 = env.parse("KAFKA_TOPIC_RETENTION_MS", -1)?;
+        // 0 would make the broker delete events as soon as a segment rolls: never what an event
+        // log wants, so it is refused rather than passed on.
+        if topic_retention_ms != -1 && topic_retention_ms <= 0 {
+            return Err(SettingsError::Invalid {
+                var: "KAFKA_TOPIC_RETENTION_MS".into(),
+                value: topic_retention_ms.to_string(),
+                reason: "expected -1 (keep forever) or a positive number of milliseconds".into(),
+            });
+        }
+        let topic_min_isr = match env.raw("KAFKA_TOPIC_MIN_ISR") {
+            None => None,
+            Some(_) => match env.parse::<i32>("KAFKA_TOPIC_MIN_ISR", 1)? {
+                n if n >= 1 => Some(n),
+                n => {
+                    return Err(SettingsError::Invalid {
+                        var: "KAFKA_TOPIC_MIN_ISR".into(),
+                        value: n.to_string(),
+                        reason: "expected a positive number of replicas".into(),
+                    });
+                }
+            },
+        };
         Ok(Self {
             bootstrap_servers: env.string("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
             security_protocol,
             sasl_mechanism: env.raw("KAFKA_SASL_MECHANISM").map(str::to_owned),
             sasl_username: env.raw("KAFKA_SASL_USERNAME").map(str::to_owned),
             sasl_password: env.raw("KAFKA_SASL_PASSWORD").map(str::to_owned),
+            topic_retention_ms,
+            topic_min_isr,
         })
     }
 
@@ -83,6 +126,8 @@ impl KafkaSettings {
             sasl_mechanism: None,
             sasl_username: None,
             sasl_password: None,
+            topic_retention_ms: -1,
+            topic_min_isr: None,
         }
     }
 
@@ -105,19 +150,46 @@ impl KafkaSettings {
         config
     }
 
-    /// Creates `topic` with `partitions` and `replication` unless it exists already.
+    /// `min.insync.replicas` of a topic created with `replication` replicas.
+    pub fn min_isr_for(&self, replication: i32) -> i32 {
+        self.topic_min_isr
+            .unwrap_or(if replication < 3 { 1 } else { 2 })
+    }
+
+    /// Creates `topic` with `partitions`, `replication`, [`Self::topic_retention_ms`] and
+    /// [`Self::min_isr_for`] unless it exists already (an existing topic's configs are left as
+    /// they are: changing retention is an operator's decision, not a side effect of a start).
     pub async fn ensure_topic(
         &self,
         topic: &str,
         partitions: i32,
         replication: i32,
     ) -> Result<(), KafkaError> {
+        let min_isr = self.min_isr_for(replication);
+        if min_isr > replication {
+            return Err(KafkaError::MinIsrAboveReplication {
+                topic: topic.to_owned(),
+                min_isr,
+                replication,
+            });
+        }
+        let retention = self.topic_retention_ms.to_string();
+        let min_isr_value = min_isr.to_string();
         let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
-        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication))
+            .set("retention.ms", &retention)
+            .set("min.insync.replicas", &min_isr_value);
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         for result in admin.create_topics([&new_topic], &options).await? {
             match result {
-                Ok(_) => tracing::info!(topic, partitions, "created topic"),
+                Ok(_) => tracing::info!(
+                    topic,
+                    partitions,
+                    replication,
+                    min_isr,
+                    retention_ms = self.topic_retention_ms,
+                    "created topic"
+                ),
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => return Err(KafkaError::TopicCreation { topic, code }),
             }
@@ -209,5 +281,44 @@ mod tests {
         assert_eq!(config.get("bootstrap.servers"), Some("b1:9092,b2:9092"));
         assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
         assert_eq!(config.get("sasl.username"), Some("relay"));
+    }
+
+    #[test]
+    fn keeps_events_forever_unless_told_otherwise() {
+        let settings = KafkaSettings::from_env(&Env::default()).unwrap();
+        assert_eq!(settings.topic_retention_ms, -1);
+        let env = Env::from_pairs([("KAFKA_TOPIC_RETENTION_MS", "604800000")]);
+        let settings = KafkaSettings::from_env(&env).unwrap();
+        assert_eq!(settings.topic_retention_ms, 604_800_000);
+    }
+
+    #[test]
+    fn refuses_a_retention_that_is_not_a_duration_or_forever() {
+        for bad in ["7d", "0", "-2"] {
+            let env = Env::from_pairs([("KAFKA_TOPIC_RETENTION_MS", bad)]);
+            let err = KafkaSettings::from_env(&env).unwrap_err();
+            assert!(
+                err.to_string().contains("KAFKA_TOPIC_RETENTION_MS"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn min_isr_follows_the_replication_factor_unless_set() {
+        let settings = KafkaSettings::from_env(&Env::default()).unwrap();
+        assert_eq!(settings.min_isr_for(1), 1);
+        assert_eq!(settings.min_isr_for(2), 1);
+        assert_eq!(settings.min_isr_for(3), 2);
+        let env = Env::from_pairs([("KAFKA_TOPIC_MIN_ISR", "3")]);
+        assert_eq!(KafkaSettings::from_env(&env).unwrap().min_isr_for(3), 3);
+        for bad in ["0", "-1", "two"] {
+            let env = Env::from_pairs([("KAFKA_TOPIC_MIN_ISR", bad)]);
+            let err = KafkaSettings::from_env(&env).unwrap_err();
+            assert!(
+                err.to_string().contains("KAFKA_TOPIC_MIN_ISR"),
+                "{bad}: {err}"
+            );
+        }
     }
 }
