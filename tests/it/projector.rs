@@ -531,14 +531,9 @@ async fn a_rebuild_while_events_flow_switches_generations_without_gaps_or_double
     };
     let stores = p.stores();
     let shutdown = eventfold_runtime::Shutdown::new();
-    let pg = projector::rebuild::rebuild(
-        &Pipeline::model("opportunities"),
-        &stores,
-        Duration::from_millis(500),
-        &shutdown,
-    )
-    .await
-    .expect("rebuild opportunities");
+    let pg = projector::rebuild::rebuild(&Pipeline::model("opportunities"), &stores, &shutdown)
+        .await
+        .expect("rebuild opportunities");
     assert_eq!(pg.generation, 2);
     assert!(pg.applied >= 900, "{pg:?}");
     // The Neo4j read model is rebuilt in place: its projectors stop meanwhile and are not ready.
@@ -546,13 +541,7 @@ async fn a_rebuild_while_events_flow_switches_generations_without_gaps_or_double
         let stores = stores.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            projector::rebuild::rebuild(
-                &Pipeline::model("graph"),
-                &stores,
-                Duration::from_millis(500),
-                &shutdown,
-            )
-            .await
+            projector::rebuild::rebuild(&Pipeline::model("graph"), &stores, &shutdown).await
         })
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

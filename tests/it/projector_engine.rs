@@ -6,76 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventfold_avro::{AvroCodec, Catalog};
-use eventfold_reference::biblos::cross_reference::Event;
 use eventfold_runtime::Shutdown;
 use eventfold_tests::Stack;
+use eventfold_tests::confidence::Confidence;
 use eventfold_tests::pipeline::Pipeline;
 use eventfold_tests::relay::xref_chain;
 use projector::consumer::{self, ConsumerSettings};
 use projector::engine::{Mode, Processor};
 use projector::parking::Parking;
-use projector::projection::{HandlerError, ProjectedEvent, Projection, Store, Write};
+use projector::projection::Projection;
 use projector::state;
-use serde_json::json;
-
-/// Cross-references with their confidence and how many validations they had.
-struct Confidence;
-
-impl Projection for Confidence {
-    fn name(&self) -> &'static str {
-        "confidence"
-    }
-    fn store(&self) -> Store {
-        Store::Postgres
-    }
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &["CrossReference"]
-    }
-    fn setup(&self) -> Vec<String> {
-        vec![
-            "CREATE TABLE IF NOT EXISTS {schema}.xrefs (id text PRIMARY KEY, \
-             confidence float8 NOT NULL, validations int NOT NULL, last_version bigint NOT NULL)"
-                .into(),
-        ]
-    }
-    fn reset(&self) -> Vec<String> {
-        vec!["TRUNCATE {schema}.xrefs".into()]
-    }
-    fn statement(&self, key: &str) -> Option<&'static str> {
-        match key {
-            "discovered" => Some(
-                "INSERT INTO {schema}.xrefs (id, confidence, validations, last_version) \
-                 SELECT id, confidence, 0, version FROM jsonb_to_recordset($1) \
-                   AS r(id text, confidence float8, version bigint)",
-            ),
-            "validated" => Some(
-                "UPDATE {schema}.xrefs x SET confidence = r.confidence, \
-                   validations = x.validations + 1, last_version = r.version \
-                 FROM jsonb_to_recordset($1) AS r(id text, confidence float8, version bigint) \
-                 WHERE x.id = r.id",
-            ),
-            _ => None,
-        }
-    }
-    fn writes(&self, e: &ProjectedEvent) -> Result<Vec<Write>, HandlerError> {
-        let (id, version) = (&e.envelope.aggregate_id, e.envelope.aggregate_version);
-        Ok(match e.domain::<Event>()? {
-            Event::CrossReferenceDiscovered(d) => vec![Write::new(
-                "discovered",
-                json!({"id": id, "confidence": d.initial_confidence, "version": version}),
-            )],
-            // Not idempotent on purpose: only the version guard keeps a duplicate out.
-            Event::CrossReferenceValidated(v) => vec![Write::new(
-                "validated",
-                json!({"id": id, "confidence": v.confidence_after, "version": version}),
-            )],
-            _ => vec![],
-        })
-    }
-    fn dump(&self) -> Vec<&'static str> {
-        vec!["SELECT row_to_json(x)::text AS row FROM {schema}.xrefs x"]
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_library_read_model_skips_duplicates_and_audits_clean() {
@@ -115,6 +55,7 @@ async fn a_library_read_model_skips_duplicates_and_audits_clean() {
         max_attempts: 3,
         metrics: None,
         mode: Mode::Consume,
+        apply_timeout: projector::engine::APPLY_TIMEOUT,
     };
     let shutdown = Shutdown::new();
     let worker = tokio::spawn(consumer::run(settings, codec, make, rx, shutdown.clone()));

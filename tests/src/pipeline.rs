@@ -192,6 +192,7 @@ impl Pipeline {
                 let t = projector::target::Target::Neo4j {
                     graph: stores.graph.clone(),
                     g: self.suffix.clone(),
+                    fence: None,
                 };
                 let _ = t.drop_all(&**p).await;
             }

@@ -54,16 +54,14 @@ pub async fn rebuild(env: &Env, name: &str, batch: usize) -> Result<Outcome, Usa
     let p = model(name)?;
     let stores = stores(env, batch)?;
     let shutdown = Shutdown::on_signals();
-    Ok(
-        match rebuild::rebuild(&p, &stores, Duration::from_secs(1), &shutdown).await {
-            Ok(r) => Outcome {
-                out: vec![json_line(&r)],
-                ok: true,
-                ..Outcome::default()
-            },
-            Err(e) => failed(e),
+    Ok(match rebuild::rebuild(&p, &stores, &shutdown).await {
+        Ok(r) => Outcome {
+            out: vec![json_line(&r)],
+            ok: true,
+            ..Outcome::default()
         },
-    )
+        Err(e) => failed(e),
+    })
 }
 
 /// `eventfold audit <read-model>`: exit 0 when clean, 1 with the differences.

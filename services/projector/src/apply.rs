@@ -18,12 +18,35 @@ pub enum ApplyError {
     /// few times, then the event is parked.
     #[error("refused: {0}")]
     Refused(String),
+    /// The writer's epoch is stale: a rebuild moved the read model on while this writer was
+    /// paused or slow. Its transaction is refused; it must restart on the new generation.
+    #[error("fenced: {0}")]
+    Fenced(String),
+    /// The transaction did not finish within the apply timeout. Retried, never parked; the
+    /// engine splits a timed-out batch instead of running it whole again.
+    #[error("no answer within {0:?}")]
+    TimedOut(std::time::Duration),
+    /// The store refuses every write for a reason no event can cause (permission denied, a
+    /// read-only transaction after a failover, a missing table): the read model halts with
+    /// `reason` and retries with back-off until the operator fixes it. Never parked, since
+    /// parking every event would destroy the read model's order.
+    #[error("halted ({code}): {reason}")]
+    Halted {
+        /// The store's error code, e.g. `42501`.
+        code: String,
+        /// The store's message.
+        reason: String,
+    },
 }
 
 impl ApplyError {
-    /// True for [`ApplyError::Transient`].
+    /// True for [`ApplyError::Transient`], [`ApplyError::TimedOut`] and [`ApplyError::Halted`]:
+    /// retried with back-off, never a reason to park.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Transient(_))
+        matches!(
+            self,
+            Self::Transient(_) | Self::TimedOut(_) | Self::Halted { .. }
+        )
     }
 }
 
@@ -35,7 +58,12 @@ impl From<HandlerError> for ApplyError {
 
 impl From<sqlx::Error> for ApplyError {
     fn from(e: sqlx::Error) -> Self {
-        if pg_transient(&e) {
+        if let Some(code) = pg_halting(&e) {
+            Self::Halted {
+                code: code.to_owned(),
+                reason: e.to_string(),
+            }
+        } else if pg_transient(&e) {
             Self::Transient(e.to_string())
         } else {
             Self::Refused(e.to_string())
@@ -45,12 +73,46 @@ impl From<sqlx::Error> for ApplyError {
 
 impl From<neo4rs::Error> for ApplyError {
     fn from(e: neo4rs::Error) -> Self {
-        if neo4j_transient(&e) {
+        if let Some(code) = neo4j_halting(&e) {
+            Self::Halted {
+                code,
+                reason: e.to_string(),
+            }
+        } else if neo4j_transient(&e) {
             Self::Transient(e.to_string())
         } else {
             Self::Refused(e.to_string())
         }
     }
+}
+
+/// PostgreSQL error codes that say the read model cannot be written at all, whatever the event.
+const PG_HALTING: &[&str] = &[
+    "42501", // insufficient_privilege: a revoked grant, a role without rights
+    "25006", // read_only_sql_transaction: connected to a standby after a failover
+    "42P01", // undefined_table: a read-model table dropped or not yet created
+    "3F000", // invalid_schema_name: the generation's schema is gone
+];
+
+/// The code of a PostgreSQL error that halts the read model (see [`ApplyError::Halted`]).
+pub fn pg_halting(e: &sqlx::Error) -> Option<&'static str> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    let code = db.code()?;
+    PG_HALTING.iter().copied().find(|c| *c == code)
+}
+
+/// The code of a Neo4j error that halts the read model: access denied or a read-only database.
+pub fn neo4j_halting(e: &neo4rs::Error) -> Option<String> {
+    let neo4rs::Error::Neo4j(n) = e else {
+        return None;
+    };
+    let code = n.code();
+    (code == "Neo.ClientError.Security.Forbidden"
+        || code == "Neo.ClientError.General.ForbiddenOnReadOnlyDatabase"
+        || code == "Neo.ClientError.General.WriteOnReadOnlyAccessDatabase")
+        .then(|| code.to_owned())
 }
 
 /// True when a PostgreSQL error is about the connection or concurrency, not the data.

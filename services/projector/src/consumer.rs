@@ -45,9 +45,11 @@ pub struct ConsumerSettings {
 /// Offsets known to be stored with the read model, used when a partition is assigned.
 type OffsetCache = Arc<Mutex<HashMap<Partition, i64>>>;
 
-/// Sets assigned partitions to their stored offsets; forgets revoked ones (another instance
-/// moves them on; when they come back, Kafka's committed offset, which is never ahead of the
-/// stored one, is the start and the in-transaction offset check skips what was applied).
+/// Starts every assigned partition at the offset stored with the read model, never at the
+/// group's committed offset: that one may come from another generation or another process and
+/// be ahead of the read model. A partition with nothing stored starts at its beginning. The
+/// cache keeps revoked partitions: when one comes back its entry may be behind what another
+/// instance stored meanwhile, and the in-transaction offset check skips what was applied.
 struct Context {
     read_model: &'static str,
     offsets: OffsetCache,
@@ -76,9 +78,11 @@ impl ConsumerContext for Context {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 if let Ok(cache) = self.offsets.lock() {
                     for (t, p) in &parts {
-                        if let Some(&o) = cache.get(&(t.clone(), *p)).filter(|o| **o >= 0) {
-                            let _ = tpl.set_partition_offset(t, *p, Offset::Offset(o));
-                        }
+                        let start = match cache.get(&(t.clone(), *p)) {
+                            Some(&o) if o >= 0 => Offset::Offset(o),
+                            _ => Offset::Beginning,
+                        };
+                        let _ = tpl.set_partition_offset(t, *p, start);
                     }
                 }
                 let r = if cooperative {
@@ -93,11 +97,6 @@ impl ConsumerContext for Context {
                 tracing::info!(read_model = self.read_model, partitions = ?parts, "assigned");
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                if let Ok(mut cache) = self.offsets.lock() {
-                    for p in &parts {
-                        cache.remove(p);
-                    }
-                }
                 let r = if cooperative {
                     consumer.incremental_unassign(tpl)
                 } else {
@@ -297,8 +296,22 @@ async fn consume(
             }
         );
         let Some(outcome) = outcome else {
+            if !shutdown.is_triggered() {
+                // Fenced off by a rebuild: wait for the generation it makes live.
+                tracing::warn!(
+                    read_model = name,
+                    "fenced off; waiting for the new generation"
+                );
+                tokio::select! {
+                    _ = state.changed() => {}
+                    _ = shutdown.wait() => {}
+                }
+            }
             return Ok(());
         };
+        if !outcome.rewind.is_empty() {
+            rewind(&consumer, processor, &offsets, &outcome.rewind, shutdown).await?;
+        }
         let mut cache = offsets.lock().map_err(|e| e.to_string())?;
         for ((t, part), next) in &outcome.next_offsets {
             // A partition revoked meanwhile refuses the store; its new owner has the offset.
@@ -313,6 +326,78 @@ async fn consume(
         };
         pending = next;
     }
+}
+
+/// Moves each partition of `to` back to the offset stored with the read model. When that offset
+/// is below the partition's log start (retention deleted records the read model never saw), the
+/// read model does not skip ahead: it says so (log, `projector_behind_log_start`, `/readyz`),
+/// catches up from the event store (the authority) under the version guard, stores the log
+/// start as its offset and goes on from there.
+async fn rewind(
+    consumer: &Arc<StreamConsumer<Context>>,
+    processor: &Processor,
+    offsets: &OffsetCache,
+    to: &HashMap<Partition, i64>,
+    shutdown: &Shutdown,
+) -> Result<(), String> {
+    let name = processor.projection.name();
+    let mut start: HashMap<Partition, i64> = HashMap::new();
+    let mut behind: HashMap<Partition, i64> = HashMap::new();
+    for ((t, p), stored) in to {
+        let (c, topic, part) = (consumer.clone(), t.clone(), *p);
+        let (low, _) = tokio::task::spawn_blocking(move || {
+            c.fetch_watermarks(&topic, part, Duration::from_secs(10))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("watermarks of {t}/{p}: {e}"))?;
+        if *stored < low {
+            tracing::error!(
+                read_model = name, topic = %t, partition = p, stored, log_start = low,
+                "read model is behind the log start (records deleted by retention); \
+                 catching up from the event store"
+            );
+            behind.insert((t.clone(), *p), low);
+        } else {
+            tracing::warn!(
+                read_model = name, topic = %t, partition = p, stored,
+                "records ahead of the stored offset; seeking back to it"
+            );
+            start.insert((t.clone(), *p), *stored);
+        }
+    }
+    if !behind.is_empty() {
+        let gauge = processor
+            .metrics
+            .as_ref()
+            .map(|m| m.behind_log_start.with_label_values(&[name]));
+        if let Some(g) = &gauge {
+            g.set(1);
+        }
+        // Every event below the log start was committed to the event store before it was
+        // published, so one pass over the store (version guard on) covers what was deleted.
+        crate::rebuild::replay_all(processor, processor.parking.pool(), 2000, shutdown)
+            .await
+            .map_err(|e| format!("catch-up from the event store: {e}"))?;
+        let mut tx = processor.target.begin().await.map_err(|e| e.to_string())?;
+        tx.save_offsets(&behind).await.map_err(|e| e.to_string())?;
+        tx.commit().await.map_err(|e| e.to_string())?;
+        if let Some(g) = &gauge {
+            g.set(0);
+        }
+        tracing::info!(read_model = name, partitions = ?behind, "caught up from the event store");
+        start.extend(behind);
+    }
+    for ((t, p), o) in start {
+        if let Ok(mut cache) = offsets.lock() {
+            cache.insert((t.clone(), p), o);
+        }
+        if let Err(e) = consumer.seek(&t, p, Offset::Offset(o), Duration::from_secs(10)) {
+            // Not ours any more: its new owner starts at the stored offset.
+            tracing::warn!(read_model = name, topic = %t, partition = p, error = %e, "seek failed");
+        }
+    }
+    Ok(())
 }
 
 /// Takes the read model's new state: true when this consumer must stop (another generation, or

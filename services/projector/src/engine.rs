@@ -109,6 +109,11 @@ pub struct Outcome {
     pub next_offsets: HashMap<Partition, i64>,
     /// The highest applied version per aggregate in this batch.
     pub versions: HashMap<AggregateKey, i64>,
+    /// Partitions whose records start past the offset stored with the read model (the
+    /// consumer was handed a position ahead of it, e.g. a group offset committed by another
+    /// generation): nothing of them was applied, and the consumer must seek back to the stored
+    /// offset given here.
+    pub rewind: HashMap<Partition, i64>,
 }
 
 impl Outcome {
@@ -123,6 +128,10 @@ impl Outcome {
         for (k, v) in o.versions {
             let e = self.versions.entry(k).or_insert(v);
             *e = (*e).max(v);
+        }
+        for (k, v) in o.rewind {
+            let e = self.rewind.entry(k).or_insert(v);
+            *e = (*e).min(v);
         }
     }
 }
@@ -142,6 +151,9 @@ pub struct Processor {
     pub metrics: Option<ProjectorMetrics>,
     /// How refusals and parked aggregates are treated.
     pub mode: Mode,
+    /// Longest time one transaction may take ([`APPLY_TIMEOUT`] unless configured, e.g. by
+    /// `PROJECTOR_APPLY_TIMEOUT_MS`); a batch that takes longer is split.
+    pub apply_timeout: Duration,
 }
 
 /// Longest time one transaction may take before it counts as a store outage (a server that
@@ -173,10 +185,20 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 impl Processor {
-    /// Applies `items` in one transaction, retrying transient failures until `shutdown` (then
-    /// `None`, nothing applied) and refused batches `max_attempts` times, after which each event
+    /// Applies `items` in one transaction, retrying transient failures until `shutdown` or until
+    /// the writer is fenced off by a rebuild (then `None`, nothing applied) and refused batches `max_attempts` times, after which each event
     /// is applied on its own and the ones still refused are parked.
+    ///
+    /// A batch whose transaction times out is never run whole again: it is split in two halves
+    /// applied in order (recursively, down to one event, which is retried with back-off), since
+    /// a batch that timed out once will likely time out again. A store error no event can
+    /// cause ([`ApplyError::Halted`]) halts the read model (gauge, `/readyz`, log) and is
+    /// retried with back-off; nothing is parked for it.
     pub async fn apply(&self, items: &[Item], shutdown: &Shutdown) -> Option<Outcome> {
+        Box::pin(self.apply_split(items, shutdown)).await
+    }
+
+    async fn apply_split(&self, items: &[Item], shutdown: &Shutdown) -> Option<Outcome> {
         let name = self.projection.name();
         let mut transient = 0;
         let mut refused = 0;
@@ -187,7 +209,41 @@ impl Processor {
                     if let Some(m) = &self.metrics {
                         m.batch(name).observe(started.elapsed().as_secs_f64());
                     }
+                    self.resume();
                     return Some(o);
+                }
+                Err(ApplyError::TimedOut(t)) if items.len() > 1 => {
+                    let (first, second) = items.split_at(items.len() / 2);
+                    tracing::warn!(
+                        read_model = name,
+                        timeout = ?t,
+                        events = items.len(),
+                        "batch timed out; applying it in two halves"
+                    );
+                    self.count_retry("timeout");
+                    if let Some(m) = &self.metrics {
+                        m.splits.with_label_values(&[name]).inc();
+                    }
+                    let mut total = Box::pin(self.apply_split(first, shutdown)).await?;
+                    total.merge(Box::pin(self.apply_split(second, shutdown)).await?);
+                    return Some(total);
+                }
+                Err(ApplyError::TimedOut(t)) => {
+                    tracing::warn!(read_model = name, timeout = ?t, attempt = transient, "one event timed out; retrying");
+                    self.count_retry("timeout");
+                    self.pause(backoff(transient), shutdown).await?;
+                    transient += 1;
+                }
+                Err(ApplyError::Halted { code, reason }) => {
+                    self.halt(&code, &reason, transient);
+                    self.pause(backoff(transient), shutdown).await?;
+                    transient += 1;
+                }
+                // A rebuild moved the read model on: nothing of this batch may be written; the
+                // consumer restarts on the new generation.
+                Err(ApplyError::Fenced(e)) => {
+                    tracing::warn!(read_model = name, error = %e, "writer fenced off; stopping");
+                    return None;
                 }
                 Err(ApplyError::Transient(e)) => {
                     tracing::warn!(read_model = name, error = %e, attempt = transient, "store unavailable; retrying");
@@ -204,6 +260,45 @@ impl Processor {
                     }
                     self.pause(backoff(refused), shutdown).await?;
                 }
+            }
+        }
+    }
+
+    /// Marks the read model halted (gauge, `/readyz` reason, an error log line when it starts).
+    fn halt(&self, code: &str, reason: &str, attempt: u32) {
+        let name = self.projection.name();
+        self.count_retry("halted");
+        let first = match &self.metrics {
+            Some(m) => {
+                m.halted.with_label_values(&[name]).set(1);
+                m.halts.set(name, &format!("{code} {reason}"))
+            }
+            None => attempt == 0,
+        };
+        if first {
+            tracing::error!(
+                read_model = name,
+                code,
+                reason,
+                "read model halted: the store refuses every write; retrying until it is fixed"
+            );
+        } else {
+            tracing::warn!(
+                read_model = name,
+                code,
+                reason,
+                attempt,
+                "read model still halted"
+            );
+        }
+    }
+
+    /// Clears a halt after a successful transaction.
+    fn resume(&self) {
+        if let Some(m) = &self.metrics {
+            if m.halts.clear(self.projection.name()) {
+                m.halted.with_label_values(&[self.projection.name()]).set(0);
+                tracing::info!(read_model = self.projection.name(), "read model resumed");
             }
         }
     }
@@ -233,10 +328,20 @@ impl Processor {
             loop {
                 match self.apply_once(one, refusal.as_deref()).await {
                     Ok(o) => {
+                        self.resume();
                         total.merge(o);
                         break;
                     }
+                    Err(ApplyError::Halted { code, reason }) => {
+                        self.halt(&code, &reason, attempt);
+                        self.pause(backoff(attempt), shutdown).await?;
+                        attempt += 1;
+                    }
                     Err(ApplyError::Refused(e)) if refusal.is_none() => refusal = Some(e),
+                    Err(ApplyError::Fenced(e)) => {
+                        tracing::warn!(read_model = self.projection.name(), error = %e, "writer fenced off; stopping");
+                        return None;
+                    }
                     Err(e) => {
                         tracing::warn!(read_model = self.projection.name(), error = %e, "retrying one event");
                         self.pause(backoff(attempt), shutdown).await?;
@@ -255,11 +360,10 @@ impl Processor {
         items: &[Item],
         refuse: Option<&str>,
     ) -> Result<Outcome, ApplyError> {
-        match tokio::time::timeout(APPLY_TIMEOUT, self.apply_once_untimed(items, refuse)).await {
+        match tokio::time::timeout(self.apply_timeout, self.apply_once_untimed(items, refuse)).await
+        {
             Ok(r) => r,
-            Err(_) => Err(ApplyError::Transient(format!(
-                "no answer within {APPLY_TIMEOUT:?}"
-            ))),
+            Err(_) => Err(ApplyError::TimedOut(self.apply_timeout)),
         }
     }
 
@@ -324,9 +428,30 @@ impl Processor {
             tx.lock_offsets(&parts).await?
         };
         let mut fresh = Vec::with_capacity(items.len());
+        // The offset each partition's next record must have: records are contiguous, so a
+        // record past it means the consumer skipped some (never trust a position ahead of the
+        // read model's own).
+        let mut expected: HashMap<Partition, i64> = stored.clone();
         for item in items {
             if let Some((t, p, o)) = &item.origin.record {
                 let key = (t.clone(), *p);
+                if out.rewind.contains_key(&key) {
+                    continue;
+                }
+                // Nothing stored yet: the partition must be read from its first offset (a record
+                // past it was skipped, or deleted by retention: the consumer finds out which).
+                let want = expected.get(&key).copied().unwrap_or(0).max(0);
+                if *o > want {
+                    let from = stored.get(&key).copied().unwrap_or(0).max(0);
+                    out.rewind.insert(key.clone(), from);
+                    out.next_offsets.remove(&key);
+                    fresh.retain(|i: &&Item| {
+                        i.origin.record.as_ref().map(|(t, p, _)| (t.as_str(), *p))
+                            != Some((key.0.as_str(), key.1))
+                    });
+                    continue;
+                }
+                expected.insert(key.clone(), want.max(o + 1));
                 let next = out.next_offsets.entry(key.clone()).or_insert(o + 1);
                 *next = (*next).max(o + 1);
                 if *o < stored.get(&key).copied().unwrap_or(-1) {
@@ -339,7 +464,7 @@ impl Processor {
         let mut keys: Vec<AggregateKey> = fresh.iter().filter_map(|i| i.aggregate()).collect();
         keys.sort_unstable();
         keys.dedup();
-        let mut last = tx.versions(&keys).await?;
+        let mut last = tx.lock_versions(&keys).await?;
         let mut blocked = self.parking.blocked(&keys).await?;
         let mut applied: Vec<(&ProjectedEvent, Vec<Write>)> = Vec::new();
         for item in fresh {

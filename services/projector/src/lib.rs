@@ -68,6 +68,9 @@ pub struct ProjectorConfig {
     pub max_poll_interval_ms: u32,
     /// `PROJECTOR_STATE_POLL_MS` (1000): how often the read models' generation is checked.
     pub state_poll_ms: u64,
+    /// `PROJECTOR_APPLY_TIMEOUT_MS` (30000): longest time one transaction may take before the
+    /// batch is split (see [`engine::Processor::apply`]).
+    pub apply_timeout_ms: u64,
 }
 
 impl ProjectorConfig {
@@ -119,6 +122,11 @@ impl ProjectorConfig {
             session_timeout_ms,
             max_poll_interval_ms: positive(env, "KAFKA_MAX_POLL_INTERVAL_MS", 300_000)? as u32,
             state_poll_ms: positive(env, "PROJECTOR_STATE_POLL_MS", 1000)? as u64,
+            apply_timeout_ms: positive(
+                env,
+                "PROJECTOR_APPLY_TIMEOUT_MS",
+                engine::APPLY_TIMEOUT.as_millis() as usize,
+            )? as u64,
         })
     }
 }
@@ -192,6 +200,44 @@ fn rebuilding_check(pool: sqlx::PgPool, names: Vec<&'static str>) -> ReadinessCh
     })
 }
 
+/// `/readyz` check `halted`: fails, naming the reason, while a read model this process runs is
+/// halted by a store error (permission, read-only transaction, missing table).
+pub fn halted_check(halts: metrics::Halts) -> ReadinessCheck {
+    ReadinessCheck::new("halted", move || {
+        let halts = halts.clone();
+        async move { halts.check() }
+    })
+}
+
+/// `/readyz` check `log_start`: fails while a read model catches up from the event store because
+/// retention deleted records it never applied.
+fn log_start_check(behind: prometheus::IntGaugeVec) -> ReadinessCheck {
+    ReadinessCheck::new("log_start", move || {
+        let behind = behind.clone();
+        async move {
+            let names: Vec<String> = prometheus::core::Collector::collect(&behind)
+                .iter()
+                .flat_map(|f| f.get_metric().to_vec())
+                .filter(|m| m.get_gauge().get_value() > 0.0)
+                .flat_map(|m| {
+                    m.get_label()
+                        .iter()
+                        .map(|l| l.value().to_owned())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            if names.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "behind the log start, catching up from the event store: {}",
+                    names.join(", ")
+                ))
+            }
+        }
+    })
+}
+
 /// Binds the listener and prepares the clients; connections are made lazily, consumers start
 /// when the server runs and stop (finishing the batch in hand) on shutdown.
 pub async fn build(settings: Settings) -> Result<Server, StartError> {
@@ -212,6 +258,9 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
         .with_check(neo4j::readiness_check(graph.clone()))
         .with_check(rebuilding_check(pool.clone(), names));
     let metrics = metrics::ProjectorMetrics::register(ops.registry());
+    let ops = ops
+        .with_check(halted_check(metrics.halts.clone()))
+        .with_check(log_start_check(metrics.behind_log_start.clone()));
     let catalog = Catalog::embedded().map_err(|e| StartError::Schemas(e.to_string()))?;
     let sr = settings
         .registry
@@ -317,6 +366,7 @@ impl Worker {
             self.metrics.clone(),
             self.config.max_attempts,
         );
+        let apply_timeout = Duration::from_millis(self.config.apply_timeout_ms);
         let make = move |s: state::ModelState| Processor {
             projection: p.clone(),
             target: state::target(&*p, s.generation, &stores),
@@ -324,6 +374,7 @@ impl Worker {
             max_attempts,
             metrics: Some(metrics.clone()),
             mode: Mode::Consume,
+            apply_timeout,
         };
         consumer::run(self.consumer, self.codec, make, state, shutdown).await;
     }

@@ -1,5 +1,8 @@
 //! The projector's Prometheus metrics (prefix `eventfold_projector_`).
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
@@ -23,6 +26,47 @@ pub struct ProjectorMetrics {
     pub rebuilding: IntGaugeVec,
     /// Partitions assigned to this instance.
     pub assigned: IntGaugeVec,
+    /// 1 while a read model catches up from the event store because its stored offset fell
+    /// below a partition's log start (records deleted by retention).
+    pub behind_log_start: IntGaugeVec,
+    /// 1 while the read model is halted by a store error no event can cause (permission,
+    /// read-only, missing table); see [`Halts`] for the reason.
+    pub halted: IntGaugeVec,
+    /// Batches split in two after their transaction timed out.
+    pub splits: IntCounterVec,
+    /// Why each halted read model is halted (for `/readyz` and the logs).
+    pub halts: Halts,
+}
+
+/// The reasons of the read models that are halted now, shared with the `/readyz` check.
+#[derive(Debug, Clone, Default)]
+pub struct Halts(Arc<Mutex<BTreeMap<String, String>>>);
+
+impl Halts {
+    /// Records that `read_model` is halted for `reason`; true when it was not halted before.
+    pub fn set(&self, read_model: &str, reason: &str) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert(read_model.to_owned(), reason.to_owned()).is_none()
+    }
+
+    /// Clears the halt of `read_model`; true when it was halted.
+    pub fn clear(&self, read_model: &str) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.remove(read_model).is_some()
+    }
+
+    /// `Err` with one `halted <read model>: <reason>` per halted read model, `Ok` when none is.
+    pub fn check(&self) -> Result<(), String> {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if m.is_empty() {
+            return Ok(());
+        }
+        Err(m
+            .iter()
+            .map(|(k, v)| format!("halted {k}: {v}"))
+            .collect::<Vec<_>>()
+            .join("; "))
+    }
 }
 
 impl ProjectorMetrics {
@@ -86,6 +130,31 @@ impl ProjectorMetrics {
                 &["read_model"],
             )
             .expect("static metric"),
+            behind_log_start: IntGaugeVec::new(
+                Opts::new(
+                    "projector_behind_log_start",
+                    "1 while the read model catches up from the event store because retention deleted records it never applied",
+                ),
+                &["read_model"],
+            )
+            .expect("static metric"),
+            halted: IntGaugeVec::new(
+                Opts::new(
+                    "projector_halted",
+                    "1 while the read model is halted by a store error (permission, read-only, missing table)",
+                ),
+                &["read_model"],
+            )
+            .expect("static metric"),
+            splits: IntCounterVec::new(
+                Opts::new(
+                    "projector_batch_splits_total",
+                    "Batches split in two after their transaction timed out",
+                ),
+                &["read_model"],
+            )
+            .expect("static metric"),
+            halts: Halts::default(),
         };
         for c in [
             Box::new(m.events.clone()) as Box<dyn prometheus::core::Collector>,
@@ -96,6 +165,9 @@ impl ProjectorMetrics {
             Box::new(m.retries.clone()),
             Box::new(m.rebuilding.clone()),
             Box::new(m.assigned.clone()),
+            Box::new(m.behind_log_start.clone()),
+            Box::new(m.halted.clone()),
+            Box::new(m.splits.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -105,5 +177,25 @@ impl ProjectorMetrics {
     /// The histogram of batch durations for `read_model`.
     pub fn batch(&self, read_model: &str) -> Histogram {
         self.batch_seconds.with_label_values(&[read_model])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn halts_name_each_halted_read_model_until_cleared() {
+        let h = Halts::default();
+        assert_eq!(h.check(), Ok(()));
+        assert!(h.set("graph", "42501 permission denied"));
+        assert!(!h.set("graph", "42501 permission denied"));
+        assert_eq!(
+            h.check(),
+            Err("halted graph: 42501 permission denied".into())
+        );
+        assert!(h.clear("graph"));
+        assert!(!h.clear("graph"));
+        assert_eq!(h.check(), Ok(()));
     }
 }

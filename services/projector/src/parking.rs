@@ -147,6 +147,11 @@ impl Parking {
         }
     }
 
+    /// The database of the parked table (also the event store).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Parking that reads the parked table but writes nothing (the auditor's scratch replay
     /// must park what the live one parked without touching the list).
     pub fn dry_run(pool: PgPool, read_model: &'static str) -> Self {

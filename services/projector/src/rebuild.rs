@@ -144,19 +144,20 @@ impl Stores {
             max_attempts: 3,
             metrics: None,
             mode,
+            apply_timeout: crate::engine::APPLY_TIMEOUT,
         }
     }
 }
 
 /// Rebuilds `p` from the event store. PostgreSQL: into a new generation (schema) while the live
-/// one keeps serving, then switches; Neo4j: in place, with the projectors stopped meanwhile.
+/// one keeps serving, then switches; Neo4j: in place, with the projectors stopped meanwhile
+/// and fenced off by a new epoch (the generation number).
 /// The new generation starts consuming Kafka at the offsets the old one had stored *before*
 /// the event store snapshot was taken, so nothing is missed, and the version guard skips what
 /// the snapshot already applied.
 pub async fn rebuild(
     p: &Arc<dyn Projection>,
     stores: &Stores,
-    poll: Duration,
     shutdown: &Shutdown,
 ) -> Result<RebuildReport, RebuildError> {
     let started = Instant::now();
@@ -166,7 +167,7 @@ pub async fn rebuild(
         return Err(RebuildError::Busy(name.into()));
     }
     state::set_rebuilding(&stores.pool, name, true).await?;
-    let result = rebuild_flagged(p, stores, now, poll, shutdown).await;
+    let result = rebuild_flagged(p, stores, now, shutdown).await;
     if result.is_err() {
         let _ = state::set_rebuilding(&stores.pool, name, false).await;
     }
@@ -184,7 +185,6 @@ async fn rebuild_flagged(
     p: &Arc<dyn Projection>,
     stores: &Stores,
     now: ModelState,
-    poll: Duration,
     shutdown: &Shutdown,
 ) -> Result<(i32, Outcome), RebuildError> {
     let name = p.name();
@@ -207,9 +207,13 @@ async fn rebuild_flagged(
             (generation, next)
         }
         Store::Neo4j => {
-            // Let the projectors see the flag and stop.
-            tokio::time::sleep(poll * 2).await;
-            (now.generation, live.clone())
+            // Rebuilt in place: move the epoch on first, so that no writer of the old
+            // generation (a batch still running, a paused projector) can write after the reset.
+            // This waits for a transaction in flight; every later one of the old epoch fails.
+            let generation = now.generation + 1;
+            live.setup(&**p).await?;
+            live.move_epoch(name, generation).await?;
+            (generation, state::target(&**p, generation, stores))
         }
     };
     let offsets = live.offsets().await?;
@@ -275,7 +279,7 @@ pub async fn replay_parked(
         for _ in 0..5 {
             let mut tx = target.begin().await?;
             let last = tx
-                .versions(std::slice::from_ref(&key))
+                .lock_versions(std::slice::from_ref(&key))
                 .await?
                 .get(&key)
                 .copied()
@@ -370,6 +374,7 @@ pub async fn audit(
         Store::Neo4j => Target::Neo4j {
             graph: stores.graph.clone(),
             g: format!("{}_{tag}", stores.graph_suffix),
+            fence: None,
         },
     };
     scratch.setup(&**p).await?;

@@ -70,7 +70,8 @@ pub async fn switch(pool: &PgPool, name: &str, generation: i32) -> Result<(), sq
 }
 
 /// The store location of `generation` of `p`: PostgreSQL schema per generation; Neo4j is
-/// rebuilt in place, so its live generation is always the graph with `stores.graph_suffix`.
+/// rebuilt in place, so its live generation is always the graph with `stores.graph_suffix`,
+/// fenced by the generation as its epoch.
 pub fn target(p: &dyn Projection, generation: i32, stores: &Stores) -> Target {
     match p.store() {
         Store::Postgres => Target::Postgres {
@@ -80,6 +81,10 @@ pub fn target(p: &dyn Projection, generation: i32, stores: &Stores) -> Target {
         Store::Neo4j => Target::Neo4j {
             graph: stores.graph.clone(),
             g: stores.graph_suffix.clone(),
+            fence: Some(crate::target::Fence {
+                read_model: p.name().to_owned(),
+                epoch: generation,
+            }),
         },
     }
 }

@@ -31,8 +31,35 @@ pub enum Target {
         graph: Graph,
         /// Label suffix of the generation (`""` for the live graph).
         g: String,
+        /// The epoch every transaction must still hold; `None` for tools that only read or
+        /// own the graph outright (audit scratch graphs, test clean-up).
+        fence: Option<Fence>,
     },
 }
+
+/// The epoch a Neo4j writer was started with. A Neo4j read model is rebuilt in place, so a
+/// writer that missed the rebuild (a batch still running, a paused projector) must not write
+/// into the rebuilt graph: every transaction first takes the read model's epoch node and fails
+/// with [`ApplyError::Fenced`] when the rebuild has moved it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// Read model name (the epoch node's key).
+    pub read_model: String,
+    /// The generation this writer belongs to.
+    pub epoch: i32,
+}
+
+/// Takes the read model's epoch node (created on first use) and returns its epoch. The write
+/// lock taken by `SET` is held to the end of the transaction, so a rebuild that moves the epoch
+/// on waits for a transaction in flight, and every later transaction sees the new epoch.
+pub const TAKE_EPOCH_CYPHER: &str = "MERGE (e:ProjectorEpoch{g} {read_model: $name}) \
+     ON CREATE SET e.epoch = $epoch \
+     SET e.locked = true REMOVE e.locked \
+     RETURN e.epoch AS epoch";
+
+/// Moves the read model's epoch on (waits for the transaction in flight that holds it).
+const MOVE_EPOCH_CYPHER: &str = "MERGE (e:ProjectorEpoch{g} {read_model: $name}) \
+     SET e.epoch = $epoch, e.moved_at = datetime()";
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,9 +84,17 @@ const PG_ENGINE_TABLES: &[&str] = &[
      updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (topic, \"partition\")) WITH (fillfactor = 50)",
 ];
 
+/// Locks (and creates at version 0) the version-guard nodes of `$keys`, in the given order.
+pub const LOCK_VERSIONS_CYPHER: &str = "UNWIND $keys AS k \
+     MERGE (v:ProjectorVersion{g} {key: k.key}) \
+     ON CREATE SET v.aggregate_type = k.t, v.aggregate_id = k.id, v.last_version = 0 \
+     SET v.locked = true REMOVE v.locked \
+     RETURN v.aggregate_type AS t, v.aggregate_id AS id, v.last_version AS last";
+
 const NEO_ENGINE_SETUP: &[&str] = &[
     "CREATE CONSTRAINT projector_offset{g} IF NOT EXISTS FOR (o:ProjectorOffset{g}) REQUIRE o.key IS UNIQUE",
     "CREATE CONSTRAINT projector_version{g} IF NOT EXISTS FOR (v:ProjectorVersion{g}) REQUIRE v.key IS UNIQUE",
+    "CREATE CONSTRAINT projector_epoch{g} IF NOT EXISTS FOR (e:ProjectorEpoch{g}) REQUIRE e.read_model IS UNIQUE",
 ];
 
 impl Target {
@@ -95,7 +130,7 @@ impl Target {
                 }
                 tx.commit().await?;
             }
-            Self::Neo4j { graph, g } => {
+            Self::Neo4j { graph, g, .. } => {
                 for s in NEO_ENGINE_SETUP
                     .iter()
                     .map(|s| s.to_string())
@@ -117,8 +152,14 @@ impl Target {
                     .execute(pool)
                     .await?;
             }
-            Self::Neo4j { graph, g } => {
+            Self::Neo4j { graph, g, .. } => {
                 self.reset(p).await?;
+                graph
+                    .run(query(&render(
+                        "MATCH (e:ProjectorEpoch{g}) DETACH DELETE e",
+                        g,
+                    )))
+                    .await?;
                 if !g.is_empty() {
                     for (kind, plural) in [("CONSTRAINT", "CONSTRAINTS"), ("INDEX", "INDEXES")] {
                         let mut rows = graph
@@ -158,7 +199,7 @@ impl Target {
                 }
                 tx.commit().await?;
             }
-            Self::Neo4j { graph, g } => {
+            Self::Neo4j { graph, g, .. } => {
                 for s in p.reset().into_iter().chain([
                     "MATCH (n:ProjectorVersion{g}) WITH n LIMIT 5000 DETACH DELETE n \
                      RETURN count(*) AS c"
@@ -196,9 +237,10 @@ impl Target {
     /// Every entry of the version guard (for the auditor).
     pub async fn versions(&self) -> Result<HashMap<AggregateKey, i64>, ApplyError> {
         self.triples(
-            "SELECT aggregate_type, aggregate_id, last_version FROM {schema}._versions",
-            "MATCH (v:ProjectorVersion{g}) RETURN v.aggregate_type AS a, v.aggregate_id AS b, \
-             v.last_version AS c",
+            "SELECT aggregate_type, aggregate_id, last_version FROM {schema}._versions \
+             WHERE last_version > 0",
+            "MATCH (v:ProjectorVersion{g}) WHERE v.last_version > 0 \
+             RETURN v.aggregate_type AS a, v.aggregate_id AS b, v.last_version AS c",
         )
         .await
     }
@@ -223,7 +265,7 @@ impl Target {
                     out.insert((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?);
                 }
             }
-            Self::Neo4j { graph, g } => {
+            Self::Neo4j { graph, g, .. } => {
                 let mut rows = graph.execute(query(&render(cypher, g))).await?;
                 while let Some(row) = rows.next().await? {
                     out.insert(
@@ -251,7 +293,7 @@ impl Target {
                         out.push(format!("{i}:{v}"));
                     }
                 }
-                Self::Neo4j { graph, g } => {
+                Self::Neo4j { graph, g, .. } => {
                     let mut rows = graph.execute(query(&render(q, g))).await?;
                     while let Some(row) = rows.next().await? {
                         let v: Value = row.get("row").map_err(neo_de)?;
@@ -271,11 +313,52 @@ impl Target {
                 tx: pool.begin().await?,
                 schema: schema.clone(),
             },
-            Self::Neo4j { graph, g } => Tx::Neo4j {
-                txn: Box::new(graph.start_txn().await?),
-                g: g.clone(),
-            },
+            Self::Neo4j { graph, g, fence } => {
+                let mut txn = graph.start_txn().await?;
+                if let Some(f) = fence {
+                    let mut rows = txn
+                        .execute(
+                            query(&render(TAKE_EPOCH_CYPHER, g))
+                                .param("name", f.read_model.as_str())
+                                .param("epoch", i64::from(f.epoch)),
+                        )
+                        .await?;
+                    let mut held = None;
+                    while let Some(row) = rows.next(&mut txn).await? {
+                        held = Some(row.get::<i64>("epoch").map_err(neo_de)?);
+                    }
+                    if held != Some(i64::from(f.epoch)) {
+                        let _ = txn.rollback().await;
+                        return Err(ApplyError::Fenced(format!(
+                            "{} epoch {} is stale: the graph is at epoch {}",
+                            f.read_model,
+                            f.epoch,
+                            held.map_or("unknown".into(), |e| e.to_string())
+                        )));
+                    }
+                }
+                Tx::Neo4j {
+                    txn: Box::new(txn),
+                    g: g.clone(),
+                }
+            }
         })
+    }
+
+    /// Neo4j: moves the read model's epoch to `epoch`, fencing off every writer started with
+    /// an older one (waits for the transaction in flight). PostgreSQL: nothing to do, a new
+    /// generation is a new schema.
+    pub async fn move_epoch(&self, read_model: &str, epoch: i32) -> Result<(), ApplyError> {
+        if let Self::Neo4j { graph, g, .. } = self {
+            graph
+                .run(
+                    query(&render(MOVE_EPOCH_CYPHER, g))
+                        .param("name", read_model)
+                        .param("epoch", i64::from(epoch)),
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     /// The store kind.
@@ -393,8 +476,13 @@ impl Tx {
         Ok(out)
     }
 
-    /// The last applied version of each of `keys` (absent = none applied).
-    pub async fn versions(
+    /// Locks the version-guard entries of `keys` until commit and returns their last applied
+    /// versions (absent = none applied). Whoever else applies events of these aggregates (another
+    /// instance, a replay of parked events) waits here, then sees what this transaction stored:
+    /// a version read without the lock could be stale by the time the writes run, and the same
+    /// event would take effect twice. Keys are locked in sorted order, so two batches cannot
+    /// deadlock; an entry that does not exist yet is created at version 0 so that it can be locked.
+    pub async fn lock_versions(
         &mut self,
         keys: &[AggregateKey],
     ) -> Result<HashMap<AggregateKey, i64>, ApplyError> {
@@ -402,44 +490,63 @@ impl Tx {
         if keys.is_empty() {
             return Ok(out);
         }
+        let mut sorted = keys.to_vec();
+        sorted.sort();
+        sorted.dedup();
         match self {
             Self::Postgres { tx, schema } => {
-                let types: Vec<&str> = keys.iter().map(|(t, _)| t.as_str()).collect();
-                let ids: Vec<&str> = keys.iter().map(|(_, i)| i.as_str()).collect();
+                let types: Vec<&str> = sorted.iter().map(|(t, _)| t.as_str()).collect();
+                let ids: Vec<&str> = sorted.iter().map(|(_, i)| i.as_str()).collect();
+                sqlx::query(&format!(
+                    "INSERT INTO {schema}._versions (aggregate_type, aggregate_id, last_version) \
+                     SELECT t, i, 0 FROM unnest($1::text[], $2::text[]) AS u(t, i) \
+                     ORDER BY t, i ON CONFLICT DO NOTHING"
+                ))
+                .bind(&types)
+                .bind(&ids)
+                .execute(&mut **tx)
+                .await?;
                 let rows = sqlx::query(&format!(
                     "SELECT v.aggregate_type, v.aggregate_id, v.last_version \
                      FROM {schema}._versions v JOIN unnest($1::text[], $2::text[]) AS u(t, i) \
-                       ON v.aggregate_type = u.t AND v.aggregate_id = u.i"
+                       ON v.aggregate_type = u.t AND v.aggregate_id = u.i \
+                     ORDER BY v.aggregate_type, v.aggregate_id FOR UPDATE OF v"
                 ))
                 .bind(&types)
                 .bind(&ids)
                 .fetch_all(&mut **tx)
                 .await?;
                 for r in rows {
-                    out.insert((r.get(0), r.get(1)), r.get(2));
+                    let v: i64 = r.get(2);
+                    if v > 0 {
+                        out.insert((r.get(0), r.get(1)), v);
+                    }
                 }
             }
-            Self::Neo4j { txn, g } => {
-                let list: Vec<Value> = keys.iter().map(|(t, i)| json!(version_key(t, i))).collect();
+            Self::Neo4j { txn, g, .. } => {
+                let list: Vec<Value> = sorted
+                    .iter()
+                    .map(|(t, i)| json!({"key": version_key(t, i), "t": t, "id": i}))
+                    .collect();
+                // Setting a property takes the node's write lock until the transaction ends
+                // (the value itself is removed again in the same statement).
                 let mut rows = txn
                     .execute(
-                        query(&render(
-                            "UNWIND $keys AS k MATCH (v:ProjectorVersion{g} {key: k}) \
-                             RETURN v.aggregate_type AS t, v.aggregate_id AS id, \
-                                    v.last_version AS last",
-                            g,
-                        ))
-                        .param("keys", bolt(Value::Array(list))?),
+                        query(&render(LOCK_VERSIONS_CYPHER, g))
+                            .param("keys", bolt(Value::Array(list))?),
                     )
                     .await?;
                 while let Some(row) = rows.next(&mut **txn).await? {
-                    out.insert(
-                        (
-                            row.get("t").map_err(neo_de)?,
-                            row.get("id").map_err(neo_de)?,
-                        ),
-                        row.get("last").map_err(neo_de)?,
-                    );
+                    let last: i64 = row.get("last").map_err(neo_de)?;
+                    if last > 0 {
+                        out.insert(
+                            (
+                                row.get("t").map_err(neo_de)?,
+                                row.get("id").map_err(neo_de)?,
+                            ),
+                            last,
+                        );
+                    }
                 }
             }
         }

@@ -143,9 +143,7 @@ async fn main() -> anyhow::Result<()> {
         .get("opportunities")
         .cloned()
         .expect("opportunities read model");
-    let rebuilt =
-        projector::rebuild::rebuild(&model, &stores, Duration::from_secs(1), &Shutdown::new())
-            .await?;
+    let rebuilt = projector::rebuild::rebuild(&model, &stores, &Shutdown::new()).await?;
     pool.close().await;
 
     // 4. Neo4j read model from pre-filled topics.
@@ -210,6 +208,7 @@ async fn main() -> anyhow::Result<()> {
     projector::target::Target::Neo4j {
         graph: stores.graph.clone(),
         g: format!("_b{run}"),
+        fence: None,
     }
     .drop_all(&*graph_model)
     .await?;
