@@ -341,15 +341,27 @@ cmd_start() {
   ((${#missing[@]} == 0)) || start_nodes "${missing[@]}"
 }
 
+# The live nodes of the other mode (a cluster started with KAFKA_BROKERS=3 and stopped without it).
+other_mode_running() {
+  local name others=(kafka-1 kafka-2 kafka-3)
+  ((KAFKA_BROKERS == 1)) || others=(kafka)
+  for name in "${others[@]}"; do is_running "$name" && printf '%s\n' "$name"; done
+  return 0
+}
+
+# stop also stops the other mode's nodes, so `make down` never leaves a cluster behind.
 cmd_stop() {
-  local names; mapfile -t names < <(all_names)
+  local names; mapfile -t names < <(all_names; other_mode_running)
   stop_names "${names[@]}"
 }
 
 cmd_status() {
-  local n
+  local n name
   for ((n = 1; n <= KAFKA_BROKERS; n++)); do
     status_line "$(kafka_node_name "$n")" "127.0.0.1:$(kafka_node_port "$n")"
+  done
+  for name in $(other_mode_running); do
+    status_line "$name" "(the other KAFKA_BROKERS mode; stop it with: scripts/stack/kafka.sh stop)"
   done
 }
 
@@ -400,7 +412,7 @@ cmd_leader() {
   local topic="${1:-}" partition="${2:-}"
   [[ -n "$topic" && "$partition" =~ ^[0-9]+$ ]] || usage
   local out leader
-  out="$(describe "$topic" 2>&1)" || die "kafka: cannot describe topic $topic: ${out##*$'\n'}"
+  out="$(describe "$topic" 2>&1)" || die "kafka: cannot describe topic $topic: $(grep -m1 '^Error' <<<"$out" || true)"
   leader="$(awk -v p="$partition" '
     /Partition: / {
       for (i = 1; i < NF; i++) { if ($i == "Partition:") part = $(i + 1); if ($i == "Leader:") lead = $(i + 1) }
