@@ -49,6 +49,17 @@ const RELATIONSHIPS: &[&str] = &[
     "OVERRIDDEN_BY",
 ];
 
+// Every statement below is written so that its plan does not grow with the graph (checked by
+// `EXPLAIN` in tests/it/projector_plans.rs): rows are anchored by unique-constraint seeks on
+// nodes or on `CROSS_REFERENCE.id`, relationships without a unique key are merged between bound
+// nodes (`Expand(Into)`), and no relationship MERGE carries a property that an index could
+// serve (MERGE's locking re-check then iterates that index).
+//
+// Every statement is also idempotent per entity: the node or relationship keeps the aggregate
+// version it last applied (`last_version`, `processing_last_version` on a verse) and a row
+// changes it only when its version is newer, so an event applied twice (a replay racing the
+// consumer) cannot count twice. Event nodes and `CAUSED` hold only what the event itself says.
+
 const LINEAGE: &str = "UNWIND $rows AS r \
     MERGE (e:Event{g} {id: r.event_id}) \
     SET e.type = r.type, e.aggregate_type = r.aggregate_type, e.aggregate_id = r.id, \
@@ -58,42 +69,58 @@ const LINEAGE: &str = "UNWIND $rows AS r \
     MERGE (c:Event{g} {id: r.causation_id}) \
     MERGE (c)-[:CAUSED{g}]->(e)";
 
+// A discovery is version 1 of its cross-reference: the relationship is created only when no
+// relationship has its id (a unique seek), never merged on `{id}`.
 const XREF_DISCOVERED: &str = "UNWIND $rows AS r \
+    OPTIONAL MATCH ()-[old:CROSS_REFERENCE{g} {id: r.id}]->() \
+    WITH r, old WHERE old IS NULL \
     MERGE (s:Verse{g} {id: r.source}) \
     MERGE (t:Verse{g} {id: r.target}) \
-    MERGE (s)-[x:CROSS_REFERENCE{g} {id: r.id}]->(t) \
+    CREATE (s)-[x:CROSS_REFERENCE{g} {id: r.id}]->(t) \
     SET x.type = r.connection_type, x.confidence = r.confidence, x.status = 'discovered', \
         x.method = r.method, x.semantic_similarity = r.similarity, x.discovered_at = r.at, \
         x.validations = 0, x.tenant = r.tenant, x.last_version = r.version";
 
 const XREF_VALIDATED: &str = "UNWIND $rows AS r \
     MATCH ()-[x:CROSS_REFERENCE{g} {id: r.id}]->() \
+    WHERE x.last_version < r.version \
     SET x.confidence = r.confidence, x.status = r.status, x.validated_at = r.at, \
         x.validations = x.validations + 1, x.last_version = r.version";
 
 const XREF_REFINED: &str = "UNWIND $rows AS r \
     MATCH ()-[x:CROSS_REFERENCE{g} {id: r.id}]->() \
+    WHERE x.last_version < r.version \
     SET x += r.enrichments, x.confidence = r.confidence, x.refined_at = r.at, \
         x.last_version = r.version";
 
 const XREF_TOUCHED: &str = "UNWIND $rows AS r \
     MATCH ()-[x:CROSS_REFERENCE{g} {id: r.id}]->() \
+    WHERE x.last_version < r.version \
     SET x.last_version = r.version";
 
+// `TYPIFIES` has no index on purpose: its MERGE between the two bound verses is an
+// `Expand(Into)` over the few relationships between them.
 const TYPOLOGY: &str = "UNWIND $rows AS r \
     MERGE (a:Verse{g} {id: r.type_ref}) \
     MERGE (b:Verse{g} {id: r.antitype_ref}) \
     MERGE (a)-[y:TYPIFIES{g} {cross_ref_id: r.id, layer: r.layer}]->(b) \
+    ON CREATE SET y.last_version = 0 \
+    WITH y, r WHERE y.last_version < r.version \
     SET y.relation = r.relation, y.fractal_depth = r.depth, y.strength = r.strength, \
         y.layer_strengths = r.layer_strengths, y.identified_at = r.at, y.last_version = r.version";
 
+// A verse is shared by cross-references and processing aggregates: the guard compares versions
+// of the processing aggregate that last wrote it only.
 const PROCESSING: &str = "UNWIND $rows AS r \
     MERGE (v:Verse{g} {id: r.verse_id}) \
+    WITH v, r WHERE v.processing_aggregate IS NULL OR v.processing_aggregate <> r.id \
+        OR v.processing_last_version < r.version \
     SET v += r.props, v.processing_aggregate = r.id, v.processing_last_version = r.version";
 
 const INTERVIEW_CREATED: &str = "UNWIND $rows AS r \
-    MERGE (p:Project{g} {id: r.project_id}) \
     MERGE (i:Interview{g} {id: r.id}) \
+    WITH i, r WHERE coalesce(i.last_version, 0) < r.version \
+    MERGE (p:Project{g} {id: r.project_id}) \
     SET i.title = r.title, i.source = r.source, i.language = r.language, i.status = 'created', \
         i.metadata = r.metadata, i.tenant = r.tenant, i.created_at = r.at, \
         i.last_version = r.version \
@@ -101,22 +128,29 @@ const INTERVIEW_CREATED: &str = "UNWIND $rows AS r \
 
 const INTERVIEW_CHANGED: &str = "UNWIND $rows AS r \
     MATCH (i:Interview{g} {id: r.id}) \
+    WHERE coalesce(i.last_version, 0) < r.version \
     SET i += r.props, i.updated_at = r.at, i.last_version = r.version";
 
 const SENTENCE_CREATED: &str = "UNWIND $rows AS r \
-    MERGE (i:Interview{g} {id: r.interview_id}) \
     MERGE (s:Sentence{g} {id: r.id}) \
+    WITH s, r WHERE coalesce(s.last_version, 0) < r.version \
+    MERGE (i:Interview{g} {id: r.interview_id}) \
     SET s.index = r.index, s.text = r.text, s.speaker = r.speaker, s.start_ms = r.start_ms, \
         s.end_ms = r.end_ms, s.tenant = r.tenant, s.last_version = r.version \
     MERGE (i)-[:HAS_SENTENCE{g}]->(s)";
 
+// The sentence's `last_version` guards its analysis and override too: they change only through
+// the sentence aggregate's events.
 const SENTENCE_EDITED: &str = "UNWIND $rows AS r \
     MATCH (s:Sentence{g} {id: r.id}) \
+    WHERE coalesce(s.last_version, 0) < r.version \
     SET s.text = r.text, s.edited_by = r.editor, s.edited_at = r.at, s.last_version = r.version";
 
 const ANALYSIS_GENERATED: &str = "UNWIND $rows AS r \
     MATCH (s:Sentence{g} {id: r.id}) \
-    MERGE (s)-[:HAS_ANALYSIS{g}]->(a:Analysis{g} {id: r.id}) \
+    WHERE coalesce(s.last_version, 0) < r.version \
+    MERGE (a:Analysis{g} {id: r.id}) \
+    MERGE (s)-[:HAS_ANALYSIS{g}]->(a) \
     SET a.model = r.model, a.model_version = r.model_version, \
         a.classification = r.classification, a.keywords = r.keywords, a.topics = r.topics, \
         a.domain_keywords = r.domain_keywords, a.confidence = r.confidence, \
@@ -125,13 +159,17 @@ const ANALYSIS_GENERATED: &str = "UNWIND $rows AS r \
 
 const ANALYSIS_OVERRIDDEN: &str = "UNWIND $rows AS r \
     MATCH (s:Sentence{g} {id: r.id}) \
-    MERGE (s)-[:HAS_ANALYSIS{g}]->(a:Analysis{g} {id: r.id}) \
-    MERGE (a)-[:OVERRIDDEN_BY{g}]->(o:Override{g} {id: r.id}) \
+    WHERE coalesce(s.last_version, 0) < r.version \
+    MERGE (a:Analysis{g} {id: r.id}) \
+    MERGE (s)-[:HAS_ANALYSIS{g}]->(a) \
+    MERGE (o:Override{g} {id: r.id}) \
+    MERGE (a)-[:OVERRIDDEN_BY{g}]->(o) \
     SET o.fields = r.fields, o.note = r.note, o.at = r.at, a.overridden = true, \
         a.last_version = r.version, s.last_version = r.version";
 
 const ANALYSIS_CLEARED: &str = "UNWIND $rows AS r \
     MATCH (s:Sentence{g} {id: r.id}) \
+    WHERE coalesce(s.last_version, 0) < r.version \
     OPTIONAL MATCH (s)-[:HAS_ANALYSIS{g}]->(a:Analysis{g}) \
     OPTIONAL MATCH (a)-[:OVERRIDDEN_BY{g}]->(o:Override{g}) \
     DETACH DELETE o \
@@ -321,7 +359,12 @@ impl Projection for Graph {
                 )
             })
             .chain([
-                "CREATE INDEX cross_reference_id{g} IF NOT EXISTS FOR ()-[x:CROSS_REFERENCE{g}]-() ON (x.id)"
+                // Until this version a plain index served `CROSS_REFERENCE.id`; a uniqueness
+                // constraint cannot be created over it, and its unique seek is what anchors the
+                // cross-reference statements.
+                "DROP INDEX cross_reference_id{g} IF EXISTS".to_owned(),
+                "CREATE CONSTRAINT cross_reference_id_unique{g} IF NOT EXISTS \
+                 FOR ()-[x:CROSS_REFERENCE{g}]-() REQUIRE x.id IS UNIQUE"
                     .to_owned(),
             ])
             .collect()
