@@ -201,6 +201,24 @@ async fn a_dead_letter_copy_refused_at_parking_time_is_retried_until_the_topic_h
     )
     .await;
     assert_eq!(topic_len(&stack, &dlt), 0);
+    // The alert rules name metrics this relay exports.
+    let rules = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../helm/alerts/outbox-relay.rules.yaml"),
+    )
+    .expect("alert rules");
+    let text = metrics(&relay.url).await;
+    let named: BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("eventfold_relay_"))
+        .collect();
+    assert!(named.len() >= 2, "{named:?}");
+    for m in named {
+        assert!(
+            text.lines().any(|l| l.starts_with(m)),
+            "alert rule metric {m} not exported"
+        );
+    }
 
     // The topic accepts records again: the copies follow, without anyone asking.
     let alter =
