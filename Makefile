@@ -49,6 +49,19 @@ bench-projector: ## issue 7: read models from pre-filled topics, end-to-end late
 bench-avro: ## Avro codec throughput per core (encode, decode, decode + upcast), criterion
 	cargo bench -p eventfold-avro --bench codec
 
+# The fault suite (tests/faults): `make faults` runs every fault, `make faults FAULTS="F1 F15"` a subset;
+# `make faults-ci` the subset CI can afford. The faults stop and pause the servers of the stack in
+# $EVENTFOLD_CACHE: run them on a stack instance of their own (README, "Fault suite").
+FAULTS ?=
+FAULTS_CI := F1 F2 F3 F11 F15
+.PHONY: faults faults-ci
+
+faults: ## the fault suite against the real stack, one verdict table (FAULTS="F1 F15" for a subset)
+	@scripts/faults.sh $(FAULTS)
+
+faults-ci: ## the fault suite's CI subset ($(FAULTS_CI))
+	@scripts/faults.sh $(FAULTS_CI)
+
 env: ## print the stack's addresses as export lines
 	@scripts/stack/stack.sh env
 

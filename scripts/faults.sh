@@ -12,9 +12,12 @@ source "$(dirname "$0")/stack/env.sh"
 STACK="$EVENTFOLD_ROOT/scripts/stack"
 cd "$EVENTFOLD_ROOT"
 
-# Check the names before building or starting anything (exit 2 on an unknown one).
+RUNNER="$CARGO_TARGET_DIR/debug/eventfold-faults"
+cargo build --quiet -p command-service -p outbox-relay -p projector -p eventfold-faults --bins
+
+# Check the names before starting anything: one line and exit 2 for an unknown one.
 if (($#)); then
-  known=" F1 F2 F3 F4 F5 F6 F7 F8 F9 F10 F11 F12 F13 F14 F15 "
+  known=" $("$RUNNER" --list | awk '{print $1}' | tr '\n' ' ')"
   for f in "$@"; do
     [[ "$known" == *" ${f^^} "* ]] || { echo "faults: unknown fault $f (known:$known)" >&2; exit 2; }
   done
@@ -22,7 +25,7 @@ fi
 
 started=()
 for p in postgres kafka neo4j registry; do
-  is_running "$p" || started+=("$p")
+  process_running "$p" || started+=("$p")
 done
 stop_started() {
   local rc=$? p
@@ -40,10 +43,5 @@ for p in "${started[@]}"; do
   "$STACK/$p.sh" start
 done
 
-cargo build --quiet -p command-service -p outbox-relay -p projector -p eventfold-faults --bins
 set +e
-if (($#)); then
-  "$CARGO_TARGET_DIR/debug/eventfold-faults" "$@"
-else
-  "$CARGO_TARGET_DIR/debug/eventfold-faults" --all
-fi
+if (($#)); then "$RUNNER" "$@"; else "$RUNNER" --all; fi

@@ -73,6 +73,7 @@ pub async fn run(name: &str, stack: &Stack, ctl: &StackCtl) -> Result<Verdict, F
         "F2" => f2(stack).await,
         "F3" => f3(stack).await,
         "F4" => f4(stack).await,
+        "F5" => f5(stack, ctl).await,
         "F6" => f6(stack, ctl).await,
         "F11" => f11(stack).await,
         "F13" => f13(stack, ctl).await,
@@ -167,7 +168,7 @@ async fn f1(stack: &Stack) -> Result<Verdict, FaultError> {
         acked_after_restart,
         "no command acknowledged after a restart",
     );
-    rig.finish().await?;
+    rig.finish(&mut v).await?;
     Ok(v)
 }
 
@@ -187,8 +188,8 @@ async fn f2(stack: &Stack) -> Result<Verdict, FaultError> {
         relay.ready(&run.rig.http, Duration::from_secs(30)).await?;
     }
     let healed = Instant::now();
-    let (v, rig) = run.finish("F2", healed, PROCESS_BOUND, Vec::new()).await?;
-    rig.finish().await?;
+    let (mut v, rig) = run.finish("F2", healed, PROCESS_BOUND, Vec::new()).await?;
+    rig.finish(&mut v).await?;
     Ok(v)
 }
 
@@ -233,7 +234,7 @@ async fn f3(stack: &Stack) -> Result<Verdict, FaultError> {
         rejections > 0.0,
         "no epoch rejection: the zombie was never fenced",
     );
-    rig.finish().await?;
+    rig.finish(&mut v).await?;
     Ok(v)
 }
 
@@ -261,8 +262,37 @@ async fn f4(stack: &Stack) -> Result<Verdict, FaultError> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     helper.kill9().await?;
     let healed = Instant::now();
-    let (v, rig) = run.finish("F4", healed, PROCESS_BOUND, Vec::new()).await?;
-    rig.finish().await?;
+    let (mut v, rig) = run.finish("F4", healed, PROCESS_BOUND, Vec::new()).await?;
+    rig.finish(&mut v).await?;
+    Ok(v)
+}
+
+async fn f5(stack: &Stack, ctl: &StackCtl) -> Result<Verdict, FaultError> {
+    if std::env::var("KAFKA_BROKERS").ok().as_deref() != Some("3") {
+        return Err(FaultError::Setup(
+            "F5 needs the 3-broker cluster: KAFKA_BROKERS=3 (see README)".into(),
+        ));
+    }
+    let run = Run::start(stack, "F5", RigOptions::default()).await?;
+    let topic = format!("{}CrossReference", run.rig.pipeline.db.prefix);
+    let mut healed = Instant::now();
+    let mut killed = Vec::new();
+    for (inject, down) in [("kill-node", 20), ("stop-node", 10)] {
+        let leader = ctl.script_output("kafka", &["leader", &topic, "0"]).await?;
+        let leader = leader.trim().to_string();
+        ctl.script("kafka", &[inject, &leader]).await?;
+        killed.push(format!("{inject} {leader}"));
+        tokio::time::sleep(Duration::from_secs(down)).await;
+        ctl.script("kafka", &["start-node", &leader]).await?;
+        healed = Instant::now();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let (mut v, rig) = run.finish("F5", healed, SERVER_BOUND, Vec::new()).await?;
+    v.notes.push(format!(
+        "partition leaders of {topic}-0: {}",
+        killed.join(", ")
+    ));
+    rig.finish(&mut v).await?;
     Ok(v)
 }
 
@@ -282,7 +312,7 @@ async fn f6(stack: &Stack, ctl: &StackCtl) -> Result<Verdict, FaultError> {
         answers.unavailable_with_retry_after.load(Ordering::Relaxed) > 0,
         "no 503 with Retry-After while PostgreSQL was down",
     );
-    rig.finish().await?;
+    rig.finish(&mut v).await?;
     Ok(v)
 }
 
@@ -342,7 +372,7 @@ async fn f11(stack: &Stack) -> Result<Verdict, FaultError> {
         "the re-inserted rows were not re-published",
     );
     rig.projectors.push(projector);
-    rig.finish().await?;
+    rig.finish(&mut v).await?;
     Ok(v)
 }
 
@@ -399,7 +429,7 @@ async fn f13(stack: &Stack, ctl: &StackCtl) -> Result<Verdict, FaultError> {
         v.parked == 0,
         format!("{} parked while the registry was paused", v.parked),
     );
-    rig.finish().await?;
+    rig.finish(&mut v).await?;
     Ok(v)
 }
 
@@ -414,7 +444,7 @@ async fn f14(stack: &Stack, ctl: &StackCtl) -> Result<Verdict, FaultError> {
         v.parked == 0,
         format!("{} parked while Neo4j was down", v.parked),
     );
-    rig.finish().await?;
+    rig.finish(&mut v).await?;
     Ok(v)
 }
 
@@ -477,7 +507,7 @@ async fn f15(stack: &Stack) -> Result<Verdict, FaultError> {
         wrong == 0,
         format!("{wrong} of {pairs} races without exactly one winner"),
     );
-    rig.finish().await?;
+    rig.finish(&mut v).await?;
     Ok(v)
 }
 

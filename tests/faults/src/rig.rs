@@ -11,6 +11,21 @@ use eventfold_tests::pipeline::{PARTITIONS, Pipeline};
 use crate::FaultError;
 use crate::procs::Proc;
 
+/// Settings of the stack instance that the services must share with it (a 3-broker cluster's
+/// replication factor and min ISR, set by `scripts/stack/env.sh`), passed through when set.
+const PASSED_THROUGH: &[&str] = &[
+    "KAFKA_TOPIC_REPLICATION",
+    "KAFKA_TOPIC_MIN_ISR",
+    "KAFKA_TOPIC_RETENTION_MS",
+];
+
+fn passed_through() -> Vec<(String, String)> {
+    PASSED_THROUGH
+        .iter()
+        .filter_map(|k| Some(((*k).to_string(), std::env::var(k).ok()?)))
+        .collect()
+}
+
 /// What a fault needs started.
 #[derive(Debug, Clone)]
 pub struct RigOptions {
@@ -69,6 +84,10 @@ impl Rig {
         let command_env = stack
             .service_env(&[("DATABASE_URL", writer.as_str())])
             .pairs();
+        let mut options = options;
+        let shared = passed_through();
+        options.relay_env.splice(0..0, shared.clone());
+        options.projector_env.splice(0..0, shared);
         let command = Proc::start("command-service", "command", &logs, command_env)?;
         let mut rig = Self {
             pipeline,
@@ -129,13 +148,24 @@ impl Rig {
         )
     }
 
-    /// Stops every process and removes the database, topics and graph of this fault.
-    pub async fn finish(self) -> Result<(), FaultError> {
+    /// Stops every process and removes the database, topics and graph of this fault; when the
+    /// verdict failed, they are kept for a look and the verdict says where.
+    pub async fn finish(self, verdict: &mut crate::verdict::Verdict) -> Result<(), FaultError> {
         self.command.stop().await?;
         for p in self.relays.into_iter().chain(self.projectors) {
             p.stop().await?;
         }
-        self.pipeline.drop_all().await;
+        if verdict.passed() {
+            self.pipeline.drop_all().await;
+        } else {
+            verdict.notes.push(format!(
+                "kept for a look: database {}, topics {}*, graph labels *{}, logs {}",
+                self.pipeline.db.name,
+                self.pipeline.db.prefix,
+                self.pipeline.suffix,
+                self.logs.display()
+            ));
+        }
         Ok(())
     }
 }

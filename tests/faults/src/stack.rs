@@ -56,6 +56,24 @@ impl StackCtl {
         }
     }
 
+    /// Runs `scripts/stack/<script>.sh <args>` and returns what it printed on stdout.
+    pub async fn script_output(&self, script: &str, args: &[&str]) -> Result<String, FaultError> {
+        let out = tokio::process::Command::new("bash")
+            .arg(self.scripts.join(format!("{script}.sh")))
+            .args(args)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .await?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(FaultError::Setup(format!(
+                "{script}.sh {args:?} failed: {}",
+                out.status
+            )))
+        }
+    }
+
     /// Runs `pg_ctl <args> -D <data>` as the server's OS user (as `postgres.sh` does).
     pub async fn pg_ctl(&self, args: &[&str]) -> Result<(), FaultError> {
         let data = self.run.with_file_name("data").join("postgres");
