@@ -28,6 +28,10 @@ SCHEMA_REGISTRY_URL: {{ .Values.schemaRegistry.url | quote }}
 KAFKA_TOPIC_PREFIX: {{ .Values.kafka.topicPrefix | quote }}
 KAFKA_TOPIC_PARTITIONS: {{ .Values.kafka.partitions | quote }}
 KAFKA_TOPIC_REPLICATION: {{ .Values.kafka.replicationFactor | quote }}
+KAFKA_TOPIC_RETENTION_MS: {{ .Values.kafka.retentionMs | int64 | quote }}
+{{- with .Values.kafka.minInsyncReplicas }}
+KAFKA_TOPIC_MIN_ISR: {{ . | int64 | quote }}
+{{- end }}
 RELAY_SHARDS: {{ .Values.relay.shards | quote }}
 RELAY_BATCH_SIZE: {{ .Values.relay.batchSize | quote }}
 RELAY_LEASE_MS: {{ .Values.relay.leaseMs | quote }}
@@ -41,4 +45,8 @@ NEO4J_DATABASE: {{ .Values.neo4j.database | quote }}
 KAFKA_TOPIC_PREFIX: {{ .Values.kafka.topicPrefix | quote }}
 KAFKA_TOPIC_PARTITIONS: {{ .Values.kafka.partitions | quote }}
 KAFKA_TOPIC_REPLICATION: {{ .Values.kafka.replicationFactor | quote }}
+KAFKA_TOPIC_RETENTION_MS: {{ .Values.kafka.retentionMs | int64 | quote }}
+{{- with .Values.kafka.minInsyncReplicas }}
+KAFKA_TOPIC_MIN_ISR: {{ . | int64 | quote }}
+{{- end }}
 {{- end }}
