@@ -312,10 +312,8 @@ pub fn scan(kafka: &KafkaSettings, topics: &[String]) -> Result<Vec<Record>, Fau
         };
         let m = next?;
         let part = (m.topic().to_owned(), m.partition());
-        if let Some(end) = ends.get(&part) {
-            if m.offset() + 1 >= *end {
-                ends.remove(&part);
-            }
+        if ends.get(&part).is_some_and(|end| m.offset() + 1 >= *end) {
+            ends.remove(&part);
         }
         let envelope = m
             .headers()
