@@ -196,7 +196,11 @@ impl DeadLetters {
                 topic_ready = true;
             }
             let full = rows.len() as i64 == BATCH;
-            let (sent, failed) = send(&p, &topic, &rows).await;
+            // Copies not acknowledged before a stop stay queued for the shard's next owner.
+            let (sent, failed) = tokio::select! {
+                r = send(&p, &topic, &rows) => r,
+                _ = stop.wait() => return,
+            };
             if !sent.is_empty() {
                 match sqlx::query("DELETE FROM outbox_dlt WHERE id = ANY($1::bigint[])")
                     .bind(&sent)
