@@ -45,6 +45,10 @@ pub const FAULTS: &[(&str, &str)] = &[
         "projector kill loop (extra instances killed after 1-5 s) and a SIGSTOP past max.poll.interval.ms",
     ),
     (
+        "F5",
+        "kill -9 of a partition leader of a 3-broker KRaft cluster, back after 20 s; then a clean stop of the next leader",
+    ),
+    (
         "F6",
         "PostgreSQL stopped (-m fast, then -m immediate) for 5 s each: 503 with Retry-After meanwhile",
     ),
