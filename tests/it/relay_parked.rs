@@ -408,6 +408,27 @@ async fn a_row_read_behind_a_parked_row_is_not_parked_once_that_row_was_released
         .await
         .unwrap();
     assert_eq!(queued, vec![ids[0]]);
+    // `eventfold outbox parked release --all` finds every parked aggregate (as the relay's role).
+    let head = Park {
+        id: ids[0],
+        epoch: 1,
+        kind: "encode",
+        reason: "again".into(),
+        blocked_by: None,
+    };
+    assert_eq!(outbox::park(&db.admin, shards, &[head]).await.unwrap(), 1);
+    let env = stack.service_env(&[("DATABASE_URL", db.relay_url.as_str())]);
+    let o = eventfold_cli::outbox::release(&env, None)
+        .await
+        .expect("runs");
+    assert!(o.ok, "{:?}", o.err);
+    assert_eq!(o.out.len(), 1, "{:?}", o.out);
+    assert!(o.out[0].contains("CrossReference/race-1"), "{}", o.out[0]);
+    let outbox_len: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(outbox_len, 3);
     db.drop_database().await;
 }
 
