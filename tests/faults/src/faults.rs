@@ -282,8 +282,7 @@ async fn f5(stack: &Stack, ctl: &StackCtl) -> Result<Verdict, FaultError> {
     let mut healed = Instant::now();
     let mut killed = Vec::new();
     for (inject, down) in [("kill-node", 20), ("stop-node", 10)] {
-        let leader = ctl.script_output("kafka", &["leader", &topic, "0"]).await?;
-        let leader = leader.trim().to_string();
+        let leader = leader_of(ctl, &topic).await?;
         ctl.script("kafka", &[inject, &leader]).await?;
         killed.push(format!("{inject} {leader}"));
         tokio::time::sleep(Duration::from_secs(down)).await;
@@ -298,6 +297,19 @@ async fn f5(stack: &Stack, ctl: &StackCtl) -> Result<Verdict, FaultError> {
     ));
     rig.finish(&mut v).await?;
     Ok(v)
+}
+
+/// The node leading partition 0 of `topic`, waiting up to 60 s for the relay to create the topic
+/// (a freshly started cluster loads its coordinators first).
+async fn leader_of(ctl: &StackCtl, topic: &str) -> Result<String, FaultError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match ctl.script_output("kafka", &["leader", topic, "0"]).await {
+            Ok(out) => return Ok(out.trim().to_string()),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
 }
 
 async fn f6(stack: &Stack, ctl: &StackCtl) -> Result<Verdict, FaultError> {
