@@ -233,8 +233,8 @@ fn offences(plan: &Value, in_merge: bool, out: &mut Vec<String>) {
     if name.contains("IndexSeek") && !name.contains("Unique") {
         out.push(format!("non-unique seek {name} ({details})"));
     }
-    if in_merge && name.contains("RelationshipIndexSeek")
-        || in_merge && name.contains("RelationshipUniqueIndexSeek")
+    if in_merge
+        && (name.contains("RelationshipIndexSeek") || name.contains("RelationshipUniqueIndexSeek"))
     {
         out.push(format!(
             "relationship index seek under MERGE {name} ({details})"
@@ -512,8 +512,16 @@ async fn every_graph_write_applied_twice_changes_nothing() {
     for g in [&once, &twice] {
         drop_generation(&graph, g).await;
     }
-    assert_eq!(after_pairs, (2, 5), "validations counted once each, at version 5");
-    assert_eq!(after_replay, (2, 5), "a redelivered history changed the counter");
+    assert_eq!(
+        after_pairs,
+        (2, 5),
+        "validations counted once each, at version 5"
+    );
+    assert_eq!(
+        after_replay,
+        (2, 5),
+        "a redelivered history changed the counter"
+    );
     assert!(a.len() > 10, "{a:#?}");
     assert_eq!(a, b, "applying each event twice changed the graph");
     assert_eq!(a, c, "applying the history again changed the graph");

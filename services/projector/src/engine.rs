@@ -295,11 +295,11 @@ impl Processor {
 
     /// Clears a halt after a successful transaction.
     fn resume(&self) {
-        if let Some(m) = &self.metrics {
-            if m.halts.clear(self.projection.name()) {
-                m.halted.with_label_values(&[self.projection.name()]).set(0);
-                tracing::info!(read_model = self.projection.name(), "read model resumed");
-            }
+        if let Some(m) = &self.metrics
+            && m.halts.clear(self.projection.name())
+        {
+            m.halted.with_label_values(&[self.projection.name()]).set(0);
+            tracing::info!(read_model = self.projection.name(), "read model resumed");
         }
     }
 
