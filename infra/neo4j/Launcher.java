@@ -27,6 +27,10 @@ public class Launcher {
         String host = args[1];
         int port = Integer.parseInt(args[2]);
 
+        // A transaction whose client gave up (the projector's apply timeout fired and it retries
+        // the batch in halves) must not keep its locks: the server ends it after this many seconds,
+        // which must stay below the projector's PROJECTOR_APPLY_TIMEOUT_MS (30 s by default).
+        long txTimeout = Long.parseLong(System.getenv().getOrDefault("EVENTFOLD_NEO4J_TX_TIMEOUT_S", "25"));
         DatabaseManagementService dbms;
         try {
             dbms = new DatabaseManagementServiceBuilder(home)
@@ -40,6 +44,8 @@ public class Launcher {
                     .setConfig(GraphDatabaseSettings.logical_log_rotation_threshold, ByteUnit.mebiBytes(16))
                     .setConfig(GraphDatabaseSettings.preallocate_logical_logs, false)
                     .setConfig(GraphDatabaseSettings.udc_enabled, false)
+                    .setConfig(GraphDatabaseSettings.transaction_timeout, java.time.Duration.ofSeconds(txTimeout))
+                    .setConfig(GraphDatabaseSettings.lock_acquisition_timeout, java.time.Duration.ofSeconds(txTimeout))
                     .build();
         } catch (Throwable e) {
             System.err.println("eventfold-neo4j failed to start: " + e);

@@ -385,3 +385,111 @@ async fn a_read_model_behind_the_log_start_catches_up_from_the_event_store() {
     assert!(report.is_clean(), "{report:#?}");
     p.drop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_letter_copy_refused_at_parking_time_follows_later_one_per_parked_event() {
+    use rdkafka::admin::{AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
+    use rdkafka::producer::FutureProducer;
+    use projector::parking::{Reason, ToPark};
+
+    let stack = Stack::from_env().await;
+    let p = Pipeline::create(&stack).await;
+    let dlt = format!("{}dlt.confidence", p.db.prefix);
+    // The dead-letter topic refuses every copy at first (max.message.bytes below any record).
+    let admin: AdminClient<DefaultClientContext> = stack.kafka.client_config().create().unwrap();
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(&dlt, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "100")],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(|r| r.is_ok()), "{created:?}");
+    let producer: FutureProducer = stack
+        .kafka
+        .client_config()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "10000")
+        .create()
+        .unwrap();
+    let parking = Parking::new(
+        p.db.admin.clone(),
+        "confidence",
+        Some((producer, dlt.clone())),
+    );
+    let poison = |offset: i64| ToPark {
+        origin: Origin {
+            record: Some(("t".into(), 0, offset)),
+            key: Some(b"agg-1".to_vec()),
+            value: Some(vec![7; 300]),
+            headers: vec![("event_id".into(), Some(b"e".to_vec()))],
+        },
+        event_id: Some(format!("e-{offset}")),
+        event_type: Some("CrossReferenceValidated".into()),
+        aggregate: Some(("CrossReference".into(), "agg-1".into())),
+        version: Some(offset + 1),
+        reason: Reason::Refused,
+        error: "refused by the handler".into(),
+        attempts: 3,
+    };
+    // Parked twice each, as a retried batch would: the parking is idempotent.
+    let mut ids = Vec::new();
+    for offset in [0, 1] {
+        let first = parking.park(&poison(offset), None).await;
+        let again = parking.park(&poison(offset), None).await.unwrap();
+        if let Ok(id) = first {
+            assert_eq!(id, again);
+        }
+        ids.push(again);
+    }
+    assert_eq!(parking.dead_letters_pending().await.unwrap(), 2);
+
+    let alter = AlterConfig::new(ResourceSpecifier::Topic(&dlt)).set("max.message.bytes", "1048588");
+    let altered = admin.alter_configs(&[alter], &AdminOptions::new()).await.unwrap();
+    assert!(altered.iter().all(|r| r.is_ok()), "{altered:?}");
+    // The projector's sender task runs this step until the queue is empty.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while parking.dead_letters_pending().await.unwrap() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "copies not sent");
+        let _ = parking.send_dead_letters().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let copied = dead_letter_ids(&stack, &dlt, 2).await;
+    assert_eq!(copied, ids, "one dead-letter record per parked event");
+    p.drop_all().await;
+}
+
+/// The `dlt_parked_id` header of every record of `topic`, sorted, once there are `n`.
+async fn dead_letter_ids(stack: &Stack, topic: &str, n: usize) -> Vec<i64> {
+    use rdkafka::Message;
+    use rdkafka::message::Headers;
+    let c: BaseConsumer = stack
+        .kafka
+        .client_config()
+        .set("group.id", eventfold_tests::unique("dlt-check"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut ids = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ids.len() < n && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let id = m.headers().and_then(|h| {
+                h.iter()
+                    .find(|x| x.key == "dlt_parked_id")
+                    .and_then(|x| x.value)
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok())
+            });
+            ids.extend(id);
+        }
+    }
+    // Anything beyond `n` would be a second copy of a parking.
+    while let Some(Ok(_)) = c.poll(Duration::from_secs(2)) {
+        ids.push(-1);
+    }
+    ids.sort_unstable();
+    ids
+}

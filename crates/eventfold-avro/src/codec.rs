@@ -21,7 +21,7 @@ use std::sync::{Arc, RwLock};
 use apache_avro::Schema;
 use eventfold_domain::{DomainEvent, PreparedUpcast, StoredEventError, UpcastError, Upcasters};
 use schema_registry_converter::async_impl::schema_registry::{
-    SrSettings, get_schema_by_id, post_schema,
+    SrSettings, get_all_subjects, get_schema_by_id, post_schema,
 };
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{RawError, SchemaType, SuppliedSchema};
@@ -346,9 +346,15 @@ impl AvroCodec {
     }
 
     async fn fetch_writer(&self, id: u32) -> Result<Arc<Writer>, CodecError> {
-        let registered = get_schema_by_id(id, &self.settings)
-            .await
-            .map_err(|e| classify(e, &format!("schema id {id}"), Some(id)))?;
+        let registered = match get_schema_by_id(id, &self.settings).await {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(match classify(e, &format!("schema id {id}"), Some(id)) {
+                    CodecError::UnknownSchemaId { schema_id } => self.confirm_unknown(schema_id).await,
+                    other => other,
+                });
+            }
+        };
         let schema =
             Schema::parse_str(&registered.schema).map_err(|e| CodecError::BadWriterSchema {
                 schema_id: id,
@@ -367,6 +373,36 @@ impl AvroCodec {
                 schema_id: id,
                 fullname,
             }),
+        }
+    }
+}
+
+impl AvroCodec {
+    /// A 404 for a schema id is only believed when the registry demonstrably serves: a registry
+    /// whose own storage is down can answer 404 for every id (seen with a registry on the stack's
+    /// PostgreSQL during a database restart), and parking records for that would be wrong. It
+    /// serves when an id this codec already resolved resolves again, or, before any, when it
+    /// lists at least one subject (records exist, so a registry without subjects is broken).
+    async fn confirm_unknown(&self, schema_id: u32) -> CodecError {
+        let known = self
+            .writers
+            .read()
+            .ok()
+            .and_then(|m| m.keys().copied().find(|k| *k != schema_id));
+        let serving = match known {
+            Some(k) => get_schema_by_id(k, &self.settings).await.is_ok(),
+            None => get_all_subjects(&self.settings)
+                .await
+                .is_ok_and(|s| !s.is_empty()),
+        };
+        if serving {
+            CodecError::UnknownSchemaId { schema_id }
+        } else {
+            CodecError::RegistryUnavailable {
+                context: format!("schema id {schema_id}"),
+                message: "the registry answered not found, but does not serve known schemas either"
+                    .into(),
+            }
         }
     }
 }

@@ -22,10 +22,11 @@ pub enum ApplyError {
     /// paused or slow. Its transaction is refused; it must restart on the new generation.
     #[error("fenced: {0}")]
     Fenced(String),
-    /// The transaction did not finish within the apply timeout. Retried, never parked; the
-    /// engine splits a timed-out batch instead of running it whole again.
-    #[error("no answer within {0:?}")]
-    TimedOut(std::time::Duration),
+    /// The transaction did not finish within the apply timeout (the client's, or the server's
+    /// statement, lock or transaction timeout that bounds it). Retried, never parked; the engine
+    /// splits a timed-out batch instead of running it whole again.
+    #[error("timed out: {0}")]
+    TimedOut(String),
     /// The store refuses every write for a reason no event can cause (permission denied, a
     /// read-only transaction after a failover, a missing table): the read model halts with
     /// `reason` and retries with back-off until the operator fixes it. Never parked, since
@@ -63,6 +64,8 @@ impl From<sqlx::Error> for ApplyError {
                 code: code.to_owned(),
                 reason: e.to_string(),
             }
+        } else if pg_timed_out(&e) {
+            Self::TimedOut(e.to_string())
         } else if pg_transient(&e) {
             Self::Transient(e.to_string())
         } else {
@@ -78,12 +81,27 @@ impl From<neo4rs::Error> for ApplyError {
                 code,
                 reason: e.to_string(),
             }
+        } else if neo4j_timed_out(&e) {
+            Self::TimedOut(e.to_string())
         } else if neo4j_transient(&e) {
             Self::Transient(e.to_string())
         } else {
             Self::Refused(e.to_string())
         }
     }
+}
+
+/// True for the server's own bound on a transaction (`statement_timeout`: 57014,
+/// `lock_timeout`: 55P03), which the engine sets to the apply timeout.
+pub fn pg_timed_out(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("57014" | "55P03")))
+}
+
+/// True for Neo4j's transaction and lock-acquisition timeouts (`db.transaction.timeout`,
+/// `db.lock.acquisition.timeout`): the batch is too slow or waits on a lock, not refused.
+pub fn neo4j_timed_out(e: &neo4rs::Error) -> bool {
+    matches!(e, neo4rs::Error::Neo4j(n)
+        if n.code().contains("TransactionTimedOut") || n.code().contains("LockAcquisitionTimeout"))
 }
 
 /// PostgreSQL error codes that say the read model cannot be written at all, whatever the event.

@@ -216,7 +216,7 @@ impl Processor {
                     let (first, second) = items.split_at(items.len() / 2);
                     tracing::warn!(
                         read_model = name,
-                        timeout = ?t,
+                        error = %t,
                         events = items.len(),
                         "batch timed out; applying it in two halves"
                     );
@@ -229,7 +229,7 @@ impl Processor {
                     return Some(total);
                 }
                 Err(ApplyError::TimedOut(t)) => {
-                    tracing::warn!(read_model = name, timeout = ?t, attempt = transient, "one event timed out; retrying");
+                    tracing::warn!(read_model = name, error = %t, attempt = transient, "one event timed out; retrying");
                     self.count_retry("timeout");
                     self.pause(backoff(transient), shutdown).await?;
                     transient += 1;
@@ -363,7 +363,10 @@ impl Processor {
         match tokio::time::timeout(self.apply_timeout, self.apply_once_untimed(items, refuse)).await
         {
             Ok(r) => r,
-            Err(_) => Err(ApplyError::TimedOut(self.apply_timeout)),
+            Err(_) => Err(ApplyError::TimedOut(format!(
+                "no answer within {:?}",
+                self.apply_timeout
+            ))),
         }
     }
 
@@ -373,6 +376,7 @@ impl Processor {
         refuse: Option<&str>,
     ) -> Result<Outcome, ApplyError> {
         let mut tx = self.target.begin().await?;
+        tx.bound(self.apply_timeout).await?;
         match self.apply_in(&mut tx, items, refuse).await {
             Ok(o) => {
                 tx.commit().await?;

@@ -209,6 +209,34 @@ pub fn halted_check(halts: metrics::Halts) -> ReadinessCheck {
     })
 }
 
+/// Sends the read model's queued dead-letter copies every few seconds (a copy that could not be
+/// sent when its event was parked, e.g. while Kafka was down), until shutdown.
+async fn send_dead_letters(parking: Parking, metrics: metrics::ProjectorMetrics, shutdown: Shutdown) {
+    let name = parking.read_model();
+    let mut attempt = 0;
+    loop {
+        let wait = match parking.send_dead_letters().await {
+            Ok(n) if n > 0 => Duration::ZERO,
+            Ok(_) => {
+                attempt = 0;
+                Duration::from_secs(2)
+            }
+            Err(e) => {
+                tracing::warn!(read_model = name, error = %e, "dead-letter copies not sent; retrying");
+                attempt += 1;
+                backoff(attempt)
+            }
+        };
+        if let Ok(n) = parking.dead_letters_pending().await {
+            metrics.dlt_pending.with_label_values(&[name]).set(n);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
 /// `/readyz` check `log_start`: fails while a read model catches up from the event store because
 /// retention deleted records it never applied.
 fn log_start_check(behind: prometheus::IntGaugeVec) -> ReadinessCheck {
@@ -355,6 +383,11 @@ impl Worker {
             name,
             Some((self.dlt.clone(), dlt_topic(&self.config.topic_prefix, name))),
         );
+        tokio::spawn(send_dead_letters(
+            parking.clone(),
+            self.metrics.clone(),
+            shutdown.clone(),
+        ));
         let state = state::watch_state(
             self.stores.pool.clone(),
             name,

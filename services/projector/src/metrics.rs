@@ -29,6 +29,8 @@ pub struct ProjectorMetrics {
     /// 1 while a read model catches up from the event store because its stored offset fell
     /// below a partition's log start (records deleted by retention).
     pub behind_log_start: IntGaugeVec,
+    /// Dead-letter copies of parked events not yet acknowledged by Kafka.
+    pub dlt_pending: IntGaugeVec,
     /// 1 while the read model is halted by a store error no event can cause (permission,
     /// read-only, missing table); see [`Halts`] for the reason.
     pub halted: IntGaugeVec,
@@ -130,6 +132,14 @@ impl ProjectorMetrics {
                 &["read_model"],
             )
             .expect("static metric"),
+            dlt_pending: IntGaugeVec::new(
+                Opts::new(
+                    "projector_dlt_pending",
+                    "Dead-letter copies of parked events not yet acknowledged by Kafka",
+                ),
+                &["read_model"],
+            )
+            .expect("static metric"),
             behind_log_start: IntGaugeVec::new(
                 Opts::new(
                     "projector_behind_log_start",
@@ -166,6 +176,7 @@ impl ProjectorMetrics {
             Box::new(m.rebuilding.clone()),
             Box::new(m.assigned.clone()),
             Box::new(m.behind_log_start.clone()),
+            Box::new(m.dlt_pending.clone()),
             Box::new(m.halted.clone()),
             Box::new(m.splits.clone()),
         ] {

@@ -73,6 +73,15 @@ pub struct ToPark {
     pub attempts: i32,
 }
 
+/// A queued dead-letter copy.
+struct DeadLetter {
+    id: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    names: Vec<String>,
+    values: Vec<Option<Vec<u8>>>,
+}
+
 /// A row of `parked_events`, as listed by the admin API.
 #[derive(Debug, Clone, Serialize)]
 pub struct Parked {
@@ -196,8 +205,10 @@ impl Parking {
         Ok(out)
     }
 
-    /// Parks `event` (idempotent per record or per aggregate version) and copies it to the
-    /// dead-letter topic when it was newly parked; returns its row id.
+    /// Parks `event` (idempotent per record or per aggregate version); returns its row id. A
+    /// newly parked event also queues its dead-letter copy in the same statement, so the parked
+    /// table and the dead-letter topic cannot drift apart: the copy is sent right away if it can
+    /// be, and otherwise by [`Parking::send_dead_letters`] until Kafka acknowledges it.
     pub async fn park(&self, event: &ToPark, blocked_by: Option<i64>) -> Result<i64, ApplyError> {
         if let Some(next) = &self.dry_run {
             return Ok(next.fetch_sub(1, std::sync::atomic::Ordering::Relaxed));
@@ -218,12 +229,26 @@ impl Parking {
             Some((t, i)) => (Some(t.as_str()), Some(i.as_str())),
             None => (None, None),
         };
+        let (names, values) = self.dead_letter_headers(event);
+        let dlt_key = event.origin.key.clone().or_else(|| {
+            event
+                .aggregate
+                .as_ref()
+                .map(|(_, i)| i.clone().into_bytes())
+        });
         let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO parked_events (read_model, topic, \"partition\", \"offset\", event_id, \
-               event_type, aggregate_type, aggregate_id, version, reason, error, attempts, \
-               blocked_by, record_key, record_value, record_headers) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-             ON CONFLICT DO NOTHING RETURNING id",
+            "WITH p AS (\
+               INSERT INTO parked_events (read_model, topic, \"partition\", \"offset\", event_id, \
+                 event_type, aggregate_type, aggregate_id, version, reason, error, attempts, \
+                 blocked_by, record_key, record_value, record_headers) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+               ON CONFLICT DO NOTHING RETURNING id), \
+             q AS (\
+               INSERT INTO parked_dead_letters (parked_id, read_model, record_key, record_value, \
+                 header_names, header_values) \
+               SELECT id, $1, $17, $15, $18::text[] || 'dlt_parked_id'::text, \
+                 $19::bytea[] || convert_to(id::text, 'UTF8') FROM p WHERE $20) \
+             SELECT id FROM p",
         )
         .bind(self.read_model)
         .bind(topic)
@@ -241,11 +266,18 @@ impl Parking {
         .bind(&event.origin.key)
         .bind(&event.origin.value)
         .bind(headers)
+        .bind(&dlt_key)
+        .bind(&names)
+        .bind(&values)
+        .bind(self.dlt.is_some())
         .fetch_optional(&self.pool)
         .await?;
         match inserted {
             Some(id) => {
-                self.dead_letter(event, id).await?;
+                // The fast path; a copy that cannot be sent now stays queued for the sender task.
+                if let Err(e) = self.send_dead_letters().await {
+                    tracing::warn!(read_model = self.read_model, error = %e, "dead-letter copy queued for a retry");
+                }
                 Ok(id)
             }
             None => {
@@ -269,55 +301,106 @@ impl Parking {
         }
     }
 
-    async fn dead_letter(&self, event: &ToPark, id: i64) -> Result<(), ApplyError> {
-        let Some((producer, topic)) = &self.dlt else {
-            return Ok(());
-        };
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &event.origin.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: v.as_deref(),
-            });
-        }
+    /// The dead-letter record's headers: the original record's, then the parking's own (the
+    /// parked row id is added by the parking statement).
+    fn dead_letter_headers(&self, event: &ToPark) -> (Vec<String>, Vec<Option<Vec<u8>>>) {
         let source = event
             .origin
             .record
             .as_ref()
             .map(|(t, p, o)| format!("{t}/{p}/{o}"))
             .unwrap_or_else(|| "event-store".into());
-        let parked_id = id.to_string();
+        let mut names = Vec::with_capacity(event.origin.headers.len() + 4);
+        let mut values = Vec::with_capacity(event.origin.headers.len() + 4);
+        for (k, v) in &event.origin.headers {
+            names.push(k.clone());
+            values.push(v.clone());
+        }
         for (k, v) in [
             ("dlt_read_model", self.read_model),
             ("dlt_reason", event.reason.as_str()),
             ("dlt_error", event.error.as_str()),
             ("dlt_source", source.as_str()),
-            ("dlt_parked_id", parked_id.as_str()),
         ] {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v),
-            });
+            names.push(k.to_owned());
+            values.push(Some(v.as_bytes().to_vec()));
         }
-        let key = event.origin.key.clone().or_else(|| {
-            event
-                .aggregate
-                .as_ref()
-                .map(|(_, i)| i.clone().into_bytes())
+        (names, values)
+    }
+
+    /// Sends the queued dead-letter copies of the read model (oldest first, up to 500) and
+    /// removes each one only after Kafka acknowledged it; returns how many were sent. Rows are
+    /// claimed with `SKIP LOCKED`, so instances do not send the same copy at the same time.
+    pub async fn send_dead_letters(&self) -> Result<usize, ApplyError> {
+        let Some((producer, topic)) = &self.dlt else {
+            return Ok(0);
+        };
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, record_key, record_value, header_names, header_values \
+             FROM parked_dead_letters WHERE read_model = $1 ORDER BY id LIMIT 500 \
+             FOR UPDATE SKIP LOCKED",
+        )
+        .bind(self.read_model)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let copies: Vec<DeadLetter> = rows
+            .iter()
+            .map(|r| DeadLetter {
+                id: r.get(0),
+                key: r.get(1),
+                value: r.get(2),
+                names: r.get(3),
+                values: r.get(4),
+            })
+            .collect();
+        let sends = copies.iter().map(|c| {
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in c.names.iter().zip(&c.values) {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: v.as_deref(),
+                });
+            }
+            let mut record: FutureRecord<'_, Vec<u8>, Vec<u8>> =
+                FutureRecord::to(topic).headers(headers);
+            if let Some(k) = c.key.as_ref() {
+                record = record.key(k);
+            }
+            if let Some(v) = c.value.as_ref() {
+                record = record.payload(v);
+            }
+            producer.send(record, Duration::from_secs(30))
         });
-        let mut record: FutureRecord<'_, Vec<u8>, Vec<u8>> =
-            FutureRecord::to(topic).headers(headers);
-        if let Some(k) = key.as_ref() {
-            record = record.key(k);
+        let results = futures::future::join_all(sends).await;
+        let mut acked = Vec::with_capacity(copies.len());
+        let mut failed = None;
+        for (c, r) in copies.iter().zip(results) {
+            match r {
+                Ok(_) => acked.push(c.id),
+                Err((e, _)) => failed = Some(e),
+            }
         }
-        if let Some(v) = event.origin.value.as_ref() {
-            record = record.payload(v);
+        sqlx::query("DELETE FROM parked_dead_letters WHERE id = ANY($1)")
+            .bind(&acked)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        match failed {
+            Some(e) => Err(ApplyError::Transient(format!("dead-letter topic: {e}"))),
+            None => Ok(acked.len()),
         }
-        producer
-            .send(record, Duration::from_secs(30))
+    }
+
+    /// Dead-letter copies of the read model not yet acknowledged by Kafka.
+    pub async fn dead_letters_pending(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT count(*) FROM parked_dead_letters WHERE read_model = $1")
+            .bind(self.read_model)
+            .fetch_one(&self.pool)
             .await
-            .map_err(|(e, _)| ApplyError::Transient(format!("dead-letter topic: {e}")))?;
-        Ok(())
     }
 
     /// Parked events of the read model, oldest first, at most `limit` after row `after`.

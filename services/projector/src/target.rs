@@ -553,6 +553,25 @@ impl Tx {
         Ok(out)
     }
 
+    /// Bounds how long the server keeps working for this transaction: a client that timed out
+    /// and dropped it must not leave a statement holding its locks behind (the batch is retried
+    /// in halves, which would wait for them). PostgreSQL: `statement_timeout` and `lock_timeout`
+    /// for this transaction; Neo4j: the server's `db.transaction.timeout` (set by the stack's
+    /// launcher, see README), as the driver cannot set one per transaction.
+    pub async fn bound(&mut self, timeout: std::time::Duration) -> Result<(), ApplyError> {
+        if let Self::Postgres { tx, .. } = self {
+            let ms = format!("{}ms", timeout.as_millis().max(1));
+            sqlx::query(
+                "SELECT set_config('statement_timeout', $1, true), \
+                        set_config('lock_timeout', $1, true)",
+            )
+            .bind(&ms)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Runs a projection's writes.
     pub async fn apply(
         &mut self,
