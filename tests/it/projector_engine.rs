@@ -11,7 +11,7 @@ use eventfold_tests::Stack;
 use eventfold_tests::confidence::Confidence;
 use eventfold_tests::pipeline::Pipeline;
 use eventfold_tests::relay::xref_chain;
-use projector::consumer::{self, ConsumerSettings};
+use projector::consumer;
 use projector::engine::{Mode, Processor};
 use projector::parking::Parking;
 use projector::projection::Projection;
@@ -36,16 +36,7 @@ async fn a_library_read_model_skips_duplicates_and_audits_clean() {
     );
     let sr = stack.registry.converter_settings().unwrap();
     let codec = Arc::new(AvroCodec::new(sr, Arc::new(Catalog::embedded().unwrap())));
-    let settings = ConsumerSettings {
-        kafka: stack.kafka.clone(),
-        topic_prefix: p.db.prefix.clone(),
-        group_prefix: p.group_prefix.clone(),
-        group: None,
-        batch_size: 300,
-        batch_wait: Duration::from_millis(5),
-        session_timeout_ms: 6000,
-        max_poll_interval_ms: 300_000,
-    };
+    let settings = p.consumer_settings();
     let parking = Parking::new(stores.pool.clone(), "confidence", None);
     let (proj, st) = (projection.clone(), stores.clone());
     let make = move |s: state::ModelState| Processor {

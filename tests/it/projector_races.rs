@@ -12,7 +12,7 @@ use eventfold_tests::Stack;
 use eventfold_tests::confidence::Confidence;
 use eventfold_tests::pipeline::Pipeline;
 use eventfold_tests::relay::xref_chain;
-use projector::consumer::{self, ConsumerSettings};
+use projector::consumer;
 use projector::engine::{APPLY_TIMEOUT, Item, Mode, Processor};
 use projector::parking::{Origin, Parking};
 use projector::projection::{ProjectedEvent, Projection};
@@ -180,19 +180,6 @@ async fn a_neo4j_writer_that_missed_a_rebuild_is_fenced_off() {
     p.drop_all().await;
 }
 
-fn consumer_settings(stack: &Stack, p: &Pipeline) -> ConsumerSettings {
-    ConsumerSettings {
-        kafka: stack.kafka.clone(),
-        topic_prefix: p.db.prefix.clone(),
-        group_prefix: p.group_prefix.clone(),
-        group: None,
-        batch_size: 300,
-        batch_wait: Duration::from_millis(5),
-        session_timeout_ms: 6000,
-        max_poll_interval_ms: 300_000,
-    }
-}
-
 /// Runs the `confidence` read model's consumer in-process until the returned shutdown fires.
 fn run_consumer(
     stack: &Stack,
@@ -217,7 +204,7 @@ fn run_consumer(
     };
     let shutdown = Shutdown::new();
     let worker = tokio::spawn(consumer::run(
-        consumer_settings(stack, p),
+        p.consumer_settings(),
         codec,
         make,
         rx,
@@ -388,9 +375,9 @@ async fn a_read_model_behind_the_log_start_catches_up_from_the_event_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_letter_copy_refused_at_parking_time_follows_later_one_per_parked_event() {
+    use projector::parking::{Reason, ToPark};
     use rdkafka::admin::{AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
     use rdkafka::producer::FutureProducer;
-    use projector::parking::{Reason, ToPark};
 
     let stack = Stack::from_env().await;
     let p = Pipeline::create(&stack).await;
@@ -445,8 +432,12 @@ async fn a_dead_letter_copy_refused_at_parking_time_follows_later_one_per_parked
     }
     assert_eq!(parking.dead_letters_pending().await.unwrap(), 2);
 
-    let alter = AlterConfig::new(ResourceSpecifier::Topic(&dlt)).set("max.message.bytes", "1048588");
-    let altered = admin.alter_configs(&[alter], &AdminOptions::new()).await.unwrap();
+    let alter =
+        AlterConfig::new(ResourceSpecifier::Topic(&dlt)).set("max.message.bytes", "1048588");
+    let altered = admin
+        .alter_configs(&[alter], &AdminOptions::new())
+        .await
+        .unwrap();
     assert!(altered.iter().all(|r| r.is_ok()), "{altered:?}");
     // The projector's sender task runs this step until the queue is empty.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

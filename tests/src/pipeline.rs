@@ -84,6 +84,20 @@ impl Pipeline {
         RelayProcess::start_binary("projector", &self.db.name, id, self.projector_env(extra))
     }
 
+    /// Settings of an in-process consumer of this pipeline's topics (batches of 300).
+    pub fn consumer_settings(&self) -> projector::consumer::ConsumerSettings {
+        projector::consumer::ConsumerSettings {
+            kafka: self.stack.kafka.clone(),
+            topic_prefix: self.db.prefix.clone(),
+            group_prefix: self.group_prefix.clone(),
+            group: None,
+            batch_size: 300,
+            batch_wait: Duration::from_millis(5),
+            session_timeout_ms: 6000,
+            max_poll_interval_ms: 300_000,
+        }
+    }
+
     /// Rebuild, replay and audit access to this pipeline's stores.
     pub fn stores(&self) -> Stores {
         Stores {

@@ -350,7 +350,9 @@ impl AvroCodec {
             Ok(r) => r,
             Err(e) => {
                 return Err(match classify(e, &format!("schema id {id}"), Some(id)) {
-                    CodecError::UnknownSchemaId { schema_id } => self.confirm_unknown(schema_id).await,
+                    CodecError::UnknownSchemaId { schema_id } => {
+                        self.confirm_unknown(schema_id).await
+                    }
                     other => other,
                 });
             }

@@ -5,11 +5,13 @@
 #![deny(missing_docs)]
 
 pub mod ops;
+pub mod problem;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 
 pub use ops::Server;
+pub use problem::problem;
 pub use ops::{Ops, ReadinessCheck};
 pub use settings::{Env, ServiceSettings, SettingsError};
 pub use shutdown::Shutdown;

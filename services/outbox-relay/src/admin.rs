@@ -8,9 +8,10 @@
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use eventfold_runtime::problem;
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
@@ -28,23 +29,6 @@ pub fn router(pool: PgPool) -> axum::Router {
         .route("/v1/outbox/parked/release", post(release))
         .route("/v1/outbox/parked/discard", post(discard))
         .with_state(pool)
-}
-
-/// An RFC 9457 problem response with a machine-readable `code`.
-pub fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
-    let body = json!({
-        "type": format!("https://eventfold.dev/problems/{}", code.replace('_', "-")),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail.into(),
-        "code": code,
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 fn unavailable(e: sqlx::Error) -> Response {

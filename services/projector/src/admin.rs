@@ -13,9 +13,9 @@ use serde_json::json;
 
 use crate::parking::Parking;
 use crate::projection::{Projection, Registry};
-use crate::read_api::problem;
 use crate::rebuild::{Stores, replay_parked};
 use crate::state;
+use eventfold_runtime::problem;
 
 #[derive(Clone)]
 struct Admin {

@@ -211,7 +211,11 @@ pub fn halted_check(halts: metrics::Halts) -> ReadinessCheck {
 
 /// Sends the read model's queued dead-letter copies every few seconds (a copy that could not be
 /// sent when its event was parked, e.g. while Kafka was down), until shutdown.
-async fn send_dead_letters(parking: Parking, metrics: metrics::ProjectorMetrics, shutdown: Shutdown) {
+async fn send_dead_letters(
+    parking: Parking,
+    metrics: metrics::ProjectorMetrics,
+    shutdown: Shutdown,
+) {
     let name = parking.read_model();
     let mut attempt = 0;
     loop {

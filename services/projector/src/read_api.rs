@@ -4,9 +4,10 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use eventfold_runtime::problem;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -36,23 +37,6 @@ pub fn router(pool: PgPool, state: watch::Receiver<ModelState>) -> axum::Router 
         .route("/v1/read/opportunities/{id}", get(one))
         .route("/v1/read/users/{id}", get(user))
         .with_state(Read { pool, state })
-}
-
-/// An RFC 9457 problem answer.
-pub fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
-    let body = json!({
-        "type": format!("https://eventfold.dev/problems/{}", code.replace('_', "-")),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail.into(),
-        "code": code,
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 fn unavailable(e: sqlx::Error) -> Response {
