@@ -1,7 +1,9 @@
-//! The graph read model's Cypher against the real Neo4j: every statement the projection runs has
-//! a plan whose cost does not grow with the graph (`EXPLAIN` of each, walked operator by operator),
-//! and every statement is idempotent per entity, so an event applied twice (a replay racing the
-//! consumer) changes nothing.
+//! The graph read model's Cypher against the real Neo4j: every statement the projection runs, and
+//! every statement the engine itself runs in each transaction (epoch, offset and version locks,
+//! saving versions and offsets, the epoch moves and deletes), has a plan whose cost does not grow
+//! with the graph (`EXPLAIN` of each, walked operator by operator; the reset deletes scan their
+//! labels only in pieces bounded by a `LIMIT`), and every statement is idempotent per entity, so
+//! an event applied twice (a replay racing the consumer) changes nothing.
 //!
 //! neo4rs does not expose the plan of an `EXPLAIN` (its result summary keeps it private), so the
 //! plans are read with a minimal Bolt 4.4 client written here: RUN + PULL, and the plan from the
@@ -466,6 +468,112 @@ async fn every_graph_statement_is_planned_on_unique_seeks_without_scans() {
         }
     }
     drop_generation(&graph, &g).await;
+    assert!(
+        failures.is_empty(),
+        "plans that grow with the graph:\n{}",
+        failures.join("\n\n")
+    );
+}
+
+/// Scans that are not bounded: a scan is allowed only under a `Limit` with no `Eager` between
+/// them (the limit then stops the scan after that many rows, so each statement of a reset loop
+/// costs the same however large the graph is). `Eager` would read everything below it first.
+fn unbounded_scans(plan: &Value, limited: bool, out: &mut Vec<String>) {
+    let op = plan["operatorType"].as_str().unwrap_or("?");
+    let name = op.split('@').next().unwrap_or(op);
+    let details = plan["args"]["Details"].as_str().unwrap_or("");
+    if name.contains("Scan") && !limited {
+        out.push(format!("unbounded scan {name} ({details})"));
+    }
+    if name.contains("IndexSeek") && !name.contains("Unique") {
+        out.push(format!("non-unique seek {name} ({details})"));
+    }
+    let limited = (limited || name == "Limit") && !name.contains("Eager");
+    for c in plan["children"].as_array().into_iter().flatten() {
+        unbounded_scans(c, limited, out);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_engine_statement_is_planned_on_unique_seeks_without_scans() {
+    use projector::target::{
+        DROP_EPOCH_CYPHER, LOCK_OFFSETS_CYPHER, LOCK_VERSIONS_CYPHER, MOVE_EPOCH_CYPHER,
+        RESET_OFFSETS_CYPHER, RESET_VERSIONS_CYPHER, SAVE_OFFSETS_CYPHER, SAVE_VERSIONS_CYPHER,
+        TAKE_EPOCH_CYPHER, Target,
+    };
+    let stack = Stack::from_env().await;
+    let graph = stack.neo4j.graph().unwrap();
+    let g = format!("_eplan{:08x}", fastrand::u32(..));
+    // The engine's constraints and the projection's, as a projector creates them.
+    let target = Target::Neo4j {
+        graph: graph.clone(),
+        g: g.clone(),
+        fence: None,
+    };
+    target.setup(&Graph).await.unwrap();
+    let epoch = json!({"name": "graph", "epoch": 3});
+    let version_keys = json!({"keys": [
+        {"key": "CrossReference/x-1", "t": "CrossReference", "id": "x-1"},
+        {"key": "Sentence/s-1", "t": "Sentence", "id": "s-1"}]});
+    let offset_keys = json!({"keys": [
+        {"key": "p.CrossReference/0", "topic": "p.CrossReference", "partition": 0},
+        {"key": "p.Sentence/2", "topic": "p.Sentence", "partition": 2}]});
+    let version_rows = json!({"rows": [
+        {"key": "CrossReference/x-1", "t": "CrossReference", "id": "x-1", "v": 4},
+        {"key": "Sentence/s-1", "t": "Sentence", "id": "s-1", "v": 2}]});
+    let offset_rows = json!({"rows": [
+        {"key": "p.CrossReference/0", "topic": "p.CrossReference", "partition": 0, "o": 17},
+        {"key": "p.Sentence/2", "topic": "p.Sentence", "partition": 2, "o": 5}]});
+    // Every transaction: epoch, offsets, versions, (the projection's writes,) versions, offsets.
+    let hot: Vec<(&str, &str, Value)> = vec![
+        ("take epoch", TAKE_EPOCH_CYPHER, epoch.clone()),
+        ("lock offsets", LOCK_OFFSETS_CYPHER, offset_keys),
+        ("lock versions", LOCK_VERSIONS_CYPHER, version_keys),
+        ("save versions", SAVE_VERSIONS_CYPHER, version_rows),
+        ("save offsets", SAVE_OFFSETS_CYPHER, offset_rows),
+        ("move epoch", MOVE_EPOCH_CYPHER, epoch),
+        ("drop epoch", DROP_EPOCH_CYPHER, json!({"name": "graph"})),
+    ];
+    // A reset deletes everything of its labels, so it scans them, but in bounded pieces.
+    let mut resets: Vec<(String, String)> = vec![
+        ("reset versions".into(), RESET_VERSIONS_CYPHER.into()),
+        ("reset offsets".into(), RESET_OFFSETS_CYPHER.into()),
+    ];
+    resets.extend(
+        Graph
+            .reset()
+            .into_iter()
+            .map(|s| (format!("graph reset: {s}"), s)),
+    );
+    let mut bolt = Bolt::connect(&stack.neo4j.uri).await;
+    let mut failures = Vec::new();
+    for (key, statement, params) in &hot {
+        let plan = bolt.explain(&render(statement, &g), params.clone()).await;
+        let mut found = Vec::new();
+        offences(&plan, false, &mut found);
+        let mut lines = Vec::new();
+        describe(&plan, 1, &mut lines);
+        println!("{key}:\n{}", lines.join("\n"));
+        if !found.is_empty() {
+            failures.push(format!("{key}: {}\n{}", found.join("; "), lines.join("\n")));
+        }
+    }
+    for (key, statement) in &resets {
+        assert!(
+            statement.contains("LIMIT"),
+            "{key}: a reset statement deletes in bounded pieces"
+        );
+        let plan = bolt.explain(&render(statement, &g), json!({})).await;
+        let mut found = Vec::new();
+        unbounded_scans(&plan, false, &mut found);
+        let mut lines = Vec::new();
+        describe(&plan, 1, &mut lines);
+        println!("{key}:\n{}", lines.join("\n"));
+        if !found.is_empty() {
+            failures.push(format!("{key}: {}\n{}", found.join("; "), lines.join("\n")));
+        }
+    }
+    target.drop_all(&Graph).await.unwrap();
     assert!(
         failures.is_empty(),
         "plans that grow with the graph:\n{}",

@@ -58,7 +58,7 @@ pub const TAKE_EPOCH_CYPHER: &str = "MERGE (e:ProjectorEpoch{g} {read_model: $na
      RETURN e.epoch AS epoch";
 
 /// Moves the read model's epoch on (waits for the transaction in flight that holds it).
-const MOVE_EPOCH_CYPHER: &str = "MERGE (e:ProjectorEpoch{g} {read_model: $name}) \
+pub const MOVE_EPOCH_CYPHER: &str = "MERGE (e:ProjectorEpoch{g} {read_model: $name}) \
      SET e.epoch = $epoch, e.moved_at = datetime()";
 
 impl std::fmt::Debug for Target {
@@ -90,6 +90,36 @@ pub const LOCK_VERSIONS_CYPHER: &str = "UNWIND $keys AS k \
      ON CREATE SET v.aggregate_type = k.t, v.aggregate_id = k.id, v.last_version = 0 \
      SET v.locked = true REMOVE v.locked \
      RETURN v.aggregate_type AS t, v.aggregate_id AS id, v.last_version AS last";
+
+/// Locks (and creates at offset -1) the offset nodes of the partitions `$keys`, in the given order.
+pub const LOCK_OFFSETS_CYPHER: &str = "UNWIND $keys AS k \
+     MERGE (o:ProjectorOffset{g} {key: k.key}) \
+     ON CREATE SET o.topic = k.topic, o.partition = k.partition, o.next_offset = -1 \
+     SET o.batches = coalesce(o.batches, 0) + 1 \
+     RETURN o.topic AS topic, o.partition AS partition, o.next_offset AS next_offset";
+
+/// Stores the last applied version of each aggregate in `$rows` (never moves one back).
+pub const SAVE_VERSIONS_CYPHER: &str = "UNWIND $rows AS r MERGE (v:ProjectorVersion{g} {key: r.key}) \
+     ON CREATE SET v.aggregate_type = r.t, v.aggregate_id = r.id, v.last_version = r.v \
+     SET v.last_version = CASE WHEN v.last_version > r.v THEN v.last_version ELSE r.v END";
+
+/// Stores the next offset of each partition in `$rows` (never moves one back).
+pub const SAVE_OFFSETS_CYPHER: &str = "UNWIND $rows AS r MERGE (o:ProjectorOffset{g} {key: r.key}) \
+     ON CREATE SET o.topic = r.topic, o.partition = r.partition, o.next_offset = r.o \
+     SET o.next_offset = CASE WHEN o.next_offset > r.o THEN o.next_offset ELSE r.o END";
+
+/// Deletes up to 5000 version-guard nodes (a reset repeats it until it deletes none, so one
+/// transaction stays small however large the graph).
+pub const RESET_VERSIONS_CYPHER: &str =
+    "MATCH (n:ProjectorVersion{g}) WITH n LIMIT 5000 DETACH DELETE n RETURN count(*) AS c";
+
+/// Deletes up to 5000 offset nodes (repeated like [`RESET_VERSIONS_CYPHER`]).
+pub const RESET_OFFSETS_CYPHER: &str =
+    "MATCH (n:ProjectorOffset{g}) WITH n LIMIT 5000 DETACH DELETE n RETURN count(*) AS c";
+
+/// Deletes the read model's epoch node (dropping the generation).
+pub const DROP_EPOCH_CYPHER: &str =
+    "MATCH (e:ProjectorEpoch{g} {read_model: $name}) DETACH DELETE e";
 
 const NEO_ENGINE_SETUP: &[&str] = &[
     "CREATE CONSTRAINT projector_offset{g} IF NOT EXISTS FOR (o:ProjectorOffset{g}) REQUIRE o.key IS UNIQUE",
@@ -155,10 +185,7 @@ impl Target {
             Self::Neo4j { graph, g, .. } => {
                 self.reset(p).await?;
                 graph
-                    .run(query(&render(
-                        "MATCH (e:ProjectorEpoch{g}) DETACH DELETE e",
-                        g,
-                    )))
+                    .run(query(&render(DROP_EPOCH_CYPHER, g)).param("name", p.name()))
                     .await?;
                 if !g.is_empty() {
                     for (kind, plural) in [("CONSTRAINT", "CONSTRAINTS"), ("INDEX", "INDEXES")] {
@@ -201,12 +228,8 @@ impl Target {
             }
             Self::Neo4j { graph, g, .. } => {
                 for s in p.reset().into_iter().chain([
-                    "MATCH (n:ProjectorVersion{g}) WITH n LIMIT 5000 DETACH DELETE n \
-                     RETURN count(*) AS c"
-                        .to_owned(),
-                    "MATCH (n:ProjectorOffset{g}) WITH n LIMIT 5000 DETACH DELETE n \
-                     RETURN count(*) AS c"
-                        .to_owned(),
+                    RESET_VERSIONS_CYPHER.to_owned(),
+                    RESET_OFFSETS_CYPHER.to_owned(),
                 ]) {
                     let statement = render(&s, g);
                     loop {
@@ -452,17 +475,8 @@ impl Tx {
                     .collect();
                 let mut rows = txn
                     .execute(
-                        query(&render(
-                            "UNWIND $keys AS k \
-                             MERGE (o:ProjectorOffset{g} {key: k.key}) \
-                             ON CREATE SET o.topic = k.topic, o.partition = k.partition, \
-                                           o.next_offset = -1 \
-                             SET o.batches = coalesce(o.batches, 0) + 1 \
-                             RETURN o.topic AS topic, o.partition AS partition, \
-                                    o.next_offset AS next_offset",
-                            g,
-                        ))
-                        .param("keys", bolt(Value::Array(keys))?),
+                        query(&render(LOCK_OFFSETS_CYPHER, g))
+                            .param("keys", bolt(Value::Array(keys))?),
                     )
                     .await?;
                 while let Some(row) = rows.next(&mut **txn).await? {
@@ -617,15 +631,8 @@ impl Tx {
                     .map(|((t, i), v)| json!({"key": version_key(t, i), "t": t, "id": i, "v": v}))
                     .collect();
                 txn.run(
-                    query(&render(
-                        "UNWIND $rows AS r MERGE (v:ProjectorVersion{g} {key: r.key}) \
-                         ON CREATE SET v.aggregate_type = r.t, v.aggregate_id = r.id, \
-                                       v.last_version = r.v \
-                         SET v.last_version = CASE WHEN v.last_version > r.v \
-                                                   THEN v.last_version ELSE r.v END",
-                        g,
-                    ))
-                    .param("rows", bolt(Value::Array(rows))?),
+                    query(&render(SAVE_VERSIONS_CYPHER, g))
+                        .param("rows", bolt(Value::Array(rows))?),
                 )
                 .await?;
             }
@@ -669,15 +676,7 @@ impl Tx {
                     })
                     .collect();
                 txn.run(
-                    query(&render(
-                        "UNWIND $rows AS r MERGE (o:ProjectorOffset{g} {key: r.key}) \
-                         ON CREATE SET o.topic = r.topic, o.partition = r.partition, \
-                                       o.next_offset = r.o \
-                         SET o.next_offset = CASE WHEN o.next_offset > r.o \
-                                                  THEN o.next_offset ELSE r.o END",
-                        g,
-                    ))
-                    .param("rows", bolt(Value::Array(rows))?),
+                    query(&render(SAVE_OFFSETS_CYPHER, g)).param("rows", bolt(Value::Array(rows))?),
                 )
                 .await?;
             }
