@@ -11,7 +11,7 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use ops::Server;
-pub use problem::problem;
 pub use ops::{Ops, ReadinessCheck};
+pub use problem::problem;
 pub use settings::{Env, ServiceSettings, SettingsError};
 pub use shutdown::Shutdown;
