@@ -42,6 +42,7 @@ RELAY_LEASE_MS: {{ .Values.relay.leaseMs | quote }}
 {{ include "eventfold.config.kafka" . }}
 NEO4J_URI: {{ .Values.neo4j.uri | quote }}
 NEO4J_DATABASE: {{ .Values.neo4j.database | quote }}
+PROJECTOR_APPLY_TIMEOUT_MS: {{ .Values.projector.applyTimeoutMs | int64 | quote }}
 KAFKA_TOPIC_PREFIX: {{ .Values.kafka.topicPrefix | quote }}
 KAFKA_TOPIC_PARTITIONS: {{ .Values.kafka.partitions | quote }}
 KAFKA_TOPIC_REPLICATION: {{ .Values.kafka.replicationFactor | quote }}
