@@ -14,6 +14,8 @@ use crate::rig::{Rig, RigOptions};
 use crate::stack::StackCtl;
 use crate::verdict::{Verdict, verdict};
 
+mod poison;
+
 /// Recovery bound for a process fault (RELIABILITY.md C5).
 const PROCESS_BOUND: Duration = Duration::from_secs(30);
 /// Recovery bound for a broker or database restart.
@@ -57,6 +59,10 @@ pub const FAULTS: &[(&str, &str)] = &[
         "duplicate delivery: outbox rows re-inserted and the read models' offsets rewound to 0",
     ),
     (
+        "F12",
+        "poison of every kind (bad magic byte, unknown schema id, truncated body, incompatible schema, handler refusal) injected for aggregates of the load: parked with their later events, DLT = parked rows, replayed after the fix",
+    ),
+    (
         "F13",
         "schema registry SIGSTOPped for 20 s, relay and projector restarted cold meanwhile: nothing parked",
     ),
@@ -80,6 +86,7 @@ pub async fn run(name: &str, stack: &Stack, ctl: &StackCtl) -> Result<Verdict, F
         "F5" => f5(stack, ctl).await,
         "F6" => f6(stack, ctl).await,
         "F11" => f11(stack).await,
+        "F12" => poison::f12(stack).await,
         "F13" => f13(stack, ctl).await,
         "F14" => f14(stack, ctl).await,
         "F15" => f15(stack).await,
