@@ -186,8 +186,8 @@ pub fn backoff(attempt: u32) -> Duration {
 
 impl Processor {
     /// Applies `items` in one transaction, retrying transient failures until `shutdown` or until
-    /// the writer is fenced off by a rebuild (then `None`, nothing applied) and refused batches `max_attempts` times, after which each event
-    /// is applied on its own and the ones still refused are parked.
+    /// the writer is fenced off by a rebuild (then `None`), and refused batches `max_attempts`
+    /// times, after which each event is applied on its own and the ones still refused are parked.
     ///
     /// A batch whose transaction times out is never run whole again: it is split in two halves
     /// applied in order (recursively, down to one event, which is retried with back-off), since
