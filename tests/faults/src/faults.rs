@@ -55,6 +55,10 @@ pub const FAULTS: &[(&str, &str)] = &[
         "PostgreSQL stopped (-m fast, then -m immediate) for 5 s each: 503 with Retry-After meanwhile",
     ),
     (
+        "F10",
+        "clock skew: the command-service restarted under faketime +2h, then a relay under faketime -10m, under load",
+    ),
+    (
         "F11",
         "duplicate delivery: outbox rows re-inserted and the read models' offsets rewound to 0",
     ),
@@ -85,6 +89,7 @@ pub async fn run(name: &str, stack: &Stack, ctl: &StackCtl) -> Result<Verdict, F
         "F4" => f4(stack).await,
         "F5" => f5(stack, ctl).await,
         "F6" => f6(stack, ctl).await,
+        "F10" => f10(stack).await,
         "F11" => f11(stack).await,
         "F12" => poison::f12(stack).await,
         "F13" => f13(stack, ctl).await,
@@ -334,6 +339,72 @@ async fn f6(stack: &Stack, ctl: &StackCtl) -> Result<Verdict, FaultError> {
     v.check(
         answers.unavailable_with_retry_after.load(Ordering::Relaxed) > 0,
         "no 503 with Retry-After while PostgreSQL was down",
+    );
+    rig.finish(&mut v).await?;
+    Ok(v)
+}
+
+/// The clock of one process at a time is shifted with libfaketime (LD_PRELOAD: the service
+/// binaries are dynamically linked). Ordering must come from versions and positions, never from
+/// a wall clock: the shared verdict's C3 holds, and commands are acknowledged under the skew.
+async fn f10(stack: &Stack) -> Result<Verdict, FaultError> {
+    let faketime = ["/usr/bin/faketime", "/usr/local/bin/faketime"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .ok_or_else(|| {
+            FaultError::Setup("F10 needs faketime (scripts/faults.sh installs it)".into())
+        })?;
+    let mut run = Run::start(stack, "F10", RigOptions::default()).await?;
+    let mut acked_skewed = Vec::new();
+    for (i, skew) in ["+2h", "-10m"].into_iter().enumerate() {
+        // Only the wall clock is skewed: libfaketime would shift CLOCK_MONOTONIC as well, which
+        // no NTP error does.
+        let wrapper = [
+            "/usr/bin/env",
+            "FAKETIME_DONT_FAKE_MONOTONIC=1",
+            faketime,
+            "-f",
+            skew,
+        ];
+        let proc = if i == 0 {
+            &mut run.rig.command
+        } else {
+            &mut run.rig.relays[0]
+        };
+        proc.kill9().await?;
+        proc.wrap(&wrapper);
+        proc.restart()?;
+        proc.ready(&run.rig.http, Duration::from_secs(30)).await?;
+        let before = run.load.acked();
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        acked_skewed.push((proc.id.clone(), skew, run.load.acked() - before));
+        // Back to the real clock, as an operator fixing NTP would restart it.
+        proc.kill9().await?;
+        proc.wrap(&[]);
+        proc.restart()?;
+        proc.ready(&run.rig.http, Duration::from_secs(30)).await?;
+    }
+    let skewed_rows: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE occurred_at > now() + interval '1 hour'",
+    )
+    .fetch_one(&run.rig.pipeline.db.admin)
+    .await?;
+    let healed = Instant::now();
+    let (mut v, rig) = run.finish("F10", healed, PROCESS_BOUND, Vec::new()).await?;
+    for (id, skew, n) in &acked_skewed {
+        v.notes
+            .push(format!("{id} at {skew}: {n} commands acknowledged"));
+        v.check(
+            *n > 0,
+            format!("no command acknowledged while {id} ran at {skew}"),
+        );
+    }
+    v.notes.push(format!(
+        "{skewed_rows} events stored with occurred_at 2 h in the future (the skewed command-service's clock)"
+    ));
+    v.check(
+        skewed_rows > 0,
+        "no event carries the skewed clock: faketime did not take effect",
     );
     rig.finish(&mut v).await?;
     Ok(v)

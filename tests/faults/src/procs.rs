@@ -17,6 +17,8 @@ pub struct Proc {
     /// The `HTTP_ADDR` it listens on (kept across restarts).
     addr: String,
     env: Vec<(String, String)>,
+    /// A command it runs under (e.g. `faketime -f +2h`), empty for none.
+    wrapper: Vec<String>,
     child: tokio::process::Child,
     log: PathBuf,
 }
@@ -63,13 +65,14 @@ impl Proc {
     ) -> Result<Self, FaultError> {
         let addr = format!("127.0.0.1:{}", free_port()?);
         let log = logs.join(format!("{binary}-{id}.log"));
-        let child = spawn(binary, &addr, &env, &log)?;
+        let child = spawn(binary, &[], &addr, &env, &log)?;
         Ok(Self {
             binary,
             id: id.into(),
             url: format!("http://{addr}"),
             addr,
             env,
+            wrapper: Vec::new(),
             child,
             log,
         })
@@ -96,8 +99,14 @@ impl Proc {
 
     /// Starts the same binary again with the same environment and address.
     pub fn restart(&mut self) -> Result<(), FaultError> {
-        self.child = spawn(self.binary, &self.addr, &self.env, &self.log)?;
+        self.child = spawn(self.binary, &self.wrapper, &self.addr, &self.env, &self.log)?;
         Ok(())
+    }
+
+    /// Runs it under `wrapper` (a program and its arguments, e.g. `faketime -f +2h`; empty: none)
+    /// from the next [`Proc::restart`] on.
+    pub fn wrap(&mut self, wrapper: &[&str]) {
+        self.wrapper = wrapper.iter().map(|s| (*s).to_string()).collect();
     }
 
     /// Waits until `/readyz` answers 200.
@@ -178,6 +187,7 @@ impl Proc {
 
 fn spawn(
     binary: &str,
+    wrapper: &[String],
     addr: &str,
     env: &[(String, String)],
     log: &std::path::Path,
@@ -186,7 +196,16 @@ fn spawn(
         .create(true)
         .append(true)
         .open(log)?;
-    let child = tokio::process::Command::new(service_binary(binary)?)
+    let path = service_binary(binary)?;
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = tokio::process::Command::new(program);
+            c.args(args).arg(path);
+            c
+        }
+        None => tokio::process::Command::new(path),
+    };
+    let child = cmd
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("HTTP_ADDR", addr)
