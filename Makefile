@@ -53,7 +53,7 @@ bench-avro: ## Avro codec throughput per core (encode, decode, decode + upcast),
 # `make faults-ci` the subset CI can afford. The faults stop and pause the servers of the stack in
 # $EVENTFOLD_CACHE: run them on a stack instance of their own (README, "Fault suite").
 FAULTS ?=
-FAULTS_CI := F1 F2 F3 F11 F15
+FAULTS_CI := F1 F2 F3 F11 F12 F15
 .PHONY: faults faults-ci
 
 faults: ## the fault suite against the real stack, one verdict table (FAULTS="F1 F15" for a subset)
