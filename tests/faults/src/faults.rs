@@ -14,6 +14,8 @@ use crate::rig::{Rig, RigOptions};
 use crate::stack::StackCtl;
 use crate::verdict::{Verdict, verdict};
 
+mod clock;
+mod network;
 mod poison;
 
 /// Recovery bound for a process fault (RELIABILITY.md C5).
@@ -55,8 +57,16 @@ pub const FAULTS: &[(&str, &str)] = &[
         "PostgreSQL stopped (-m fast, then -m immediate) for 5 s each: 503 with Retry-After meanwhile",
     ),
     (
+        "F8",
+        "network partition: one of two relays in a network namespace, its veth cut (netem loss 100%) for 20 s under load: fenced after the heal",
+    ),
+    (
+        "F9",
+        "slow, lossy link: the relay and the projector in a network namespace behind netem delay 500ms loss 5% for 20 s under load",
+    ),
+    (
         "F10",
-        "clock skew: the command-service restarted under faketime +2h, then a relay under faketime -10m, under load",
+        "clock skew: the command-service restarted under faketime +2h, then -10m, under load: order by version, never by time",
     ),
     (
         "F11",
@@ -89,7 +99,9 @@ pub async fn run(name: &str, stack: &Stack, ctl: &StackCtl) -> Result<Verdict, F
         "F4" => f4(stack).await,
         "F5" => f5(stack, ctl).await,
         "F6" => f6(stack, ctl).await,
-        "F10" => f10(stack).await,
+        "F8" => network::f8(stack).await,
+        "F9" => network::f9(stack).await,
+        "F10" => clock::f10(stack).await,
         "F11" => f11(stack).await,
         "F12" => poison::f12(stack).await,
         "F13" => f13(stack, ctl).await,
@@ -339,72 +351,6 @@ async fn f6(stack: &Stack, ctl: &StackCtl) -> Result<Verdict, FaultError> {
     v.check(
         answers.unavailable_with_retry_after.load(Ordering::Relaxed) > 0,
         "no 503 with Retry-After while PostgreSQL was down",
-    );
-    rig.finish(&mut v).await?;
-    Ok(v)
-}
-
-/// The clock of one process at a time is shifted with libfaketime (LD_PRELOAD: the service
-/// binaries are dynamically linked). Ordering must come from versions and positions, never from
-/// a wall clock: the shared verdict's C3 holds, and commands are acknowledged under the skew.
-async fn f10(stack: &Stack) -> Result<Verdict, FaultError> {
-    let faketime = ["/usr/bin/faketime", "/usr/local/bin/faketime"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .ok_or_else(|| {
-            FaultError::Setup("F10 needs faketime (scripts/faults.sh installs it)".into())
-        })?;
-    let mut run = Run::start(stack, "F10", RigOptions::default()).await?;
-    let mut acked_skewed = Vec::new();
-    for (i, skew) in ["+2h", "-10m"].into_iter().enumerate() {
-        // Only the wall clock is skewed: libfaketime would shift CLOCK_MONOTONIC as well, which
-        // no NTP error does.
-        let wrapper = [
-            "/usr/bin/env",
-            "FAKETIME_DONT_FAKE_MONOTONIC=1",
-            faketime,
-            "-f",
-            skew,
-        ];
-        let proc = if i == 0 {
-            &mut run.rig.command
-        } else {
-            &mut run.rig.relays[0]
-        };
-        proc.kill9().await?;
-        proc.wrap(&wrapper);
-        proc.restart()?;
-        proc.ready(&run.rig.http, Duration::from_secs(30)).await?;
-        let before = run.load.acked();
-        tokio::time::sleep(Duration::from_secs(8)).await;
-        acked_skewed.push((proc.id.clone(), skew, run.load.acked() - before));
-        // Back to the real clock, as an operator fixing NTP would restart it.
-        proc.kill9().await?;
-        proc.wrap(&[]);
-        proc.restart()?;
-        proc.ready(&run.rig.http, Duration::from_secs(30)).await?;
-    }
-    let skewed_rows: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE occurred_at > now() + interval '1 hour'",
-    )
-    .fetch_one(&run.rig.pipeline.db.admin)
-    .await?;
-    let healed = Instant::now();
-    let (mut v, rig) = run.finish("F10", healed, PROCESS_BOUND, Vec::new()).await?;
-    for (id, skew, n) in &acked_skewed {
-        v.notes
-            .push(format!("{id} at {skew}: {n} commands acknowledged"));
-        v.check(
-            *n > 0,
-            format!("no command acknowledged while {id} ran at {skew}"),
-        );
-    }
-    v.notes.push(format!(
-        "{skewed_rows} events stored with occurred_at 2 h in the future (the skewed command-service's clock)"
-    ));
-    v.check(
-        skewed_rows > 0,
-        "no event carries the skewed clock: faketime did not take effect",
     );
     rig.finish(&mut v).await?;
     Ok(v)

@@ -19,6 +19,9 @@ pub struct Proc {
     env: Vec<(String, String)>,
     /// A command it runs under (e.g. `faketime -f +2h`), empty for none.
     wrapper: Vec<String>,
+    /// Whether the running child was started under a wrapper, in a process group of its own: a
+    /// wrapper such as faketime forks the service and waits, so signals go to the whole group.
+    grouped: bool,
     child: tokio::process::Child,
     log: PathBuf,
 }
@@ -55,6 +58,29 @@ pub fn signal_pid(pid: u32, signal: &str) -> Result<(), FaultError> {
     }
 }
 
+/// Sends `signal` to the process group `pgid`.
+fn signal_group(pgid: u32, signal: &str) -> Result<(), FaultError> {
+    let status = std::process::Command::new("kill")
+        .args(["-s", signal, "--", &format!("-{pgid}")])
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(FaultError::Setup(format!(
+            "kill -s {signal} -- -{pgid} failed"
+        )))
+    }
+}
+
+/// Whether any process of group `pgid` is left.
+fn group_alive(pgid: u32) -> bool {
+    std::process::Command::new("kill")
+        .args(["-0", "--", &format!("-{pgid}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 impl Proc {
     /// Starts `binary` as instance `id` with `env` on a free port.
     pub fn start(
@@ -73,6 +99,7 @@ impl Proc {
             addr,
             env,
             wrapper: Vec::new(),
+            grouped: false,
             child,
             log,
         })
@@ -87,19 +114,33 @@ impl Proc {
 
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: &str) -> Result<(), FaultError> {
-        signal_pid(self.pid()?, signal)
+        if self.grouped {
+            signal_group(self.pid()?, signal)
+        } else {
+            signal_pid(self.pid()?, signal)
+        }
     }
 
     /// kill -9, and waits until the process is gone.
     pub async fn kill9(&mut self) -> Result<(), FaultError> {
+        let pid = self.pid()?;
         self.signal("KILL")?;
         self.child.wait().await?;
+        if self.grouped {
+            // The service under the wrapper dies a moment after it: its port must be free before
+            // a restart binds it again.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while group_alive(pid) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         Ok(())
     }
 
     /// Starts the same binary again with the same environment and address.
     pub fn restart(&mut self) -> Result<(), FaultError> {
         self.child = spawn(self.binary, &self.wrapper, &self.addr, &self.env, &self.log)?;
+        self.grouped = !self.wrapper.is_empty();
         Ok(())
     }
 
@@ -200,7 +241,7 @@ fn spawn(
     let mut cmd = match wrapper.split_first() {
         Some((program, args)) => {
             let mut c = tokio::process::Command::new(program);
-            c.args(args).arg(path);
+            c.args(args).arg(path).process_group(0);
             c
         }
         None => tokio::process::Command::new(path),
