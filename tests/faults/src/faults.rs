@@ -14,6 +14,7 @@ use crate::rig::{Rig, RigOptions};
 use crate::stack::StackCtl;
 use crate::verdict::{Verdict, verdict};
 
+mod disk;
 mod clock;
 mod network;
 mod poison;
@@ -55,6 +56,10 @@ pub const FAULTS: &[(&str, &str)] = &[
     (
         "F6",
         "PostgreSQL stopped (-m fast, then -m immediate) for 5 s each: 503 with Retry-After meanwhile",
+    ),
+    (
+        "F7",
+        "disk full: the Kafka log dir on a 64 MiB tmpfs, filled with fallocate under load; space freed, broker restarted",
     ),
     (
         "F8",
@@ -99,6 +104,7 @@ pub async fn run(name: &str, stack: &Stack, ctl: &StackCtl) -> Result<Verdict, F
         "F4" => f4(stack).await,
         "F5" => f5(stack, ctl).await,
         "F6" => f6(stack, ctl).await,
+        "F7" => disk::f7(stack, ctl).await,
         "F8" => network::f8(stack).await,
         "F9" => network::f9(stack).await,
         "F10" => clock::f10(stack).await,
