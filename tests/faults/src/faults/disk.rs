@@ -313,6 +313,10 @@ async fn under_full_disk(stack: &Stack, ctl: &StackCtl, b: &Broker) -> Result<Ve
                 "the outbox did not grow while the disk was full ({backlog_start} -> {backlog_end})"
             ),
         );
+        v.check(
+            published_during == 0.0,
+            format!("{published_during} published while the only broker's disk was full"),
+        );
     }
     v.check(
         v.parked == 0,
