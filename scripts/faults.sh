@@ -12,6 +12,15 @@ source "$(dirname "$0")/stack/env.sh"
 STACK="$EVENTFOLD_ROOT/scripts/stack"
 cd "$EVENTFOLD_ROOT"
 
+# F10 runs a service under Debian's faketime, F8/F9 forward through socat: installed only when absent.
+missing=()
+command -v faketime >/dev/null || missing+=(faketime)
+command -v socat >/dev/null || missing+=(socat)
+if ((${#missing[@]})); then
+  apt-get install -y -q "${missing[@]}" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; } \
+    || echo "faults: could not install ${missing[*]}; F8/F9/F10 will say so" >&2
+fi
+
 RUNNER="$CARGO_TARGET_DIR/debug/eventfold-faults"
 cargo build --quiet -p command-service -p outbox-relay -p projector -p eventfold-faults --bins
 
