@@ -14,8 +14,8 @@ use crate::rig::{Rig, RigOptions};
 use crate::stack::StackCtl;
 use crate::verdict::{Verdict, verdict};
 
-mod disk;
 mod clock;
+mod disk;
 mod network;
 mod poison;
 
