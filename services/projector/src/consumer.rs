@@ -232,6 +232,8 @@ async fn consume(
     let mut last_lag = tokio::time::Instant::now();
     // Records received while the previous batch was being applied, decoded: the next batch.
     let mut pending: Vec<Item> = Vec::new();
+    // Since when every receive has failed (none succeeded in between).
+    let mut failing_since: Option<tokio::time::Instant> = None;
     loop {
         if last_lag.elapsed() >= LAG_EVERY {
             last_lag = tokio::time::Instant::now();
@@ -261,13 +263,24 @@ async fn consume(
                 // `recv` is cancel-safe: a record is taken from the queue only when it returns.
                 first = consumer.recv() => match first {
                     Ok(m) => {
+                        failing_since = None;
                         // From here on nothing may cancel the collection: records received and
                         // then dropped would be skipped for good.
                         rest_of_batch(&consumer, m.detach(), settings.batch_size, settings.batch_wait)
                             .await
                     }
                     // E.g. a subscribed topic that does not exist yet: librdkafka keeps looking.
+                    // A consumer that joined while every broker was down was seen to keep
+                    // failing (`AllBrokersDown`) for minutes after the broker was back: past
+                    // RECREATE_AFTER of nothing but errors it is dropped and made anew.
                     Err(e) => {
+                        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                        if since.elapsed() >= RECREATE_AFTER {
+                            return Err(format!(
+                                "consumer failing for {:?} ({e}); recreating it",
+                                since.elapsed()
+                            ));
+                        }
                         tracing::warn!(read_model = name, error = %e, "consumer error");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         continue;
@@ -420,6 +433,9 @@ fn leaves(
     }
     false
 }
+
+/// How long a consumer may receive nothing but errors before it is recreated.
+const RECREATE_AFTER: Duration = Duration::from_secs(15);
 
 /// How often the lag per partition is reported.
 const LAG_EVERY: Duration = Duration::from_secs(5);
