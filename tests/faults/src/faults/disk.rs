@@ -90,6 +90,20 @@ async fn cmd(program: &str, args: &[&str]) -> Result<String, FaultError> {
     }
 }
 
+/// Unmounts `dir`, waiting up to 10 s for the stopped broker's last file handles to close
+/// (seen: `target is busy` right after the broker stopped).
+async fn umount(dir: &Path) -> Result<(), FaultError> {
+    let mut last = None;
+    for _ in 0..20 {
+        match cmd("umount", &[path(dir)]).await {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(last.unwrap_or_else(|| FaultError::Setup(format!("umount {}", dir.display()))))
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().unwrap_or_default()
 }
@@ -170,7 +184,7 @@ async fn unmount(ctl: &StackCtl, b: &Broker) -> Result<(), FaultError> {
         Ok::<_, FaultError>(())
     }
     .await;
-    keep(cmd("umount", &[path(&b.logs)]).await.map(|_| ()));
+    keep(umount(&b.logs).await);
     keep(std::fs::remove_dir(&b.logs).map_err(Into::into));
     match copied {
         // The broker's state now includes the fault's topics: keep that, drop the old copy.
