@@ -9,8 +9,8 @@ use std::time::Duration;
 use eventfold_kafka::Envelope;
 use eventfold_postgres::NewEvent;
 use eventfold_runtime::Shutdown;
-use eventfold_tests::Stack;
 use eventfold_tests::pipeline::{Pipeline, opportunity_chain};
+use eventfold_tests::{Stack, eventually};
 use projector::engine::{Item, Mode, Processor};
 use projector::metrics::ProjectorMetrics;
 use projector::parking::{Origin, Parking};
@@ -69,18 +69,6 @@ fn processor(
     }
 }
 
-async fn until<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_table_halts_the_read_model_parks_nothing_and_resumes() {
     let stack = Stack::from_env().await;
@@ -124,12 +112,12 @@ async fn a_missing_table_halts_the_read_model_parks_nothing_and_resumes() {
     let retries = metrics
         .retries
         .with_label_values(&["opportunities", "halted"]);
-    until(
+    eventually(
         "the read model never halted",
         Duration::from_secs(30),
         || {
             let (g, r) = (halted.get(), retries.get());
-            async move { g == 1 && r >= 4 }
+            async move { (g == 1 && r >= 4).then_some(()) }
         },
     )
     .await;

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use eventfold_kafka::Envelope;
 use eventfold_runtime::Shutdown;
-use eventfold_tests::Stack;
 use eventfold_tests::pipeline::{Pipeline, opportunity_chain};
+use eventfold_tests::{Stack, eventually};
 use projector::engine::{Item, Mode, Processor};
 use projector::metrics::ProjectorMetrics;
 use projector::parking::{Origin, Parking};
@@ -56,18 +56,6 @@ fn item(
             },
             payload: e.payload.clone(),
         }),
-    }
-}
-
-async fn until<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -147,24 +135,24 @@ async fn a_timed_out_postgres_batch_is_split_applied_in_order_and_exactly_once()
     // 16 -> 8 + 8; the second 8 -> 4 + 4; its first 4 -> 2 + 2; the held pair -> 1 + 1: four
     // splits, then the held aggregate's first event alone is retried with back-off.
     let before: Vec<(String, i64)> = (0..HELD).map(|n| (format!("o-{n}"), 2)).collect();
-    until(
+    eventually(
         "the events before the held aggregate were not applied while it was held",
         Duration::from_secs(60),
         || {
             let (v, s) = (versions(), splits.get());
             let before = before.clone();
-            async move { s >= 4 && v.await == before }
+            async move { (s >= 4 && v.await == before).then_some(()) }
         },
     )
     .await;
     let reached = started.elapsed();
     // Let the lone held event be retried a few times: nothing else may move meanwhile.
-    until(
+    eventually(
         "the held event was not retried on its own",
         Duration::from_secs(30),
         || {
             let t = timeouts.get();
-            async move { t >= 6 }
+            async move { (t >= 6).then_some(()) }
         },
     )
     .await;
