@@ -12,6 +12,7 @@ use eventfold_kafka::{Envelope, KafkaSettings};
 use eventfold_runtime::Shutdown;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::Row;
 use uuid::Uuid;
@@ -275,12 +276,16 @@ pub struct Record {
     pub version: i64,
 }
 
-/// Reads `topics` from the beginning up to the high watermark each partition had when the scan
-/// started.
-pub fn scan(kafka: &KafkaSettings, topics: &[String]) -> Result<Vec<Record>, FaultError> {
+/// Every record of `topics` from the beginning up to the high watermark each partition had when
+/// the read started; fails after `within`.
+pub fn read_to_end(
+    kafka: &KafkaSettings,
+    topics: &[String],
+    within: Duration,
+) -> Result<Vec<OwnedMessage>, FaultError> {
     let consumer: BaseConsumer = kafka
         .client_config()
-        .set("group.id", format!("fault-verdict-{}", Uuid::new_v4()))
+        .set("group.id", format!("fault-read-{}", Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .create()?;
     let timeout = Duration::from_secs(10);
@@ -298,13 +303,16 @@ pub fn scan(kafka: &KafkaSettings, topics: &[String]) -> Result<Vec<Record>, Fau
             }
         }
     }
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
     consumer.assign(&assignment)?;
     let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + within;
     while !ends.is_empty() {
         if Instant::now() >= deadline {
             return Err(FaultError::Setup(format!(
-                "kafka scan: partitions not read to their end in 180 s: {ends:?}"
+                "partitions not read to their end in {within:?}: {ends:?}"
             )));
         }
         let Some(next) = consumer.poll(Duration::from_millis(500)) else {
@@ -315,22 +323,32 @@ pub fn scan(kafka: &KafkaSettings, topics: &[String]) -> Result<Vec<Record>, Fau
         if ends.get(&part).is_some_and(|end| m.offset() + 1 >= *end) {
             ends.remove(&part);
         }
-        let envelope = m
-            .headers()
-            .ok_or_else(|| FaultError::Setup("a record without headers".into()))
-            .and_then(|h| {
-                Envelope::from_headers(h).map_err(|e| FaultError::Setup(e.to_string()))
-            })?;
-        out.push(Record {
-            topic: part.0,
-            partition: part.1,
-            offset: m.offset(),
-            key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-            event_id: envelope.event_id,
-            version: envelope.aggregate_version,
-        });
+        out.push(m.detach());
     }
     Ok(out)
+}
+
+/// The event records of `topics` (see [`read_to_end`]), each with its envelope's id and version.
+pub fn scan(kafka: &KafkaSettings, topics: &[String]) -> Result<Vec<Record>, FaultError> {
+    read_to_end(kafka, topics, Duration::from_secs(180))?
+        .into_iter()
+        .map(|m| {
+            let envelope = m
+                .headers()
+                .ok_or_else(|| FaultError::Setup("a record without headers".into()))
+                .and_then(|h| {
+                    Envelope::from_headers(h).map_err(|e| FaultError::Setup(e.to_string()))
+                })?;
+            Ok(Record {
+                topic: m.topic().to_owned(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                event_id: envelope.event_id,
+                version: envelope.aggregate_version,
+            })
+        })
+        .collect()
 }
 
 /// Re-sent records (allowed) and order violations: per key, in log order, a version that arrives

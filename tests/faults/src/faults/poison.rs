@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use eventfold_avro::{AvroCodec, Catalog};
 use eventfold_kafka::{Envelope, KafkaSettings};
 use eventfold_runtime::Shutdown;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Message;
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -389,49 +388,7 @@ fn read_topic(
     kafka: &KafkaSettings,
     topic: &str,
 ) -> Result<Vec<rdkafka::message::OwnedMessage>, FaultError> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", format!("fault-poison-{}", Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let timeout = Duration::from_secs(10);
-    let mut assignment = TopicPartitionList::new();
-    let mut ends: HashMap<i32, i64> = HashMap::new();
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
-            if high > low {
-                assignment.add_partition_offset(topic, p.id(), Offset::Beginning)?;
-                ends.insert(p.id(), high);
-            }
-        }
-    }
-    if ends.is_empty() {
-        return Ok(Vec::new());
-    }
-    consumer.assign(&assignment)?;
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ends.is_empty() {
-        if Instant::now() >= deadline {
-            return Err(FaultError::Setup(format!(
-                "{topic}: partitions not read to their end in 60 s: {ends:?}"
-            )));
-        }
-        let Some(next) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let m = next?;
-        if ends
-            .get(&m.partition())
-            .is_some_and(|end| m.offset() + 1 >= *end)
-        {
-            ends.remove(&m.partition());
-        }
-        out.push(m.detach());
-    }
-    Ok(out)
+    crate::verdict::read_to_end(kafka, &[topic.to_owned()], Duration::from_secs(60))
 }
 
 /// `value` with its 4-byte schema id replaced.
