@@ -209,4 +209,28 @@ mod tests {
         assert!(!h.clear("graph"));
         assert_eq!(h.check(), Ok(()));
     }
+
+    #[test]
+    fn every_metric_the_alert_rules_name_is_exported() {
+        let ops = eventfold_runtime::Ops::new("projector");
+        let m = ProjectorMetrics::register(ops.registry());
+        for g in [&m.parked, &m.halted, &m.behind_log_start, &m.dlt_pending] {
+            g.with_label_values(&["graph"]).set(0);
+        }
+        let exported: Vec<String> = ops
+            .registry()
+            .gather()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect();
+        let rules = include_str!("../../../helm/alerts/projector.rules.yaml");
+        let named: Vec<&str> = rules
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("eventfold_projector_"))
+            .collect();
+        assert!(named.len() >= 4, "{named:?}");
+        for n in named {
+            assert!(exported.iter().any(|e| e == n), "{n} not in {exported:?}");
+        }
+    }
 }
