@@ -37,13 +37,13 @@ BENCHES := bench-write bench-avro bench-relay bench-projector
 
 bench: $(BENCHES) ## every benchmark against the running stack (`make up` first; starts nothing)
 
-bench-write: ## issue 4: eventfold's write side vs cqrs-es + postgres-es (BENCH_* variables, see README)
+bench-write: ## eventfold's write side vs cqrs-es + postgres-es (BENCH_* variables, see README)
 	@scripts/bench.sh cargo run --release -p eventfold-bench -- $(BENCH_ARGS)
 
-bench-relay: ## issue 6: relay events/s from a pre-filled outbox and commit-to-ack lag (BENCH_RELAY_*, see README)
+bench-relay: ## relay events/s from a pre-filled outbox and commit-to-ack lag (BENCH_RELAY_*, see README)
 	@BENCH_HTTP_URL= scripts/bench.sh cargo run --release -p eventfold-relay-bench --bin eventfold-relay-bench
 
-bench-projector: ## issue 7: read models from pre-filled topics, end-to-end latency, rebuild (BENCH_PROJ_*, see README)
+bench-projector: ## read models from pre-filled topics, end-to-end latency, rebuild (BENCH_PROJ_*, see README)
 	@BENCH_HTTP_URL= scripts/bench.sh cargo run --release -p eventfold-relay-bench --bin eventfold-projector-bench
 
 bench-avro: ## Avro codec throughput per core (encode, decode, decode + upcast), criterion

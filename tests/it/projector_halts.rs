@@ -3,7 +3,6 @@
 //! (gauge, `/readyz` check text) and is retried; nothing is parked, and the batch applies once
 //! the table is back.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use eventfold_kafka::Envelope;
@@ -14,7 +13,7 @@ use eventfold_tests::{Stack, eventually};
 use projector::engine::{Item, Mode, Processor};
 use projector::metrics::ProjectorMetrics;
 use projector::parking::{Origin, Parking};
-use projector::projection::{ProjectedEvent, Projection};
+use projector::projection::ProjectedEvent;
 use projector::state;
 use serde_json::{Value, json};
 
@@ -50,25 +49,6 @@ fn typed(e: &NewEvent) -> Value {
     json!({"type": e.event_type, "payload": e.payload})
 }
 
-fn processor(
-    p: &Arc<dyn Projection>,
-    generation: i32,
-    pipeline: &Pipeline,
-    metrics: &ProjectorMetrics,
-    apply_timeout: Duration,
-) -> Processor {
-    let stores = pipeline.stores();
-    Processor {
-        projection: p.clone(),
-        target: state::target(&**p, generation, &stores),
-        parking: Parking::new(stores.pool.clone(), p.name(), None),
-        max_attempts: 3,
-        metrics: Some(metrics.clone()),
-        mode: Mode::Consume,
-        apply_timeout,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_table_halts_the_read_model_parks_nothing_and_resumes() {
     let stack = Stack::from_env().await;
@@ -80,7 +60,11 @@ async fn a_missing_table_halts_the_read_model_parks_nothing_and_resumes() {
     target.setup(&*p).await.unwrap();
     let schema = projector::target::pg_schema(p.name(), generation);
     let metrics = ProjectorMetrics::register(eventfold_runtime::Ops::new("projector").registry());
-    let proc = processor(&p, generation, &pipeline, &metrics, Duration::from_secs(30));
+    let proc = Processor {
+        metrics: Some(metrics.clone()),
+        apply_timeout: Duration::from_secs(30),
+        ..pipeline.processor(&p, generation, Mode::Consume)
+    };
 
     let topic = format!("{}Opportunity", pipeline.db.prefix);
     let mut items = Vec::new();

@@ -13,28 +13,16 @@ use eventfold_tests::confidence::Confidence;
 use eventfold_tests::pipeline::Pipeline;
 use eventfold_tests::relay::xref_chain;
 use projector::consumer;
-use projector::engine::{APPLY_TIMEOUT, Item, Mode, Processor};
+use projector::engine::{Item, Mode, Processor};
 use projector::parking::{Origin, Parking};
 use projector::projection::{ProjectedEvent, Projection};
-use projector::rebuild::{self, Stores};
+use projector::rebuild;
 use projector::state;
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-
-fn processor(p: &Arc<dyn Projection>, stores: &Stores, generation: i32, mode: Mode) -> Processor {
-    Processor {
-        projection: p.clone(),
-        target: state::target(&**p, generation, stores),
-        parking: Parking::new(stores.pool.clone(), p.name(), None),
-        max_attempts: 3,
-        metrics: None,
-        mode,
-        apply_timeout: APPLY_TIMEOUT,
-    }
-}
 
 async fn validations(p: &Pipeline, id: &str) -> (i64, i64) {
     sqlx::query_as::<_, (i64, i64)>(
@@ -58,7 +46,7 @@ async fn a_replay_of_parked_events_waits_for_the_live_writer_of_the_same_aggrega
     p.append("CrossReference", std::slice::from_ref(&id), &chain[..1])
         .await;
     state::ensure(&stores.pool, &*model).await.unwrap();
-    let live = processor(&model, &stores, 1, Mode::Consume);
+    let live = p.processor(&model, 1, Mode::Consume);
     live.target.setup(&*model).await.unwrap();
     rebuild::replay_all(&live, &stores.pool, 100, &shutdown)
         .await
@@ -137,7 +125,7 @@ async fn a_neo4j_writer_that_missed_a_rebuild_is_fenced_off() {
     p.append("CrossReference", &ids, &xref_chain(2)).await;
     let before = state::ensure(&stores.pool, &*model).await.unwrap();
     // A writer of the live generation (e.g. a projector paused across the rebuild).
-    let stale = processor(&model, &stores, before.generation, Mode::Consume);
+    let stale = p.processor(&model, before.generation, Mode::Consume);
     stale.target.setup(&*model).await.unwrap();
     rebuild::replay_all(&stale, &stores.pool, 100, &shutdown)
         .await
@@ -172,7 +160,7 @@ async fn a_neo4j_writer_that_missed_a_rebuild_is_fenced_off() {
     );
     assert_eq!(report.generation, before.generation + 1);
     // The writer of the new generation applies it.
-    let current = processor(&model, &stores, report.generation, Mode::Consume);
+    let current = p.processor(&model, report.generation, Mode::Consume);
     rebuild::replay_all(&current, &stores.pool, 100, &shutdown)
         .await
         .unwrap();
@@ -199,8 +187,11 @@ fn run_consumer(
     let sr = stack.registry.converter_settings().unwrap();
     let codec = Arc::new(AvroCodec::new(sr, Arc::new(Catalog::embedded().unwrap())));
     let make = {
-        let (model, stores) = (model.clone(), stores.clone());
-        move |s: state::ModelState| processor(&model, &stores, s.generation, Mode::Consume)
+        let (model, template) = (model.clone(), p.processor(model, 1, Mode::Consume));
+        move |s: state::ModelState| Processor {
+            target: state::target(&*model, s.generation, &stores),
+            ..template.clone()
+        }
     };
     let shutdown = Shutdown::new();
     let worker = tokio::spawn(consumer::run(
@@ -284,7 +275,7 @@ async fn records_past_the_stored_offset_are_not_applied_and_the_partition_is_rew
     let ids = vec!["gap-1".to_owned()];
     p.append("CrossReference", &ids, &xref_chain(2)).await;
     state::ensure(&stores.pool, &*model).await.unwrap();
-    let live = processor(&model, &stores, 1, Mode::Consume);
+    let live = p.processor(&model, 1, Mode::Consume);
     live.target.setup(&*model).await.unwrap();
     // The event store's rows as if they were records 7 and 8 of partition 0: offsets 0-6 were
     // never applied, so nothing may be applied and the partition goes back to 0.

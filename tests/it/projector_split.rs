@@ -71,13 +71,9 @@ async fn a_timed_out_postgres_batch_is_split_applied_in_order_and_exactly_once()
     let schema = projector::target::pg_schema(p.name(), generation);
     let metrics = ProjectorMetrics::register(eventfold_runtime::Ops::new("projector").registry());
     let proc = Processor {
-        projection: p.clone(),
-        target: target.clone(),
-        parking: Parking::new(stores.pool.clone(), p.name(), None),
-        max_attempts: 3,
         metrics: Some(metrics.clone()),
-        mode: Mode::Consume,
         apply_timeout: Duration::from_millis(1500),
+        ..pipeline.processor(&p, generation, Mode::Consume)
     };
 
     let topic = format!("{}Opportunity", pipeline.db.prefix);

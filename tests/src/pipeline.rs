@@ -98,6 +98,26 @@ impl Pipeline {
         }
     }
 
+    /// A processor of `p`'s generation `generation` in `mode`, parking without a dead-letter
+    /// topic, without metrics, with the default apply timeout.
+    pub fn processor(
+        &self,
+        p: &Arc<dyn Projection>,
+        generation: i32,
+        mode: projector::engine::Mode,
+    ) -> projector::engine::Processor {
+        let stores = self.stores();
+        projector::engine::Processor {
+            projection: p.clone(),
+            target: projector::state::target(&**p, generation, &stores),
+            parking: projector::parking::Parking::new(stores.pool.clone(), p.name(), None),
+            max_attempts: 3,
+            metrics: None,
+            mode,
+            apply_timeout: projector::engine::APPLY_TIMEOUT,
+        }
+    }
+
     /// Rebuild, replay and audit access to this pipeline's stores.
     pub fn stores(&self) -> Stores {
         Stores {

@@ -195,7 +195,7 @@ fn median(xs: &[f64]) -> f64 {
     }
 }
 
-/// Prints the figures the issue asks for, per core: events per second of CPU time of the one
+/// Prints the codec's figures, per core: events per second of CPU time of the one
 /// thread the benchmark runs on.
 ///
 /// Other work on the machine makes one long run of each case after the other unreliable for a

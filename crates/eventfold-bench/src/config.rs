@@ -229,7 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_to_the_issues_workload() {
+    fn defaults_to_the_benchmark_workload() {
         let c = parse(&[], &[]).unwrap();
         assert_eq!(c.duration, Duration::from_secs(20));
         assert_eq!(c.workers, vec![1, 8, 32]);

@@ -1,6 +1,6 @@
 //! `eventfold-bench` (`make bench`): eventfold's write side against cqrs-es 0.5 + postgres-es 0.5
-//! on the same PostgreSQL, per issue 4. Not a test: it prints numbers, it judges nothing but the
-//! issue's targets.
+//! on the same PostgreSQL. Not a test: it prints numbers, it judges nothing but the write side's
+//! performance targets.
 
 mod bench;
 mod config;

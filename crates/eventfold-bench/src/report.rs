@@ -1,4 +1,4 @@
-//! The printed results: one markdown table per worker count, the hydration table, and the issue's
+//! The printed results: one markdown table per worker count, the hydration table, and the
 //! targets with PASS or MISS computed from the measured numbers.
 
 use std::fmt::Write as _;
@@ -117,9 +117,9 @@ pub fn hydration_table(events: usize, rows: &[HydrationRow]) -> String {
     out
 }
 
-/// The issue's targets, judged on the phase with 32 workers (or the largest one run).
+/// The write side's performance targets, judged on the phase with 32 workers (or the largest one run).
 pub fn targets(phases: &[Phase], hydration: &[HydrationRow], snapshot_row: &str) -> String {
-    let mut out = String::from("\n### Targets of issue 4\n\n");
+    let mut out = String::from("\n### Write-side targets\n\n");
     let Some(phase) = phases
         .iter()
         .find(|p| p.workers == 32)
@@ -131,7 +131,7 @@ pub fn targets(phases: &[Phase], hydration: &[HydrationRow], snapshot_row: &str)
     if phase.workers != 32 {
         let _ = writeln!(
             out,
-            "(judged at {} workers: the issue's targets are stated for 32)\n",
+            "(judged at {} workers: the targets are stated for 32)\n",
             phase.workers
         );
     }

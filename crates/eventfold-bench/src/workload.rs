@@ -1,4 +1,4 @@
-//! The workload of issue 4: discover N cross-references once (untimed), then workers validate
+//! The write benchmark's workload: discover N cross-references once (untimed), then workers validate
 //! random ones for a fixed time. Every target runs the same commands through a [`Target`].
 
 use std::collections::BTreeMap;

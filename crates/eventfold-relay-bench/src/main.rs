@@ -1,4 +1,4 @@
-//! `eventfold-relay-bench` (`make bench-relay`): the outbox relay of issue 6 on the running stack.
+//! `eventfold-relay-bench` (`make bench-relay`): the outbox relay measured on the running stack.
 //!
 //! 1. Throughput: a fresh database `eventfold_bench_relay` with `BENCH_RELAY_EVENTS` (1,000,000)
 //!    CrossReference events and their outbox rows written up front; one in-process relay publishes
@@ -10,7 +10,7 @@
 //!    wrote it (`track_commit_timestamp`, on in the local stack), p50/p99; the lag from the
 //!    event's `recorded_at` (set at insert, before commit) is printed beside it.
 //!
-//! Not a test: it prints figures and the issue's targets. Relay settings (`RELAY_*`, `KAFKA_*`) are
+//! Not a test: it prints figures and its performance targets. Relay settings (`RELAY_*`, `KAFKA_*`) are
 //! taken from the environment like the service's.
 
 use std::collections::HashMap;

@@ -133,9 +133,9 @@ pub async fn release(
     pool: &PgPool,
     aggregate: &AggregateRef,
 ) -> Result<Option<Moved>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    lock(&mut tx, aggregate).await?;
-    let rows: Vec<(i64, i64)> = sqlx::query_as(
+    under_lock(
+        pool,
+        aggregate,
         "WITH gone AS ( \
             DELETE FROM outbox_parked WHERE aggregate_type = $1 AND aggregate_id = $2 \
             RETURNING id, tx_id, shard_key, event_position, aggregate_type, aggregate_id, version, \
@@ -146,12 +146,7 @@ pub async fn release(
          OVERRIDING SYSTEM VALUE SELECT * FROM gone ORDER BY id \
          RETURNING id, version",
     )
-    .bind(&aggregate.aggregate_type)
-    .bind(&aggregate.aggregate_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(moved(aggregate, rows))
+    .await
 }
 
 /// Deletes every parked row of `aggregate` (one transaction); `None` when it has none. The events
@@ -160,16 +155,29 @@ pub async fn discard(
     pool: &PgPool,
     aggregate: &AggregateRef,
 ) -> Result<Option<Moved>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    lock(&mut tx, aggregate).await?;
-    let rows: Vec<(i64, i64)> = sqlx::query_as(
+    under_lock(
+        pool,
+        aggregate,
         "DELETE FROM outbox_parked WHERE aggregate_type = $1 AND aggregate_id = $2 \
          RETURNING id, version",
     )
-    .bind(&aggregate.aggregate_type)
-    .bind(&aggregate.aggregate_id)
-    .fetch_all(&mut *tx)
-    .await?;
+    .await
+}
+
+/// Runs `statement` (`$1`, `$2` = the aggregate; returning `id, version` of each row it moved) in
+/// one transaction holding the aggregate's lock, so it cannot interleave with a parking.
+async fn under_lock(
+    pool: &PgPool,
+    aggregate: &AggregateRef,
+    statement: &str,
+) -> Result<Option<Moved>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    lock(&mut tx, aggregate).await?;
+    let rows: Vec<(i64, i64)> = sqlx::query_as(statement)
+        .bind(&aggregate.aggregate_type)
+        .bind(&aggregate.aggregate_id)
+        .fetch_all(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(moved(aggregate, rows))
 }

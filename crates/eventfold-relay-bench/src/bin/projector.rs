@@ -1,4 +1,4 @@
-//! `eventfold-projector-bench` (`make bench-projector`): the projector of issue 7 on the running
+//! `eventfold-projector-bench` (`make bench-projector`): the projector measured on the running
 //! stack.
 //!
 //! 1. PostgreSQL: a fresh database `eventfold_bench_projector` with `BENCH_PROJ_EVENTS`
