@@ -134,3 +134,22 @@ fn a_bad_retention_is_refused_naming_the_variable() {
         assert!(message.contains(bad), "{bad}: {message}");
     }
 }
+
+/// `ensure_topic` returns only once the leader of every partition serves it: a first write right
+/// after it (from a fresh client, as a relay's first batch) finds no partition still loading.
+#[tokio::test]
+async fn ensure_topic_returns_once_every_partition_is_served() {
+    let kafka = settings(&[]).unwrap();
+    let prefix = unique("t-ready-");
+    for i in 0..3 {
+        let topic = format!("{prefix}.T{i}");
+        kafka.ensure_topic(&topic, 12, 1).await.unwrap();
+        let consumer: BaseConsumer = kafka.client_config().create().unwrap();
+        for p in 0..12 {
+            consumer
+                .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("{topic}/{p} not served after ensure_topic: {e}"));
+        }
+    }
+    delete(&kafka, prefix).await;
+}

@@ -35,6 +35,16 @@ pub enum KafkaError {
     /// A blocking client call could not run.
     #[error("kafka client task failed: {0}")]
     Task(String),
+    /// A partition of the topic had no leader serving it within the wait.
+    #[error("topic {topic} partition {partition} is not served by a leader yet: {error}")]
+    TopicNotReady {
+        /// The topic.
+        topic: String,
+        /// The partition that was not ready.
+        partition: i32,
+        /// The last error its leader gave.
+        error: String,
+    },
     /// The topic would refuse every `acks=all` write: more in-sync replicas required than it has.
     #[error(
         "cannot create topic {topic}: KAFKA_TOPIC_MIN_ISR={min_isr} exceeds its replication factor {replication}"
@@ -194,7 +204,10 @@ impl KafkaSettings {
                 Err((topic, code)) => return Err(KafkaError::TopicCreation { topic, code }),
             }
         }
-        Ok(())
+        let name = topic.to_owned();
+        tokio::task::spawn_blocking(move || wait_until_served(&admin, &name, TOPIC_READY_WAIT))
+            .await
+            .map_err(|e| KafkaError::Task(e.to_string()))?
     }
 
     /// Deletes every topic whose name satisfies `doomed`; the names it asked the cluster to delete.
@@ -254,6 +267,64 @@ impl KafkaSettings {
                 }
             }
         })
+    }
+}
+
+/// How long [`KafkaSettings::ensure_topic`] waits for every partition of a topic to be served.
+const TOPIC_READY_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until the leader of every partition of `topic` serves it (answers a list-offsets
+/// request), or fails after `wait`.
+///
+/// A topic is announced as created before its leaders have loaded its partitions. An idempotent
+/// producer writing at that moment can have its first request refused (not leader) while its
+/// second is accepted, and the broker, holding no state for the producer yet, takes the second
+/// as the start of the sequence: the first request's records are then lost although acked as
+/// persisted. Producing only to partitions already served closes that window.
+fn wait_until_served(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    wait: Duration,
+) -> Result<(), KafkaError> {
+    let client = admin.inner();
+    let deadline = std::time::Instant::now() + wait;
+    let mut pending: Vec<i32> = Vec::new();
+    let mut last = String::from("no metadata yet");
+    loop {
+        if pending.is_empty() {
+            match client.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+                Ok(md) => {
+                    if let Some(t) = md.topics().iter().find(|t| t.name() == topic)
+                        && t.error().is_none()
+                    {
+                        pending = t.partitions().iter().map(|p| p.id()).collect();
+                    }
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        if !pending.is_empty() {
+            pending.retain(
+                |p| match client.fetch_watermarks(topic, *p, Duration::from_secs(5)) {
+                    Ok(_) => false,
+                    Err(e) => {
+                        last = e.to_string();
+                        true
+                    }
+                },
+            );
+            if pending.is_empty() {
+                return Ok(());
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(KafkaError::TopicNotReady {
+                topic: topic.to_owned(),
+                partition: pending.first().copied().unwrap_or(-1),
+                error: last,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

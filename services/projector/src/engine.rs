@@ -1,6 +1,7 @@
 //! Applying a batch of events to one generation of a read model: the stored-offset check, the
 //! version guard, parking, the projection's writes in waves, and the retry policy.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,6 +106,8 @@ pub struct Outcome {
     pub skipped: usize,
     /// Events parked.
     pub parked: usize,
+    /// Events missing from the records delivered (a version gap), applied from the event store.
+    pub gap_filled: usize,
     /// Next offset per partition, as stored.
     pub next_offsets: HashMap<Partition, i64>,
     /// The highest applied version per aggregate in this batch.
@@ -121,6 +124,7 @@ impl Outcome {
         self.applied += o.applied;
         self.skipped += o.skipped;
         self.parked += o.parked;
+        self.gap_filled += o.gap_filled;
         for (k, v) in o.next_offsets {
             let e = self.next_offsets.entry(k).or_insert(v);
             *e = (*e).max(v);
@@ -402,6 +406,9 @@ impl Processor {
         m.events
             .with_label_values(&[name, "parked"])
             .inc_by(o.parked as u64);
+        m.events
+            .with_label_values(&[name, "gap_filled"])
+            .inc_by(o.gap_filled as u64);
         if o.parked > 0 {
             m.parked.with_label_values(&[name]).add(o.parked as i64);
         }
@@ -470,7 +477,7 @@ impl Processor {
         keys.dedup();
         let mut last = tx.lock_versions(&keys).await?;
         let mut blocked = self.parking.blocked(&keys).await?;
-        let mut applied: Vec<(&ProjectedEvent, Vec<Write>)> = Vec::new();
+        let mut applied: Vec<(Cow<'_, ProjectedEvent>, Vec<Write>)> = Vec::new();
         for item in fresh {
             let key = item.aggregate();
             let park = |reason: Reason, error: String| ToPark {
@@ -512,15 +519,41 @@ impl Processor {
                 out.parked += 1;
                 continue;
             }
-            let prev = last.get(&key).copied().unwrap_or(0);
+            let mut prev = last.get(&key).copied().unwrap_or(0);
+            let mut gap: Option<String> = None;
             if v <= prev {
                 out.skipped += 1;
                 continue;
             }
+            if v != prev + 1 && refuse.is_none() {
+                // Versions missing from what Kafka delivered (a record lost upstream): the event
+                // store has every committed version, so they are applied from there, in order.
+                match self.fill_gap(&key, prev, v).await? {
+                    Ok(filled) => {
+                        tracing::warn!(
+                            read_model = self.projection.name(),
+                            aggregate_type = %key.0, aggregate_id = %key.1, version = v,
+                            applied = prev, filled = filled.len(),
+                            "version gap in the records delivered; filled from the event store"
+                        );
+                        out.gap_filled += filled.len();
+                        for (missing, writes) in filled {
+                            prev = missing.envelope.aggregate_version;
+                            applied.push((Cow::Owned(missing), writes));
+                        }
+                        last.insert(key.clone(), prev);
+                        out.versions.insert(key.clone(), prev);
+                    }
+                    Err(why) => gap = Some(why),
+                }
+            }
             let writes = if v != prev + 1 {
                 Err((
                     Reason::VersionGap,
-                    format!("version {v} follows applied version {prev}"),
+                    match gap.take() {
+                        Some(why) => format!("version {v} follows applied version {prev} ({why})"),
+                        None => format!("version {v} follows applied version {prev}"),
+                    },
                 ))
             } else if let Some(r) = refuse {
                 Err((Reason::Refused, r.to_owned()))
@@ -531,7 +564,7 @@ impl Processor {
             };
             match writes {
                 Ok(w) => {
-                    applied.push((e, w));
+                    applied.push((Cow::Borrowed(e), w));
                     last.insert(key.clone(), v);
                     out.versions.insert(key, v);
                 }
@@ -566,6 +599,51 @@ impl Processor {
         tx.save_versions(&out.versions).await?;
         tx.save_offsets(&out.next_offsets).await?;
         Ok(out)
+    }
+}
+
+impl Processor {
+    /// The events of `key` after applied version `prev` and before `v`, from the event store,
+    /// with their writes; `Ok(Err(why))` when they cannot all be read or applied (the gap is
+    /// then parked).
+    #[allow(clippy::type_complexity)]
+    async fn fill_gap(
+        &self,
+        key: &AggregateKey,
+        prev: i64,
+        v: i64,
+    ) -> Result<Result<Vec<(ProjectedEvent, Vec<Write>)>, String>, ApplyError> {
+        let items =
+            crate::rebuild::aggregate_events(self.parking.pool(), key, prev + 1, v - 1).await?;
+        let wanted = (v - 1 - prev) as usize;
+        if items.len() != wanted {
+            return Ok(Err(format!(
+                "the event store holds {} of the {wanted} missing versions",
+                items.len()
+            )));
+        }
+        let mut filled = Vec::with_capacity(items.len());
+        for item in items {
+            let e = match item.event {
+                Ok(e) => e,
+                Err(u) => {
+                    return Ok(Err(format!(
+                        "a missing version is undecodable: {}",
+                        u.error
+                    )));
+                }
+            };
+            match self.projection.writes(&e) {
+                Ok(w) => filled.push((e, w)),
+                Err(h) => {
+                    return Ok(Err(format!(
+                        "missing version {} refused: {}",
+                        e.envelope.aggregate_version, h.0
+                    )));
+                }
+            }
+        }
+        Ok(Ok(filled))
     }
 }
 
