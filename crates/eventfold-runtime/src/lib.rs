@@ -4,12 +4,14 @@
 //! It knows nothing of PostgreSQL, Kafka or Neo4j: services register their own readiness checks.
 #![deny(missing_docs)]
 
+pub mod limits;
 pub mod ops;
 pub mod problem;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 
+pub use limits::RequestLimits;
 pub use ops::Server;
 pub use ops::{Ops, ReadinessCheck};
 pub use problem::problem;

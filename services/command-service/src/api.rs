@@ -103,14 +103,14 @@ async fn observe(State(m): State<HttpMetrics>, request: Request, next: Next) -> 
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let method = request.method().as_str().to_owned();
+    let method = eventfold_runtime::limits::method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     m.latency
-        .with_label_values(&[&method, &route])
+        .with_label_values(&[method, &route])
         .observe(started.elapsed().as_secs_f64());
     m.requests
-        .with_label_values(&[&method, &route, response.status().as_str()])
+        .with_label_values(&[method, &route, response.status().as_str()])
         .inc();
     response
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use eventfold_postgres::bus::{BusMetrics, positive};
 use eventfold_postgres::{BusConfig, EventStore, PgSettings};
-use eventfold_runtime::{Env, Ops, Server, ServiceSettings, SettingsError};
+use eventfold_runtime::{Env, Ops, RequestLimits, Server, ServiceSettings, SettingsError};
 
 /// Name in logs, metrics and `/healthz`.
 pub const SERVICE: &str = "command-service";
@@ -31,6 +31,8 @@ pub struct Settings {
     pub body_limit: usize,
     /// Batching, cache, retry and snapshot settings of the command buses.
     pub bus: BusConfig,
+    /// Concurrent requests and time per request of the API.
+    pub limits: RequestLimits,
 }
 
 impl Settings {
@@ -41,6 +43,7 @@ impl Settings {
             database: PgSettings::from_env(env)?,
             body_limit: positive(env, "COMMAND_BODY_LIMIT_BYTES", 1024 * 1024)?,
             bus: BusConfig::from_env(env)?,
+            limits: RequestLimits::from_env(env)?,
         })
     }
 }
@@ -59,6 +62,8 @@ pub async fn build(settings: Settings) -> std::io::Result<Server> {
         in_flight: Arc::new(Mutex::new(HashSet::new())),
         metrics: http_metrics,
     };
-    let router = ops.router().merge(api::router(api, settings.body_limit));
+    let router = ops
+        .router()
+        .merge(settings.limits.apply(api::router(api, settings.body_limit)));
     Server::bind(SERVICE, settings.service.http_addr, router).await
 }
