@@ -231,6 +231,8 @@ check 'refused: urlKey without an existing Secret' \
 check 'refused: a writable root filesystem' \
   reject "at '/containerSecurityContext/readOnlyRootFilesystem': value must be true" \
   --set containerSecurityContext.readOnlyRootFilesystem=false
+check 'refused: a Kafka bootstrap server without a port' \
+  reject "at '/kafka/bootstrapServers'.*does not match pattern" --set kafka.bootstrapServers=kafka
 check 'refused: a negative port' \
   reject "at '/postgresql/port': minimum" --set postgresql.port=-1
 
