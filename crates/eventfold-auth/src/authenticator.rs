@@ -120,10 +120,10 @@ impl Verifier {
     /// (at most once per `jwks_min_refresh`) when no key fits.
     async fn key_for(&self, header: &Header) -> Result<(Arc<KeySet>, usize), AuthError> {
         let seen = self.current();
-        if let Some(keys) = &seen {
-            if let Some(i) = find(keys, header)? {
-                return Ok((keys.clone(), i));
-            }
+        if let Some(keys) = &seen
+            && let Some(i) = find(keys, header)?
+        {
+            return Ok((keys.clone(), i));
         }
         let keys = self.refresh(seen.as_ref()).await?;
         match find(&keys, header)? {

@@ -45,6 +45,7 @@ pub async fn authenticate(
 }
 
 /// `Ok` when `principal` holds `scope`, else a 403 `insufficient_scope` problem naming it.
+// The signature the handlers want (`require(&p, scope)?` in a handler returning `Response`).
 #[allow(clippy::result_large_err)]
 pub fn require(principal: &Principal, scope: &str) -> Result<(), Response> {
     if principal.has(scope) {

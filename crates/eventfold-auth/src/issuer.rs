@@ -197,7 +197,7 @@ impl LocalIssuer {
         };
         doc["keys"]
             .as_array()
-            .is_some_and(|keys| keys.iter().any(|k| *k == self.jwk))
+            .is_some_and(|keys| keys.contains(&self.jwk))
     }
 }
 
