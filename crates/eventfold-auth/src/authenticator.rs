@@ -24,6 +24,20 @@ pub struct Authenticator {
     inner: Option<Arc<Verifier>>,
 }
 
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            None => f.write_str("Authenticator(disabled)"),
+            Some(v) => f
+                .debug_struct("Authenticator")
+                .field("jwks", &v.settings.jwks)
+                .field("issuer", &v.settings.issuer)
+                .field("audience", &v.settings.audience)
+                .finish(),
+        }
+    }
+}
+
 struct Verifier {
     settings: JwtSettings,
     http: Option<reqwest::Client>,

@@ -318,9 +318,7 @@ fn a_missing_key_file_stops_the_start() {
         ISSUER,
         AUDIENCE,
     );
-    let err = Authenticator::new(AuthSettings::jwt(settings))
-        .err()
-        .expect("refused");
+    let err = Authenticator::new(AuthSettings::jwt(settings)).expect_err("refused");
     assert_eq!(err.code(), "jwks_unavailable");
 }
 
