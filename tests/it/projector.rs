@@ -56,7 +56,7 @@ async fn commands_over_http_reach_both_read_models_and_duplicates_change_nothing
     let api = p.command_service().await;
     let relay = p.relay("r1");
     let projector = p.projector("p1", &[]);
-    let http = Client::new();
+    let http = eventfold_tests::auth::operator();
     let base = api.url.as_str();
 
     for i in 0..20 {
@@ -328,7 +328,7 @@ async fn a_poison_event_parks_its_aggregate_until_fixed_and_replayed() {
     let p = Pipeline::create(&stack).await;
     let relay = p.relay("r1");
     let projector = p.projector("p1", &[("PROJECTOR_READ_MODELS", "opportunities")]);
-    let http = Client::new();
+    let http = eventfold_tests::auth::operator();
     // The "bug": the read model refuses one title (as a handler bug or a schema mismatch would).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -482,7 +482,7 @@ async fn a_rebuild_while_events_flow_switches_generations_without_gaps_or_double
     let p = Pipeline::create(&stack).await;
     let relay = p.relay("r1");
     let projector = p.projector("p1", &[]);
-    let http = Client::new();
+    let http = eventfold_tests::auth::operator();
     let opps: Vec<String> = (0..300).map(|i| format!("o-{i}")).collect();
     let xrefs: Vec<String> = (0..300).map(|i| format!("x-{i}")).collect();
     let oc = opportunity_chain(6, "rebuilt");
@@ -624,7 +624,7 @@ async fn a_version_missing_from_kafka_is_filled_from_the_event_store() {
     p.caught_up("opportunities", Duration::from_secs(90)).await;
     assert!(p.parked("opportunities").await.is_empty());
     assert_clean(&p.audit("opportunities").await);
-    let text = metrics_text(&Client::new(), &projector.url).await;
+    let text = metrics_text(&eventfold_tests::auth::operator(), &projector.url).await;
     let filled = metric_value(
         &text,
         "eventfold_projector_events_total{outcome=\"gap_filled\",read_model=\"opportunities\"}",

@@ -463,7 +463,7 @@ async fn a_paused_relay_loses_its_shards_to_a_standby_and_is_fenced_when_it_wake
     .await;
     let takeover = paused.elapsed();
     a.signal("CONT");
-    let http = reqwest::Client::new();
+    let http = eventfold_tests::auth::operator();
     let lost = eventually(
         "relay-a notices it lost its shards",
         Duration::from_secs(10),

@@ -276,7 +276,7 @@ async fn a_dead_letter_copy_refused_at_parking_time_is_retried_until_the_topic_h
     }
 
     // Released, the rows are still unencodable: parked again, and each new parking has its copy.
-    let http = reqwest::Client::new();
+    let http = eventfold_tests::auth::operator();
     let r = http
         .post(format!("{}/v1/outbox/parked/release", relay.url))
         .json(&json!({"aggregate_type": "CrossReference", "aggregate_id": "bad-1"}))
@@ -444,7 +444,7 @@ async fn conflict(stack: &Stack, subject: &str, real: &str) {
             o.remove("default");
         }
     }
-    let http = reqwest::Client::new();
+    let http = eventfold_tests::auth::operator();
     let r = http
         .put(format!("{}/config/{subject}", stack.registry.url))
         .header("content-type", "application/vnd.schemaregistry.v1+json")
@@ -461,7 +461,7 @@ async fn conflict(stack: &Stack, subject: &str, real: &str) {
 
 /// Lets `subject` take any schema (the operator's fix for the conflict).
 async fn resolve(stack: &Stack, subject: &str) {
-    let r = reqwest::Client::new()
+    let r = eventfold_tests::auth::operator()
         .put(format!("{}/config/{subject}", stack.registry.url))
         .header("content-type", "application/vnd.schemaregistry.v1+json")
         .body(json!({"compatibility": "NONE"}).to_string())
@@ -626,7 +626,7 @@ async fn a_released_aggregate_reaches_both_read_models_in_order_and_nothing_over
         1,
     )
     .await;
-    let r = reqwest::Client::new()
+    let r = eventfold_tests::auth::operator()
         .post(format!("{}/v1/outbox/parked/release", relay.url))
         .json(&json!({"aggregate_type": "Opportunity", "aggregate_id": "po-1"}))
         .send()

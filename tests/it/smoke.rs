@@ -200,7 +200,7 @@ async fn neo4j_writes_and_reads_a_node_over_bolt() {
 
 #[tokio::test]
 async fn the_services_started_by_make_up_are_ready() {
-    let http = reqwest::Client::new();
+    let http = eventfold_tests::auth::operator();
     for (service, url) in running_service_urls() {
         let resp = http
             .get(format!("{url}/readyz"))
@@ -255,7 +255,7 @@ async fn spawn_services(stack: &Stack, extra: &[(&str, &str)]) -> Vec<Spawned> {
 #[tokio::test]
 async fn each_service_is_ready_against_the_stack_and_stops_on_shutdown() {
     let stack = Stack::from_env().await;
-    let http = reqwest::Client::new();
+    let http = eventfold_tests::auth::operator();
     for Spawned {
         name: service,
         url,
@@ -287,7 +287,7 @@ async fn readyz_is_503_and_names_kafka_when_the_broker_is_unreachable() {
     let stack = Stack::from_env().await;
     // Port 1 on loopback: nothing listens there, so the metadata request fails.
     let services = spawn_services(&stack, &[("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")]).await;
-    let http = reqwest::Client::new();
+    let http = eventfold_tests::auth::operator();
     for Spawned {
         name: service,
         url,

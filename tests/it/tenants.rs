@@ -2,24 +2,30 @@
 //! the tenant that created it; another tenant's commands and reads of it answer 404 exactly like a
 //! missing aggregate, write nothing, and no read (state, history, correlation, feed) shows it.
 
+use eventfold_auth::scope;
 use eventfold_tests::xref::{discover_body, validate_body};
-use eventfold_tests::{Stack, unique};
+use eventfold_tests::{Stack, auth, unique};
 use reqwest::{Client, Response};
 use serde_json::Value;
 use uuid::Uuid;
 
-/// One tenant's view of the API.
+/// One tenant's view of the API: a token of that tenant with the command and read scopes.
 struct Caller {
     http: Client,
     url: String,
-    tenant: &'static str,
 }
 
 impl Caller {
+    fn of(tenant: &str, url: &str) -> Self {
+        Self {
+            http: auth::client(tenant, &[scope::COMMANDS_WRITE, scope::EVENTS_READ]),
+            url: url.to_owned(),
+        }
+    }
+
     async fn post(&self, path: &str, correlation: Uuid, body: &Value) -> Response {
         self.http
             .post(format!("{}{path}", self.url))
-            .header("x-tenant", self.tenant)
             .header("x-correlation-id", correlation.to_string())
             .json(body)
             .send()
@@ -30,7 +36,6 @@ impl Caller {
     async fn get(&self, path: &str) -> Response {
         self.http
             .get(format!("{}{path}", self.url))
-            .header("x-tenant", self.tenant)
             .send()
             .await
             .unwrap()
@@ -71,16 +76,8 @@ async fn assert_not_found(r: Response, code: &str) {
 async fn another_tenants_aggregate_answers_404_everywhere_and_nothing_is_written() {
     let service = Stack::from_env().await.spawn_command_service(&[]).await;
     let (a, b) = (
-        Caller {
-            http: Client::new(),
-            url: service.url.clone(),
-            tenant: "tenant-a",
-        },
-        Caller {
-            http: Client::new(),
-            url: service.url.clone(),
-            tenant: "tenant-b",
-        },
+        Caller::of("tenant-a", &service.url),
+        Caller::of("tenant-b", &service.url),
     );
     let id = format!("GEN.1.1:JHN.1.1:{}", unique("tenant"));
     let cmd = |c: &str| format!("/v1/CrossReference/{id}/commands/{c}");
@@ -178,11 +175,7 @@ fn urlencode(s: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correlation_is_read_in_pages() {
     let service = Stack::from_env().await.spawn_command_service(&[]).await;
-    let a = Caller {
-        http: Client::new(),
-        url: service.url.clone(),
-        tenant: "tenant-pages",
-    };
+    let a = Caller::of("tenant-pages", &service.url);
     let correlation = Uuid::new_v4();
     for i in 0..5 {
         let id = format!("GEN.1.{i}:JHN.1.{i}:{}", unique("page"));

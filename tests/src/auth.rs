@@ -104,15 +104,27 @@ pub fn client(tenant: &str, scopes: &[&str]) -> reqwest::Client {
 
 /// An HTTP client that sends `Authorization: Bearer <token>` on every request.
 pub fn client_with(token: &str) -> reqwest::Client {
+    builder_with(token).build().expect("HTTP client")
+}
+
+/// A client builder whose requests carry `Authorization: Bearer <token>` (for timeouts etc.).
+pub fn builder_with(token: &str) -> reqwest::ClientBuilder {
     let mut headers = reqwest::header::HeaderMap::new();
     let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
         .expect("a token is a valid header value");
     value.set_sensitive(true);
     headers.insert(reqwest::header::AUTHORIZATION, value);
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .expect("HTTP client")
+    reqwest::Client::builder().default_headers(headers)
+}
+
+/// A token of tenant `default` holding every scope (commands, reads, admin, impersonation).
+pub fn operator_token() -> String {
+    token("default", &eventfold_auth::scope::ALL)
+}
+
+/// A client sending [`operator_token`], for tests whose subject is not authorization.
+pub fn operator() -> reqwest::Client {
+    client_with(&operator_token())
 }
 
 /// The claims of `token(tenant, scopes)`, for forgeries to change.

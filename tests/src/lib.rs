@@ -108,7 +108,8 @@ impl Stack {
         )
     }
 
-    /// The environment a service under test would get, pointing at this stack.
+    /// The environment a service under test would get, pointing at this stack and trusting the
+    /// kit's tokens.
     pub fn service_env(&self, extra: &[(&str, &str)]) -> Env {
         let mut pairs: Vec<(String, String)> = vec![
             ("HTTP_ADDR".into(), "127.0.0.1:0".into()),
@@ -122,6 +123,12 @@ impl Stack {
             ("NEO4J_USER".into(), self.neo4j.user.clone()),
             ("NEO4J_PASSWORD".into(), self.neo4j.password.clone()),
         ];
+        // Services under test trust the kit's token issuer (`auth::token`).
+        pairs.extend(
+            auth::service_env()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v)),
+        );
         for (k, v) in extra {
             pairs.retain(|(key, _)| key != k);
             pairs.push(((*k).into(), (*v).into()));

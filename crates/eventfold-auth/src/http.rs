@@ -64,6 +64,23 @@ pub fn require(principal: &Principal, scope: &str) -> Result<(), Response> {
     Err(response)
 }
 
+/// axum middleware after [`authenticate`]: refuses with 403 unless the caller holds the scope
+/// given as state. Wire it on a route with
+/// `.route_layer(axum::middleware::from_fn_with_state(scope::ADMIN, require_scope))`.
+pub async fn require_scope(
+    State(scope): State<&'static str>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(principal) = req.extensions().get::<Principal>() else {
+        return AuthError::MissingToken.into_response();
+    };
+    match require(principal, scope) {
+        Ok(()) => next.run(req).await,
+        Err(refused) => refused,
+    }
+}
+
 /// The token of an `Authorization: Bearer` header (scheme case-insensitive).
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {

@@ -13,6 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
+use eventfold_auth::{Authenticator, Principal, authenticate, require_scope, scope};
 use eventfold_postgres::{Actor, ActorKind, CommandMeta, EventStore, FeedCursor, RecordedEvent};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -72,24 +73,42 @@ impl HttpMetrics {
     }
 }
 
-/// The API routes, with `body_limit` bytes as the largest accepted body.
-pub fn router(api: Api, body_limit: usize) -> Router {
+/// The API routes, with `body_limit` bytes as the largest accepted body. Every route but
+/// `/openapi.json` needs a bearer token (`auth`); reads need `events:read`, commands
+/// `commands:write`.
+pub fn router(api: Api, auth: Authenticator, body_limit: usize) -> Router {
     let metrics = api.metrics.clone();
-    Router::new()
-        .route("/openapi.json", get(openapi_json))
+    let needs = |s: &'static str| middleware::from_fn_with_state(s, require_scope);
+    let authenticated = Router::new()
         .route("/v1/types", get(list_types))
         .route(
             "/v1/types/{aggregate_type}/state-machine",
             get(state_machine),
         )
-        .route("/v1/events", get(feed))
-        .route("/v1/correlations/{correlation_id}/events", get(correlation))
-        .route("/v1/{aggregate_type}/{aggregate_id}", get(state))
-        .route("/v1/{aggregate_type}/{aggregate_id}/events", get(history))
+        .route(
+            "/v1/events",
+            get(feed).route_layer(needs(scope::EVENTS_READ)),
+        )
+        .route(
+            "/v1/correlations/{correlation_id}/events",
+            get(correlation).route_layer(needs(scope::EVENTS_READ)),
+        )
+        .route(
+            "/v1/{aggregate_type}/{aggregate_id}",
+            get(state).route_layer(needs(scope::EVENTS_READ)),
+        )
+        .route(
+            "/v1/{aggregate_type}/{aggregate_id}/events",
+            get(history).route_layer(needs(scope::EVENTS_READ)),
+        )
         .route(
             "/v1/{aggregate_type}/{aggregate_id}/commands/{command}",
-            post(command),
+            post(command).route_layer(needs(scope::COMMANDS_WRITE)),
         )
+        .route_layer(middleware::from_fn_with_state(auth, authenticate));
+    Router::new()
+        .route("/openapi.json", get(openapi_json))
+        .merge(authenticated)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -144,6 +163,7 @@ struct CommandQuery {
 
 async fn command(
     State(api): State<Api>,
+    principal: Principal,
     path: Result<Path<(String, String, String)>, PathRejection>,
     query: Result<Query<CommandQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -182,7 +202,7 @@ async fn command(
         }
     })?;
     let body = json_body(&headers, &body)?;
-    let tenant = tenant_of(&headers)?;
+    let tenant = tenant_of(&principal, &headers)?;
     let command_id = match (query.command_id, idempotency_key(&headers, tenant)?) {
         (Some(a), Some(b)) if a != b => {
             return Err(Problem::bad_request(
@@ -197,9 +217,9 @@ async fn command(
         command_id,
         correlation_id: uuid_header(&headers, "x-correlation-id")?.unwrap_or(command_id),
         causation_id: uuid_header(&headers, "x-causation-id")?,
-        actor: actor(&headers)?,
+        actor: actor(&headers, &principal)?,
         tenant: tenant.to_owned(),
-        metadata: metadata(&headers)?,
+        metadata: metadata(&headers, &principal)?,
         occurred_at: Utc::now(),
     };
     let request_hash = request_hash(
@@ -284,11 +304,18 @@ fn check_aggregate_id(id: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-/// The caller's tenant: `X-Tenant`, `default` when absent.
-fn tenant_of(headers: &HeaderMap) -> Result<&str, Problem> {
-    let tenant = header_text(headers, "x-tenant")?.unwrap_or("default");
-    check_tenant(tenant)?;
-    Ok(tenant)
+/// The caller's tenant: the token's. `X-Tenant`, when sent, must name the same one.
+fn tenant_of<'p>(principal: &'p Principal, headers: &HeaderMap) -> Result<&'p str, Problem> {
+    if let Some(claimed) = header_text(headers, "x-tenant")?
+        && claimed != principal.tenant
+    {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "tenant_mismatch",
+            "X-Tenant names another tenant than the token's",
+        ));
+    }
+    Ok(&principal.tenant)
 }
 
 /// Refuses, exactly as a missing aggregate, one that belongs to another tenant than `tenant`.
@@ -310,22 +337,6 @@ fn no_events(aggregate_type: &str, aggregate_id: &str) -> Problem {
         "aggregate_not_found",
         format!("{aggregate_type} {aggregate_id} has no events"),
     )
-}
-
-fn check_tenant(tenant: &str) -> Result<(), Problem> {
-    let ok = !tenant.is_empty()
-        && tenant.len() <= 64
-        && tenant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(Problem::bad_request(
-            "invalid_header",
-            "X-Tenant has 1 to 64 characters of A-Z a-z 0-9 - _ .",
-        ))
-    }
 }
 
 /// The body as a JSON object: empty means `{}`; otherwise it must be declared and be JSON.
@@ -410,14 +421,23 @@ fn idempotency_key(headers: &HeaderMap, tenant: &str) -> Result<Option<Uuid>, Pr
     Ok(Some(uuid::Builder::from_custom_bytes(bytes).into_uuid()))
 }
 
-/// `X-Actor: <user|agent|system>:<id>`; anonymous user when absent.
-fn actor(headers: &HeaderMap) -> Result<Actor, Problem> {
+/// Who the events are recorded as: the token's subject (`<actor_kind>:<sub>`), or
+/// `X-Actor: <user|agent|system>:<id>` when the token holds the `impersonate` scope (the token's
+/// subject is then kept in the metadata as `impersonated_by`).
+fn actor(headers: &HeaderMap, principal: &Principal) -> Result<Actor, Problem> {
     let Some(raw) = header_text(headers, "x-actor")? else {
         return Ok(Actor {
-            kind: ActorKind::User,
-            id: "anonymous".into(),
+            kind: principal.actor_kind.parse().unwrap_or(ActorKind::User),
+            id: principal.subject.clone(),
         });
     };
+    if !principal.has(scope::IMPERSONATE) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "impersonation_not_allowed",
+            "X-Actor needs a token with the impersonate scope",
+        ));
+    }
     let bad = || {
         Problem::bad_request(
             "invalid_header",
@@ -436,9 +456,16 @@ fn actor(headers: &HeaderMap) -> Result<Actor, Problem> {
     })
 }
 
-/// Request context kept with the events: the W3C trace context when sent.
-fn metadata(headers: &HeaderMap) -> Result<Value, Problem> {
+/// Request context kept with the events: the W3C trace context when sent, and the token's
+/// subject when it acts for another actor.
+fn metadata(headers: &HeaderMap, principal: &Principal) -> Result<Value, Problem> {
     let mut meta = serde_json::Map::new();
+    if headers.contains_key("x-actor") {
+        meta.insert(
+            "impersonated_by".into(),
+            format!("{}:{}", principal.actor_kind, principal.subject).into(),
+        );
+    }
     if let Some(tp) = header_text(headers, "traceparent")? {
         let valid = tp.len() == 55
             && tp.split('-').count() == 4
@@ -482,6 +509,7 @@ struct StateQuery {
 
 async fn state(
     State(api): State<Api>,
+    principal: Principal,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<StateQuery>, QueryRejection>,
@@ -489,7 +517,13 @@ async fn state(
     let Path((aggregate_type, aggregate_id)) = path.map_err(path_problem)?;
     let Query(q) = query.map_err(query_problem)?;
     let domain = api.domains.get(&aggregate_type)?;
-    owned_by(&api, tenant_of(&headers)?, &aggregate_type, &aggregate_id).await?;
+    owned_by(
+        &api,
+        tenant_of(&principal, &headers)?,
+        &aggregate_type,
+        &aggregate_id,
+    )
+    .await?;
     if let Some(v) = q.at_version
         && v < 1
     {
@@ -521,6 +555,7 @@ fn page_limit(limit: Option<i64>) -> Result<i64, Problem> {
 
 async fn history(
     State(api): State<Api>,
+    principal: Principal,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
@@ -528,7 +563,13 @@ async fn history(
     let Path((aggregate_type, aggregate_id)) = path.map_err(path_problem)?;
     let Query(q) = query.map_err(query_problem)?;
     api.domains.get(&aggregate_type)?;
-    owned_by(&api, tenant_of(&headers)?, &aggregate_type, &aggregate_id).await?;
+    owned_by(
+        &api,
+        tenant_of(&principal, &headers)?,
+        &aggregate_type,
+        &aggregate_id,
+    )
+    .await?;
     let limit = page_limit(q.limit)?;
     let after = q.after_version.unwrap_or(0).max(0);
     let mut events = api
@@ -565,6 +606,7 @@ struct CorrelationQuery {
 
 async fn correlation(
     State(api): State<Api>,
+    principal: Principal,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<CorrelationQuery>, QueryRejection>,
@@ -575,7 +617,7 @@ async fn correlation(
         .map_err(|_| Problem::bad_request("invalid_path", "the correlation id is not a UUID"))?;
     let limit = page_limit(q.limit)?;
     let after = q.after_position.unwrap_or(0).max(0);
-    let tenant = tenant_of(&headers)?;
+    let tenant = tenant_of(&principal, &headers)?;
     let mut events = api
         .store
         .by_correlation(id, Some(tenant), after, limit + 1)
@@ -606,10 +648,11 @@ struct FeedQuery {
 
 async fn feed(
     State(api): State<Api>,
+    principal: Principal,
     headers: HeaderMap,
     query: Result<Query<FeedQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    let tenant = tenant_of(&headers)?;
+    let tenant = tenant_of(&principal, &headers)?;
     let Query(q) = query.map_err(query_problem)?;
     let limit = page_limit(q.limit)?;
     let cursor: FeedCursor = match q.after.as_deref() {
@@ -708,14 +751,45 @@ mod tests {
         assert_eq!(idempotency_key(&h, "t1").unwrap().unwrap(), id);
     }
 
+    fn principal(actor_kind: &str, scopes: &[&str]) -> Principal {
+        Principal {
+            subject: "alice".into(),
+            actor_kind: actor_kind.into(),
+            tenant: "t1".into(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
     #[test]
-    fn actors_are_kind_colon_id() {
+    fn the_actor_is_the_tokens_subject_unless_it_may_impersonate() {
         let mut h = HeaderMap::new();
-        assert_eq!(actor(&h).unwrap().id, "anonymous");
+        let agent = principal("agent", &[scope::COMMANDS_WRITE]);
+        let a = actor(&h, &agent).unwrap();
+        assert_eq!((a.kind, a.id.as_str()), (ActorKind::Agent, "alice"));
         h.insert("x-actor", "agent:theology".parse().unwrap());
-        let a = actor(&h).unwrap();
+        assert_eq!(
+            actor(&h, &agent).unwrap_err().code(),
+            "impersonation_not_allowed"
+        );
+        let proxy = principal("system", &[scope::COMMANDS_WRITE, scope::IMPERSONATE]);
+        let a = actor(&h, &proxy).unwrap();
         assert_eq!((a.kind, a.id.as_str()), (ActorKind::Agent, "theology"));
+        assert_eq!(
+            metadata(&h, &proxy).unwrap()["impersonated_by"],
+            "system:alice"
+        );
         h.insert("x-actor", "robot:x".parse().unwrap());
-        assert_eq!(actor(&h).unwrap_err().code(), "invalid_header");
+        assert_eq!(actor(&h, &proxy).unwrap_err().code(), "invalid_header");
+    }
+
+    #[test]
+    fn x_tenant_may_only_repeat_the_tokens_tenant() {
+        let mut h = HeaderMap::new();
+        let p = principal("user", &[]);
+        assert_eq!(tenant_of(&p, &h).unwrap(), "t1");
+        h.insert("x-tenant", "t1".parse().unwrap());
+        assert_eq!(tenant_of(&p, &h).unwrap(), "t1");
+        h.insert("x-tenant", "t2".parse().unwrap());
+        assert_eq!(tenant_of(&p, &h).unwrap_err().code(), "tenant_mismatch");
     }
 }

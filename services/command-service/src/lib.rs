@@ -10,6 +10,7 @@ pub mod problem;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use eventfold_auth::{AuthSettings, Authenticator};
 use eventfold_postgres::bus::{BusMetrics, positive};
 use eventfold_postgres::{BusConfig, EventStore, PgSettings};
 use eventfold_runtime::{Env, Ops, RequestLimits, Server, ServiceSettings, SettingsError};
@@ -33,6 +34,8 @@ pub struct Settings {
     pub bus: BusConfig,
     /// Concurrent requests and time per request of the API.
     pub limits: RequestLimits,
+    /// How callers are authenticated (`AUTH_*`).
+    pub auth: AuthSettings,
 }
 
 impl Settings {
@@ -44,6 +47,7 @@ impl Settings {
             body_limit: positive(env, "COMMAND_BODY_LIMIT_BYTES", 1024 * 1024)?,
             bus: BusConfig::from_env(env)?,
             limits: RequestLimits::from_env(env)?,
+            auth: AuthSettings::from_env(env)?,
         })
     }
 }
@@ -56,14 +60,23 @@ pub async fn build(settings: Settings) -> std::io::Result<Server> {
     let ops = Ops::new(SERVICE).with_check(eventfold_postgres::readiness_check(pool));
     let bus_metrics = BusMetrics::register(ops.registry()).map_err(std::io::Error::other)?;
     let http_metrics = api::HttpMetrics::register(ops.registry()).map_err(std::io::Error::other)?;
+    let auth = Authenticator::new(settings.auth.clone()).map_err(std::io::Error::other)?;
+    if auth.disabled() {
+        tracing::warn!(
+            "AUTH_MODE=disabled: every request is taken as tenant `default` with every scope; \
+             never run so outside a development machine"
+        );
+    }
     let api = api::Api {
         domains: domains::Domains::start(&store, &settings.bus, Some(bus_metrics)),
         store,
         in_flight: Arc::new(Mutex::new(HashSet::new())),
         metrics: http_metrics,
     };
-    let router = ops
-        .router()
-        .merge(settings.limits.apply(api::router(api, settings.body_limit)));
+    let router = ops.router().merge(settings.limits.apply(api::router(
+        api,
+        auth,
+        settings.body_limit,
+    )));
     Server::bind(SERVICE, settings.service.http_addr, router).await
 }

@@ -496,7 +496,7 @@ async fn f14(stack: &Stack, ctl: &StackCtl) -> Result<Verdict, FaultError> {
 
 async fn f15(stack: &Stack) -> Result<Verdict, FaultError> {
     let run = Run::start(stack, "F15", RigOptions::default()).await?;
-    let http = reqwest::Client::new();
+    let http = eventfold_tests::auth::operator();
     let url = run.rig.command.url.clone();
     let mut extra = Vec::new();
     let mut wrong = 0;

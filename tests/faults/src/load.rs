@@ -101,7 +101,7 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let acks = Arc::new(Mutex::new(Vec::new()));
         let answers = Arc::new(Answers::default());
-        let http = reqwest::Client::builder()
+        let http = eventfold_tests::auth::builder_with(&eventfold_tests::auth::operator_token())
             .timeout(Duration::from_secs(10))
             .build()
             .expect("an HTTP client");

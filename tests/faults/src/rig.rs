@@ -79,7 +79,7 @@ impl Rig {
             .join("logs")
             .join(format!("faults-{fault}-{}", pipeline.db.name));
         std::fs::create_dir_all(&logs)?;
-        let http = reqwest::Client::new();
+        let http = eventfold_tests::auth::operator();
         let writer = stack.role_url("ef_test_writer", Some(&pipeline.db.name));
         let command_env = stack
             .service_env(&[("DATABASE_URL", writer.as_str())])

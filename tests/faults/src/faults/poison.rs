@@ -82,7 +82,7 @@ pub(super) async fn f12(stack: &eventfold_tests::Stack) -> Result<Verdict, Fault
     let rig = &run.rig;
     let prefix = rig.pipeline.db.prefix.clone();
     let producer: FutureProducer = stack.kafka.client_config().create()?;
-    let http = reqwest::Client::new();
+    let http = eventfold_tests::auth::operator();
     let incompatible = HashMap::from([
         (
             "CrossReference",
