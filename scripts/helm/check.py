@@ -7,15 +7,20 @@ RENDERED.json is `helm template ... | yaml2json` (a list of {source, object}); t
 chart's values.yaml and the scenario's values files, as JSON, merged in order the way Helm merges them
 (maps deep, everything else replaced), so each check knows what the scenario asked for.
 
-What is checked, for every scenario: probes (/healthz liveness and startup, /readyz readiness on the
-http port 8080), pod and container securityContext (runAsNonRoot, readOnlyRootFilesystem, no privilege
+What is checked, for every scenario: ports (http 8080/8082/8083 and admin 9080/9082/9083 for
+command-service/outbox-relay/projector, HTTP_ADDR and ADMIN_ADDR to match), probes (/healthz liveness
+and startup, /readyz readiness on the admin port), the AUTH_* settings (jwt, issuer, audience, exactly
+one JWKS source, its file mounted), pod and container securityContext (runAsNonRoot, readOnlyRootFilesystem, no privilege
 escalation, capabilities drop ALL, no service account token), resources, images pinned, the migration
 Job's hook annotations and command, projector HPAs (one per autoscaled read model, 1 <= min <= max <=
 kafka.partitions, metric), PodDisruptionBudgets (one per workload, selecting exactly its pods), relay
 replicas >= 2, no secret in a ConfigMap and no literal password in env, every secretKeyRef and
 $(VAR) reference resolvable, one Deployment per read model with PROJECTOR_READ_MODEL, Service and
-selectors, labels, ServiceMonitor and NetworkPolicy when enabled. Prints one line per failure and a
-summary; exits 1 when anything failed.
+selectors, labels, one admin Service per workload (and no admin port on a public Service), the
+ServiceMonitor on the admin Services when enabled, NetworkPolicies (on by default; ingress only to the
+API and admin ports from the named peers, egress only to DNS and each workload's dependencies), and
+under profile production TLS that verifies the server on every connection unless the section says
+insecure. Prints one line per failure and a summary; exits 1 when anything failed.
 """
 import argparse
 import json
@@ -25,6 +30,15 @@ import sys
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|CREDENTIAL|PRIVATE)", re.I)
 URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^@/\s]+@")
 VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+HTTP_PORT = {"command-service": 8080, "outbox-relay": 8082, "projector": 8083}
+ADMIN_PORT = {"command-service": 9080, "outbox-relay": 9082, "projector": 9083}
+# Dependencies each workload may reach (NetworkPolicy egress besides DNS).
+USES = {
+    "command-service": ("postgresql", "jwks"),
+    "outbox-relay": ("postgresql", "kafka", "schemaRegistry", "jwks"),
+    "projector": ("postgresql", "kafka", "schemaRegistry", "neo4j", "jwks"),
+    "migrations": ("postgresql",),
+}
 REQUIRED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance",
                    "app.kubernetes.io/component", "app.kubernetes.io/managed-by")
 
@@ -68,7 +82,31 @@ def matches(selector, labels):
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def run(scenario, docs, values):
+def url_port(url, default):
+    """Port of scheme://host:port/..., else 80 for http:// and `default` otherwise."""
+    m = re.match(r"^[A-Za-z0-9+.-]+://(?:[^@/]*@)?([^/?#]*)", url)
+    host = m[1] if m else ""
+    if re.search(r":[0-9]+$", host):
+        return int(host.rsplit(":", 1)[1])
+    return 80 if url.lower().startswith("http://") else default
+
+
+def dependency_ports(values):
+    """TCP ports of each dependency, as the chart derives them from the addresses in values."""
+    kafka = [int(s.strip().rsplit(":", 1)[1]) for s in values["kafka"]["bootstrapServers"].split(",")]
+    kafka += values["networkPolicy"].get("kafkaBrokerPorts") or []
+    deps = {
+        "postgresql": {values["postgresql"]["port"]},
+        "kafka": set(kafka),
+        "schemaRegistry": {url_port(values["schemaRegistry"]["url"], 443)},
+        "neo4j": {url_port(values["neo4j"]["uri"], 7687)},
+    }
+    if values["auth"].get("jwksUrl"):
+        deps["jwks"] = {url_port(values["auth"]["jwksUrl"], 443)}
+    return deps
+
+
+def run(scenario, docs, values, defaults=None):
     c = Checks(scenario)
     objs = [d["object"] for d in docs]
     by_kind = {}
@@ -167,16 +205,24 @@ def run(scenario, docs, values):
         ann = spec["template"]["metadata"].get("annotations", {})
         c.ok("checksum/config" in ann and "checksum/credentials" in ann,
              f"{n}: pod template needs checksum/config and checksum/credentials annotations")
+        comp = component(d)
+        if values["metrics"]["podAnnotations"]:
+            c.ok(ann.get("prometheus.io/port") == str(ADMIN_PORT[comp]),
+                 f"{n}: prometheus.io/port must name the admin port {ADMIN_PORT[comp]}, found {ann.get('prometheus.io/port')}")
         for ctr in pod_spec(d)["containers"]:
             cn = f"{n} container {ctr['name']}"
             ports = {p.get("name"): p.get("containerPort") for p in ctr.get("ports", [])}
-            c.ok(ports.get("http") == 8080, f"{cn}: containerPort 8080 named http expected, found {ports}")
+            c.ok(ports == {"http": HTTP_PORT[comp], "admin": ADMIN_PORT[comp]},
+                 f"{cn}: container ports http {HTTP_PORT[comp]} and admin {ADMIN_PORT[comp]} expected, found {ports}")
             for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
                 get = ctr.get(probe, {}).get("httpGet", {})
-                c.ok(get.get("path") == path and get.get("port") in ("http", 8080),
-                     f"{cn}: {probe} must GET {path} on the http port, found {get or 'none'}")
+                c.ok(get.get("path") == path and get.get("port") in ("admin", ADMIN_PORT[comp]),
+                     f"{cn}: {probe} must GET {path} on the admin port, found {get or 'none'}")
             cm = configmaps.get(next((ef["configMapRef"]["name"] for ef in ctr.get("envFrom", []) if "configMapRef" in ef), ""), {})
-            c.ok(cm.get("data", {}).get("HTTP_ADDR") == "0.0.0.0:8080", f"{cn}: HTTP_ADDR must be 0.0.0.0:8080 (from its ConfigMap)")
+            data = cm.get("data", {})
+            c.ok(data.get("HTTP_ADDR") == f"0.0.0.0:{HTTP_PORT[comp]}", f"{cn}: HTTP_ADDR must be 0.0.0.0:{HTTP_PORT[comp]} (from its ConfigMap)")
+            c.ok(data.get("ADMIN_ADDR") == f"0.0.0.0:{ADMIN_PORT[comp]}", f"{cn}: ADMIN_ADDR must be 0.0.0.0:{ADMIN_PORT[comp]} (from its ConfigMap)")
+            check_auth(c, cn, data, ctr, pod_spec(d), configmaps, values)
             if component(d) in ("outbox-relay", "projector"):
                 c.ok("KAFKA_BOOTSTRAP_SERVERS" in cm.get("data", {}), f"{cn}: KAFKA_BOOTSTRAP_SERVERS missing")
                 sasl = values["kafka"]["securityProtocol"].lower().startswith("sasl_")
@@ -273,9 +319,24 @@ def run(scenario, docs, values):
                 c.ok(ctr["image"] == pod_spec(cs)["containers"][0]["image"], f"{n}: must run the command-service image")
         c.ok(not ctr.get("envFrom"), f"{n}: a pre-install hook cannot use the release's ConfigMaps (they do not exist yet)")
 
-    # --- Service of command-service
+    # --- Services: the public one of command-service (http only) and one admin Service per workload
     services = by_kind.get("Service", [])
-    api = [s for s in services if component(s) == "command-service" and s["spec"].get("clusterIP") != "None"]
+    admin_svcs = [s for s in services if s["metadata"].get("labels", {}).get("eventfold.io/plane") == "admin"]
+    public_svcs = [s for s in services if s not in admin_svcs]
+    for s in public_svcs:
+        for p in s["spec"]["ports"]:
+            c.ok(p.get("targetPort") not in ("admin", *ADMIN_PORT.values()) and p.get("name") != "admin",
+                 f"{name_of(s)}: a public Service exposes the admin port ({p})")
+    for dn, lab in pod_labels.items():
+        covering = [s for s in admin_svcs if matches(s["spec"]["selector"], lab)]
+        c.ok(len(covering) == 1, f"Deployment/{dn}: exactly one admin Service must select its pods, found {len(covering)}")
+    for s in admin_svcs:
+        selected = [dn for dn, lab in pod_labels.items() if matches(s["spec"]["selector"], lab)]
+        c.ok(len(selected) == 1, f"{name_of(s)}: selects the pods of {len(selected)} Deployments, expected 1")
+        c.ok(s["spec"].get("type", "ClusterIP") == "ClusterIP", f"{name_of(s)}: an admin Service must be ClusterIP")
+        c.ok([(p.get("name"), p.get("targetPort")) for p in s["spec"]["ports"]] == [("admin", "admin")],
+             f"{name_of(s)}: must expose only the admin port, found {s['spec']['ports']}")
+    api = [s for s in public_svcs if component(s) == "command-service" and s["spec"].get("clusterIP") != "None"]
     if c.ok(len(api) == 1, f"one command-service Service expected, found {len(api)}"):
         s = api[0]
         cs_labels = next((pod_labels[d["metadata"]["name"]] for d in deployments if component(d) == "command-service"), {})
@@ -307,7 +368,7 @@ def run(scenario, docs, values):
         if c.ok(len(sm) == 1, f"metrics.serviceMonitor.enabled: one ServiceMonitor expected, found {len(sm)}"):
             sel = sm[0]["spec"]["selector"]["matchLabels"]
             ep = sm[0]["spec"]["endpoints"][0]
-            c.ok(ep.get("port") == "http" and ep.get("path") == "/metrics", f"ServiceMonitor: endpoint must scrape http /metrics, found {ep}")
+            c.ok(ep.get("port") == "admin" and ep.get("path") == "/metrics", f"ServiceMonitor: endpoint must scrape admin /metrics, found {ep}")
             metric_svcs = [s for s in services if matches(sel, s["metadata"].get("labels", {}))]
             for dn, lab in pod_labels.items():
                 c.ok(any(matches(s["spec"]["selector"], lab) for s in metric_svcs),
@@ -315,16 +376,101 @@ def run(scenario, docs, values):
     else:
         c.ok(not sm, "metrics.serviceMonitor.enabled is false but a ServiceMonitor is rendered")
     nps = by_kind.get("NetworkPolicy", [])
+    if defaults is not None:
+        c.ok(defaults["networkPolicy"]["enabled"] is True, "values.yaml: networkPolicy.enabled must be true by default")
     if values["networkPolicy"]["enabled"]:
-        for dn, lab in pod_labels.items():
+        workload_labels = dict(pod_labels)
+        for j in jobs:
+            workload_labels[j["metadata"]["name"]] = j["spec"]["template"]["metadata"].get("labels", {})
+        for dn, lab in workload_labels.items():
             covering = [p for p in nps if matches(p["spec"]["podSelector"].get("matchLabels", {}), lab)]
-            c.ok(len(covering) == 1, f"networkPolicy.enabled: Deployment/{dn} must be selected by exactly one NetworkPolicy, found {len(covering)}")
+            c.ok(len(covering) == 1, f"networkPolicy.enabled: {dn} must be selected by exactly one NetworkPolicy, found {len(covering)}")
         for p in nps:
-            ports = [pt.get("port") for rule in p["spec"].get("egress", []) for pt in rule.get("ports", [])]
-            c.ok(53 in ports, f"NetworkPolicy/{p['metadata']['name']}: egress must allow DNS (53)")
+            check_network_policy(c, p, component(p), values)
     else:
         c.ok(not nps, "networkPolicy.enabled is false but NetworkPolicies are rendered")
+
+    # --- profile production: TLS that verifies the server, unless the section says insecure
+    if values.get("profile") == "production":
+        for name, cm in configmaps.items():
+            data = cm.get("data") or {}
+            if "KAFKA_SECURITY_PROTOCOL" in data and not values["kafka"].get("insecure"):
+                c.ok(data["KAFKA_SECURITY_PROTOCOL"] in ("ssl", "sasl_ssl"), f"ConfigMap/{name}: profile production with Kafka {data['KAFKA_SECURITY_PROTOCOL']}")
+            if "SCHEMA_REGISTRY_URL" in data and not values["schemaRegistry"].get("insecure"):
+                c.ok(data["SCHEMA_REGISTRY_URL"].lower().startswith("https://"), f"ConfigMap/{name}: profile production with registry {data['SCHEMA_REGISTRY_URL']}")
+            if "NEO4J_URI" in data and not values["neo4j"].get("insecure"):
+                c.ok(re.match(r"(?i)^(bolt|neo4j)\+s://", data["NEO4J_URI"]), f"ConfigMap/{name}: profile production with Neo4j {data['NEO4J_URI']}")
+            if "AUTH_JWKS_URL" in data:
+                c.ok(data["AUTH_JWKS_URL"].lower().startswith("https://"), f"ConfigMap/{name}: profile production with JWKS {data['AUTH_JWKS_URL']}")
+        if not values["postgresql"].get("insecure"):
+            for w in deployments + jobs:
+                for e in pod_spec(w)["containers"][0].get("env", []):
+                    if e["name"] == "DATABASE_URL" and "value" in e:
+                        c.ok("sslmode=verify-full" in e["value"], f"{name_of(w)}: profile production with DATABASE_URL {e['value']}")
     return c
+
+
+def check_auth(c, cn, data, ctr, spec, configmaps, values):
+    """AUTH_* from the service's ConfigMap: jwt, issuer, audience, exactly one JWKS source (a file mounted)."""
+    c.ok(data.get("AUTH_MODE") == "jwt", f"{cn}: AUTH_MODE must be jwt, found {data.get('AUTH_MODE')!r}")
+    for key in ("AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_LEEWAY_SECONDS", "AUTH_SCOPE_CLAIM", "AUTH_TENANT_CLAIM",
+                "AUTH_ACTOR_KIND_CLAIM", "AUTH_JWKS_MIN_REFRESH_SECONDS"):
+        c.ok(data.get(key), f"{cn}: {key} must be set")
+    sources = [k for k in ("AUTH_JWKS_URL", "AUTH_JWKS_FILE") if data.get(k)]
+    if not c.ok(len(sources) == 1, f"{cn}: exactly one of AUTH_JWKS_URL and AUTH_JWKS_FILE expected, found {sources}"):
+        return
+    if sources == ["AUTH_JWKS_FILE"]:
+        path = data["AUTH_JWKS_FILE"]
+        directory, key = path.rsplit("/", 1)
+        mount = next((m for m in ctr.get("volumeMounts", []) if m.get("mountPath") == directory), None)
+        if c.ok(mount is not None, f"{cn}: AUTH_JWKS_FILE {path} is not on a mounted volume"):
+            vol = next((v for v in spec.get("volumes", []) if v["name"] == mount["name"]), {})
+            cm_name = vol.get("configMap", {}).get("name")
+            items = {i["key"]: i["path"] for i in vol.get("configMap", {}).get("items", [])}
+            c.ok(items.get(key) == key, f"{cn}: the JWKS volume must project key {key}, found {items}")
+            existing = values["auth"]["jwks"].get("existingConfigMap")
+            if cm_name == existing and existing:
+                return
+            cm = configmaps.get(cm_name)
+            if c.ok(cm is not None, f"{cn}: JWKS ConfigMap {cm_name} is neither rendered nor auth.jwks.existingConfigMap"):
+                try:
+                    doc = json.loads((cm.get("data") or {}).get(key, ""))
+                    c.ok(isinstance(doc.get("keys"), list), f"ConfigMap/{cm_name}: {key} is not a JWKS document")
+                except ValueError:
+                    c.ok(False, f"ConfigMap/{cm_name}: {key} is not JSON")
+
+
+def check_network_policy(c, p, comp, values):
+    """Ingress only to the API (command-service) and admin ports from the named peers; egress only to
+    DNS and the workload's dependencies on their ports (plus networkPolicy.extraEgress)."""
+    n = name_of(p)
+    allowed_from = values["adminPlane"]["allowedFrom"]
+    for rule in p["spec"].get("ingress", []):
+        ports = [pt.get("port") for pt in rule.get("ports", [])]
+        c.ok(ports and "from" in rule and rule["from"],
+             f"{n}: every ingress rule must name its ports and peers (an empty list admits everything), found {rule}")
+        for port in ports:
+            if port == "admin":
+                c.ok(comp in ADMIN_PORT and rule.get("from") == allowed_from,
+                     f"{n}: the admin port may only be reached from adminPlane.allowedFrom, found {rule.get('from')}")
+            else:
+                c.ok(port == "http" and comp == "command-service", f"{n}: ingress to port {port} is not allowed")
+    if not allowed_from:
+        c.ok(not any(pt.get("port") == "admin" for r in p["spec"].get("ingress", []) for pt in r.get("ports", [])),
+             f"{n}: adminPlane.allowedFrom is empty, yet the admin port admits peers")
+    deps = dependency_ports(values)
+    expected = {53}
+    for dep in USES.get(comp, ()):
+        expected |= deps.get(dep, set())
+    extra = values["networkPolicy"].get("extraEgress") or []
+    seen = set()
+    for rule in p["spec"].get("egress", []):
+        if rule in extra:
+            continue
+        ports = [pt.get("port") for pt in rule.get("ports", [])]
+        c.ok(ports, f"{n}: an egress rule without ports admits every port: {rule}")
+        seen |= set(ports)
+    c.ok(seen == expected, f"{n}: egress ports {sorted(seen)} differ from DNS and the dependencies of {comp} {sorted(expected)}")
 
 
 def check_secret_ref(c, cn, env_name, ref, secrets, values, workload):
@@ -369,6 +515,11 @@ def _first(docs, kind, component=None):
     raise LookupError(f"no {kind} {component or ''} rendered")
 
 
+def _public_service(docs):
+    return next(x["object"] for x in docs if x["object"]["kind"] == "Service"
+                and x["object"]["metadata"]["labels"].get("eventfold.io/plane") != "admin")
+
+
 def _ctr(o):
     return o["spec"]["template"]["spec"]["containers"][0]
 
@@ -391,6 +542,15 @@ MUTATIONS = [
     ("literal password in env", lambda d: _ctr(_first(d, "Deployment", "command-service"))["env"].append({"name": "NEO4J_PASSWORD", "value": "x"}), "has a literal value"),
     ("$(VAR) used before defined", lambda d: _ctr(_first(d, "Deployment", "command-service"))["env"].reverse(), "before it is defined"),
     ("secret key missing", lambda d: next(x["object"] for x in d if x["object"]["kind"] == "Secret" and "helm.sh/hook" not in x["object"]["metadata"].get("annotations", {}))["data"].clear(), "does not have"),
+    ("probe on the public port", lambda d: _ctr(_first(d, "Deployment", "command-service"))["livenessProbe"]["httpGet"].update(port="http"), "livenessProbe must GET /healthz on the admin port"),
+    ("admin Service missing", lambda d: d.remove(next(x for x in d if x["object"]["kind"] == "Service" and x["object"]["metadata"]["labels"].get("eventfold.io/plane") == "admin")), "exactly one admin Service"),
+    ("admin port on the public Service", lambda d: _public_service(d)["spec"]["ports"].append({"name": "admin", "port": 9080, "targetPort": "admin"}), "public Service exposes the admin port"),
+    ("auth disabled", lambda d: _first(d, "ConfigMap", "outbox-relay")["data"].update(AUTH_MODE="disabled"), "AUTH_MODE must be jwt"),
+    ("two JWKS sources", lambda d: _first(d, "ConfigMap", "projector")["data"].update(AUTH_JWKS_URL="https://x/jwks", AUTH_JWKS_FILE="/etc/eventfold/auth/jwks.json"), "exactly one of AUTH_JWKS_URL and AUTH_JWKS_FILE"),
+    ("NetworkPolicy missing", lambda d: d.remove(next(x for x in d if x["object"]["kind"] == "NetworkPolicy")), "selected by exactly one NetworkPolicy"),
+    ("admin port open to everyone", lambda d: _first(d, "NetworkPolicy", "outbox-relay")["spec"].update(ingress=[{"ports": [{"protocol": "TCP", "port": "admin"}]}]), "must name its ports and peers"),
+    ("egress to any port", lambda d: _first(d, "NetworkPolicy", "command-service")["spec"]["egress"].append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}), "egress rule without ports"),
+    ("command-service may reach Kafka", lambda d: _first(d, "NetworkPolicy", "command-service")["spec"]["egress"].append({"ports": [{"protocol": "TCP", "port": 9092}]}), "differ from DNS and the dependencies"),
     ("read model lost", lambda d: d.remove(next(x for x in d if x["object"]["kind"] == "Deployment" and x["object"]["metadata"]["labels"].get("app.kubernetes.io/component") == "projector")), "one projector Deployment per read model"),
 ]
 
@@ -421,19 +581,22 @@ def main():
     with open(args.rendered) as f:
         docs = json.load(f)
     values = {}
+    defaults = None
     for path in args.values:
         with open(path) as f:
             loaded = json.load(f)
         # yaml2json output: a list of documents
         for d in loaded:
             values = merge(values, d["object"])
+        if defaults is None:
+            defaults = values  # the first file is the chart's values.yaml
     if args.self_test:
         missed = self_test(docs, values)
         for m in missed:
             print(f"  FAIL [self-test] {m}")
         print(f"  checker self-test: {len(MUTATIONS) - len(missed)} of {len(MUTATIONS)} broken renderings caught")
         sys.exit(1 if missed else 0)
-    result = run(args.scenario, docs, values)
+    result = run(args.scenario, docs, values, defaults)
     for failure in result.failures:
         print(f"  FAIL [{args.scenario}] {failure}")
     print(f"  rendered-manifest checks [{args.scenario}]: {len(docs)} objects, "

@@ -4,15 +4,18 @@
 #   scripts/helm/check.sh
 #
 #  1. tools: scripts/helm/install-tools.sh (helm, kubeconform, yaml2json, Kubernetes JSON schemas)
-#  2. helm lint --strict with the default values, helm/values-production.yaml and helm/ci/*.yaml
+#  2. helm lint --strict with helm/values-minimal.yaml (the chart's defaults plus the settings it cannot
+#     default: credentials and auth), helm/values-production.yaml and helm/ci/*.yaml
 #  3. helm template of each of those for every Kubernetes version in EVENTFOLD_K8S_VERSIONS, piped to
 #     kubeconform -strict -summary against the local schemas (the ServiceMonitor CRD is skipped by
 #     kubeconform and checked in step 4)
-#  4. the rendered manifests, checked by check.py (probes, securityContext, hook annotations, HPA
-#     bounds, PDBs, relay replicas, no secrets in ConfigMaps, ...), plus check.py's self-test that
-#     broken renderings are caught
+#  4. the rendered manifests, checked by check.py (ports, probes on the admin port, auth settings,
+#     admin Services, NetworkPolicies, securityContext, hook annotations, HPA bounds, PDBs, relay
+#     replicas, no secrets in ConfigMaps, ...), plus check.py's self-test that broken renderings are caught
 #  5. wrong values must be refused, with the expected message: schema (types, minimum, typos, enums)
-#     and the template's own rules (HPA max above the partitions, duplicate read models, ...)
+#     and the template's own rules (auth disabled or incomplete, no password, profile production with
+#     a connection without verified TLS, HPA max above the partitions, duplicate read models, ...);
+#     each `insecure: true` escape of profile production renders
 #  6. docs/helm.md's values table matches values.schema.json and values.yaml
 #
 # Prints one line per check and "N passed, N failed"; exits 1 when anything failed.
@@ -59,7 +62,7 @@ check() {
 
 # Scenarios: name and values files (relative to the repo root).
 declare -A SCENARIO_FILES=(
-  [default]=""
+  [minimal]="helm/values-minimal.yaml"
   [production]="helm/values-production.yaml"
 )
 for f in "$ROOT"/helm/ci/*.yaml; do
@@ -110,7 +113,7 @@ manifest_checks() {  # SCENARIO [--self-test]
 for s in $scenarios; do
   check "rendered manifests: probes, securityContext, hooks, HPA bounds, PDBs, secrets [$s]" manifest_checks "$s"
 done
-check "rendered-manifest checker catches broken manifests (self-test)" manifest_checks default --self-test
+check "rendered-manifest checker catches broken manifests (self-test)" manifest_checks ci-dev-secrets-values --self-test
 
 # --- 5. wrong values are refused with a clear message
 # reject NAME PATTERN ARGS...: `helm template ARGS` must fail and its error match PATTERN (grep -E).
@@ -126,20 +129,88 @@ values_file() {  # NAME CONTENT: a values file in $WORK
   printf '%s\n' "$2" >"$WORK/$1.yaml"
   printf '%s' "$WORK/$1.yaml"
 }
+# accept PATTERN ARGS...: `helm template ARGS` must succeed and its output match PATTERN (grep -E).
+accept() {
+  local pattern="$1"; shift
+  local out
+  out="$(helm template "$RELEASE" "$CHART" -n "$NAMESPACE" "$@" 2>&1)" || { printf '%s\n' "$out" | tail -n 5; return 1; }
+  grep -qE -- "$pattern" <<<"$out" || { echo "output does not match: $pattern"; return 1; }
+}
+MIN=(-f "$ROOT/helm/values-minimal.yaml")
+PROD=(-f "$ROOT/helm/values-production.yaml")
+DEV=(-f "$ROOT/helm/ci/dev-secrets-values.yaml")
 check 'refused: relay.replicas "two" (type)' \
   reject "at '/relay/replicas': got string, want integer" --set relay.replicas=two
+# auth: always on, complete
+check 'refused: the bare chart (no auth settings, no credentials)' \
+  reject 'auth.issuer is required with auth.mode jwt'
+check 'refused: auth.mode disabled' \
+  reject 'auth.mode "disabled" is refused: every service, its admin API included, would accept requests without a token' \
+  "${MIN[@]}" --set auth.mode=disabled
+check 'refused: auth.mode disabled under profile production' \
+  reject 'auth.mode "disabled" is refused' "${PROD[@]}" --set auth.mode=disabled
+check 'refused: unknown auth.mode' \
+  reject "at '/auth/mode': value must be one of" "${MIN[@]}" --set auth.mode=none
+check 'refused: jwt without an issuer' \
+  reject 'auth.issuer is required with auth.mode jwt' "${MIN[@]}" --set auth.issuer=
+check 'refused: jwt without an audience' \
+  reject 'auth.audience is required with auth.mode jwt' "${MIN[@]}" --set auth.audience=
+check 'refused: jwt without a JWKS' \
+  reject 'exactly one JWKS source is required .*found 0' "${MIN[@]}" --set auth.jwksUrl=
+check 'refused: two JWKS sources (URL and ConfigMap)' \
+  reject 'exactly one JWKS source is required .*found 2: auth.jwksUrl, auth.jwks.existingConfigMap' \
+  "${MIN[@]}" --set auth.jwks.existingConfigMap=idp-jwks
+check 'refused: an inline JWKS that is no JWKS document' \
+  reject 'auth.jwks.inline must be a JWKS document' "${MIN[@]}" --set auth.jwksUrl= \
+  -f "$(values_file jwks-bad 'auth: {jwks: {inline: "{\"kid\": \"x\"}"}}')"
+check 'accepted: the JWKS from an existing ConfigMap, mounted as AUTH_JWKS_FILE' \
+  accept 'name: idp-jwks' "${MIN[@]}" --set auth.jwksUrl= --set auth.jwks.existingConfigMap=idp-jwks
+# no default passwords
+check 'refused: a chart-managed credential without a password (no default passwords)' \
+  reject 'neo4j.auth has no password and no Secret: set existingSecret \(or neo4j.auth.existingSecret\)' \
+  "${MIN[@]}" --set existingSecret=
+check 'refused: one PostgreSQL user without a password' \
+  reject 'postgresql.users.commandService has no password and no Secret' \
+  "${DEV[@]}" --set postgresql.users.commandService.password=
+# profile production: TLS that verifies the server, unless the section says insecure
+check 'refused: profile production with plaintext Kafka' \
+  reject 'profile production: kafka.securityProtocol "plaintext" does not encrypt' "${PROD[@]}" --set kafka.securityProtocol=plaintext
+check 'refused: profile production with sasl_plaintext Kafka' \
+  reject 'profile production: kafka.securityProtocol "sasl_plaintext" does not encrypt' "${PROD[@]}" --set kafka.securityProtocol=sasl_plaintext
+check 'refused: profile production with postgresql.sslMode require' \
+  reject 'profile production: postgresql.sslMode "require" does not verify' "${PROD[@]}" --set postgresql.sslMode=require
+check 'refused: profile production with an http:// schema registry' \
+  reject 'profile production: schemaRegistry.url "http://schema-registry.kafka.svc:8081" is not https' \
+  "${PROD[@]}" --set schemaRegistry.url=http://schema-registry.kafka.svc:8081
+check 'refused: profile production with a bolt:// Neo4j URI' \
+  reject 'profile production: neo4j.uri "bolt://neo4j.graph.svc:7687" has no verified TLS' "${PROD[@]}" --set neo4j.uri=bolt://neo4j.graph.svc:7687
+check 'refused: profile production with a neo4j+ssc:// URI (certificate not verified)' \
+  reject 'profile production: neo4j.uri "neo4j\+ssc://neo4j.graph.svc:7687" has no verified TLS' "${PROD[@]}" --set neo4j.uri=neo4j+ssc://neo4j.graph.svc:7687
+check 'refused: profile production with an http:// JWKS URL' \
+  reject 'profile production: auth.jwksUrl "http://idp/jwks" is not https' "${PROD[@]}" --set auth.jwksUrl=http://idp/jwks
+check 'accepted: profile production, plaintext Kafka with kafka.insecure' \
+  accept 'KAFKA_SECURITY_PROTOCOL: "plaintext"' "${PROD[@]}" --set kafka.securityProtocol=plaintext --set kafka.insecure=true
+check 'accepted: profile production, sslMode require with postgresql.insecure' \
+  accept 'sslmode=require' "${PROD[@]}" --set postgresql.sslMode=require --set postgresql.insecure=true
+check 'accepted: profile production, http:// registry with schemaRegistry.insecure' \
+  accept 'SCHEMA_REGISTRY_URL: "http://schema-registry.kafka.svc:8081"' "${PROD[@]}" \
+  --set schemaRegistry.url=http://schema-registry.kafka.svc:8081 --set schemaRegistry.insecure=true
+check 'accepted: profile production, bolt:// with neo4j.insecure' \
+  accept 'NEO4J_URI: "bolt://neo4j.graph.svc:7687"' "${PROD[@]}" --set neo4j.uri=bolt://neo4j.graph.svc:7687 --set neo4j.insecure=true
+check 'accepted: profile development, plaintext everywhere (values-minimal)' \
+  accept 'sslmode=prefer' "${MIN[@]}"
 check 'refused: relay.replicas 1 (failover needs 2)' \
   reject "at '/relay/replicas': minimum: got 1, want 2" --set relay.replicas=1
 check 'refused: projector HPA maxReplicas above kafka.partitions' \
-  reject 'read model "graph": autoscaling.maxReplicas \(4\) exceeds kafka.partitions \(3\)' --set kafka.partitions=3
+  reject 'read model "graph": autoscaling.maxReplicas \(4\) exceeds kafka.partitions \(3\)'  "${MIN[@]}" --set kafka.partitions=3
 check 'refused: one read model HPA maxReplicas above kafka.partitions' \
   reject 'read model "tables": autoscaling.maxReplicas \(13\) exceeds kafka.partitions \(12\)' \
-  -f "$(values_file rm-hpa 'projector: {readModels: [{name: graph}, {name: tables, autoscaling: {maxReplicas: 13}}]}')"
+  "${MIN[@]}" -f "$(values_file rm-hpa 'projector: {readModels: [{name: graph}, {name: tables, autoscaling: {maxReplicas: 13}}]}')"
 check 'refused: read model replicas above kafka.partitions (autoscaling off)' \
   reject 'read model "graph": replicas \(13\) exceeds kafka.partitions \(12\)' \
-  -f "$(values_file rm-replicas 'projector: {readModels: [{name: graph, replicas: 13, autoscaling: {enabled: false}}]}')"
+  "${MIN[@]}" -f "$(values_file rm-replicas 'projector: {readModels: [{name: graph, replicas: 13, autoscaling: {enabled: false}}]}')"
 check 'refused: HPA minReplicas above maxReplicas' \
-  reject 'minReplicas \(5\) exceeds autoscaling.maxReplicas \(4\)' --set projector.autoscaling.minReplicas=5
+  reject 'minReplicas \(5\) exceeds autoscaling.maxReplicas \(4\)'  "${MIN[@]}" --set projector.autoscaling.minReplicas=5
 check 'refused: a typo in a key (commandService.replica)' \
   reject "at '/commandService': additional properties 'replica' not allowed" --set commandService.replica=3
 check 'refused: a typo at the top level (kafak)' \
@@ -151,15 +222,17 @@ check 'refused: read model name that is not a DNS label' \
   -f "$(values_file rm-name 'projector: {readModels: [{name: Graph_1}]}')"
 check 'refused: the same read model twice' \
   reject 'read model "graph" is listed twice' \
-  -f "$(values_file rm-dup 'projector: {readModels: [{name: graph}, {name: graph}]}')"
+  "${MIN[@]}" -f "$(values_file rm-dup 'projector: {readModels: [{name: graph}, {name: graph}]}')"
 check 'refused: databaseUser naming no postgresql.users entry' \
-  reject 'commandService.databaseUser: "nobody" is not a key of postgresql.users' --set commandService.databaseUser=nobody
+  reject 'commandService.databaseUser: "nobody" is not a key of postgresql.users'  "${MIN[@]}" --set commandService.databaseUser=nobody
 check 'refused: urlKey without an existing Secret' \
   reject 'postgresql.users.commandService.urlKey is set but no existingSecret holds it' \
-  --set postgresql.users.commandService.urlKey=uri
+  "${DEV[@]}" --set postgresql.users.commandService.urlKey=uri
 check 'refused: a writable root filesystem' \
   reject "at '/containerSecurityContext/readOnlyRootFilesystem': value must be true" \
   --set containerSecurityContext.readOnlyRootFilesystem=false
+check 'refused: a Kafka bootstrap server without a port' \
+  reject "at '/kafka/bootstrapServers'.*does not match pattern" --set kafka.bootstrapServers=kafka
 check 'refused: a negative port' \
   reject "at '/postgresql/port': minimum" --set postgresql.port=-1
 

@@ -246,7 +246,7 @@ async fn the_feed_never_skips_an_event_that_commits_late_with_a_smaller_position
     // Start the feed at the current end.
     let mut cursor = FeedCursor::default();
     loop {
-        let page = store.feed(cursor, 10_000, None).await.unwrap();
+        let page = store.feed(cursor, 10_000, None, None).await.unwrap();
         match page.last() {
             Some(last) => {
                 cursor = FeedCursor {
@@ -280,7 +280,7 @@ async fn the_feed_never_skips_an_event_that_commits_late_with_a_smaller_position
             .append("Thing", &id, 0, &[event(i)], &meta(), &record("Do"))
             .await
             .unwrap();
-        for e in store.feed(cursor, 1000, None).await.unwrap() {
+        for e in store.feed(cursor, 1000, None, None).await.unwrap() {
             cursor = FeedCursor {
                 tx_id: e.tx_id,
                 position: e.position,
@@ -310,7 +310,7 @@ async fn the_feed_never_skips_an_event_that_commits_late_with_a_smaller_position
                 .filter(|p| !seen.contains(p))
                 .collect::<Vec<_>>()
         );
-        for e in store.feed(cursor, 1000, None).await.unwrap() {
+        for e in store.feed(cursor, 1000, None, None).await.unwrap() {
             cursor = FeedCursor {
                 tx_id: e.tx_id,
                 position: e.position,

@@ -317,11 +317,12 @@ fn stopped() -> HandleError {
     HandleError::Database(sqlx::Error::PoolClosed)
 }
 
-/// A cached aggregate: its state and version.
+/// A cached aggregate: its state, version and owning tenant (none before its first event).
 #[derive(Clone)]
 struct Cached<A> {
     state: A,
     version: i64,
+    owner: Option<String>,
 }
 
 /// States of a batch's aggregates, and which of them were just loaded from the store.
@@ -496,6 +497,16 @@ impl<A: Aggregate> Writer<A> {
             let entry = pending
                 .get_mut(&job.aggregate_id)
                 .expect("inserted just above");
+            // Another tenant's aggregate is answered as one that does not exist.
+            if entry
+                .owner
+                .as_deref()
+                .is_some_and(|owner| owner != job.meta.tenant)
+            {
+                let fresh = fresh.contains(&job.aggregate_id);
+                refused.push((job, HandleError::NotFound, fresh));
+                continue;
+            }
             if let Some(expected) = job.expected_version
                 && expected != entry.version
             {
@@ -522,6 +533,9 @@ impl<A: Aggregate> Writer<A> {
                         .iter()
                         .fold(std::mem::take(&mut entry.state), |s, e| s.apply(e));
                     entry.version += events.len() as i64;
+                    if !events.is_empty() && entry.owner.is_none() {
+                        entry.owner = Some(job.meta.tenant.clone());
+                    }
                     decided.push(Decided {
                         job,
                         base_version,
@@ -685,11 +699,16 @@ impl<A: Aggregate> Writer<A> {
         }
         self.connections.clear();
         let mut loaded = repository::hydrate_many::<A>(&self.store, &missing).await?;
+        let mut owners = self.store.owners(A::TYPE, &missing).await?;
         let mut broken: HashMap<String, HandleError> = HashMap::new();
         for id in &missing {
             match loaded.remove(id) {
                 Some(Ok((state, version))) => {
-                    let cached = Cached { state, version };
+                    let cached = Cached {
+                        state,
+                        version,
+                        owner: owners.remove(id),
+                    };
                     self.cache.put(id.clone(), cached.clone());
                     base.insert(id.clone(), cached);
                 }

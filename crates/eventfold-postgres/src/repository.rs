@@ -57,6 +57,9 @@ pub enum HandleError {
         /// The current version.
         current_version: i64,
     },
+    /// The aggregate belongs to another tenant: answered exactly like one that does not exist.
+    #[error("no such aggregate")]
+    NotFound,
     /// The command id was already used for a different request.
     #[error("command id {0} was already used for a different request")]
     IdempotencyMismatch(Uuid),
@@ -295,6 +298,13 @@ pub async fn handle<A: Aggregate>(
     // a repeat racing this one is caught by the append's command-id claim instead.
     if let Some(record) = store.command(meta.command_id).await? {
         return replay(meta.command_id, &record, request_hash);
+    }
+    if store
+        .owner(A::TYPE, aggregate_id)
+        .await?
+        .is_some_and(|owner| owner != meta.tenant)
+    {
+        return Err(HandleError::NotFound);
     }
     let mut attempt = 1;
     loop {

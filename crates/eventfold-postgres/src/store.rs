@@ -603,20 +603,63 @@ impl EventStore {
         .await
     }
 
-    /// Every event of one correlation id, in commit-safe order.
+    /// The tenant owning each of `aggregate_ids` that has events: the tenant of its first event
+    /// (a stream never changes tenant).
+    pub async fn owners(
+        &self,
+        aggregate_type: &str,
+        aggregate_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, sqlx::Error> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT aggregate_id, tenant FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = ANY($2) AND version = 1",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// The tenant owning one aggregate, if it has events.
+    pub async fn owner(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT tenant FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND version = 1",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// The events of one correlation id after position `after`, in position order, at most
+    /// `limit`; only `tenant`'s when given.
     pub async fn by_correlation(
         &self,
         correlation_id: Uuid,
+        tenant: Option<&str>,
+        after: i64,
+        limit: i64,
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
         sqlx::query_as(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE correlation_id = $1 ORDER BY position"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE correlation_id = $1 AND position > $3 \
+               AND ($2::text IS NULL OR tenant = $2) ORDER BY position LIMIT $4"
         ))
         .bind(correlation_id)
+        .bind(tenant)
+        .bind(after)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await
     }
 
-    /// The global feed after `cursor`, at most `limit` events, optionally only of `types`.
+    /// The global feed after `cursor`, at most `limit` events, optionally only of `types` and of
+    /// `tenant`.
     ///
     /// Only events of transactions older than every transaction still running are returned, ordered
     /// by (transaction id, position): an event that commits late with a smaller position is therefore
@@ -626,18 +669,21 @@ impl EventStore {
         cursor: FeedCursor,
         limit: i64,
         types: Option<&[String]>,
+        tenant: Option<&str>,
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
         sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events \
              WHERE (tx_id, position) > ($1::text::xid8, $2) \
                AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
                AND ($3::text[] IS NULL OR event_type = ANY($3)) \
+               AND ($5::text IS NULL OR tenant = $5) \
              ORDER BY tx_id, position LIMIT $4"
         ))
         .bind(cursor.tx_id.to_string())
         .bind(cursor.position)
         .bind(types)
         .bind(limit)
+        .bind(tenant)
         .fetch_all(&self.pool)
         .await
     }

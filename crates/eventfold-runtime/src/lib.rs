@@ -5,12 +5,14 @@
 //! It knows nothing of PostgreSQL, Kafka or Neo4j: services register their own readiness checks.
 #![deny(missing_docs)]
 
+pub mod limits;
 pub mod ops;
 pub mod problem;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 
+pub use limits::RequestLimits;
 pub use ops::{Ops, ReadinessCheck, Routes, Server};
 pub use problem::problem;
 pub use settings::{Env, ServiceSettings, SettingsError};

@@ -3,10 +3,31 @@ Non-secret settings of each component, as ConfigMap data (the same text feeds th
 annotation, so a change rolls the pods). Credentials are never here: they come from Secrets as env.
 */}}
 
+{{/* Settings of every service: (dict "root" $ "component" "outbox-relay") */}}
 {{- define "eventfold.config.common" -}}
-HTTP_ADDR: "0.0.0.0:8080"
-LOG_FORMAT: {{ .Values.log.format | quote }}
-RUST_LOG: {{ .Values.log.level | quote }}
+HTTP_ADDR: {{ printf "0.0.0.0:%d" (include "eventfold.httpPort" .component | int) | quote }}
+ADMIN_ADDR: {{ printf "0.0.0.0:%d" (include "eventfold.adminPort" .component | int) | quote }}
+LOG_FORMAT: {{ .root.Values.log.format | quote }}
+RUST_LOG: {{ .root.Values.log.level | quote }}
+{{ include "eventfold.config.auth" .root }}
+{{- end }}
+
+{{/* AUTH_*: how every service checks the JWTs of its public and admin API. */}}
+{{- define "eventfold.config.auth" -}}
+{{- $a := .Values.auth -}}
+AUTH_MODE: {{ $a.mode | quote }}
+{{- if $a.jwksUrl }}
+AUTH_JWKS_URL: {{ $a.jwksUrl | quote }}
+{{- else }}
+AUTH_JWKS_FILE: {{ include "eventfold.jwksFile" . | quote }}
+{{- end }}
+AUTH_ISSUER: {{ $a.issuer | quote }}
+AUTH_AUDIENCE: {{ $a.audience | quote }}
+AUTH_LEEWAY_SECONDS: {{ $a.leewaySeconds | int64 | quote }}
+AUTH_SCOPE_CLAIM: {{ $a.scopeClaim | quote }}
+AUTH_TENANT_CLAIM: {{ $a.tenantClaim | quote }}
+AUTH_ACTOR_KIND_CLAIM: {{ $a.actorKindClaim | quote }}
+AUTH_JWKS_MIN_REFRESH_SECONDS: {{ $a.jwksMinRefreshSeconds | int64 | quote }}
 {{- end }}
 
 {{- define "eventfold.config.kafka" -}}
@@ -19,11 +40,11 @@ SCHEMA_REGISTRY_URL: {{ .Values.schemaRegistry.url | quote }}
 {{- end }}
 
 {{- define "eventfold.config.command-service" -}}
-{{ include "eventfold.config.common" . }}
+{{ include "eventfold.config.common" (dict "root" . "component" "command-service") }}
 {{- end }}
 
 {{- define "eventfold.config.outbox-relay" -}}
-{{ include "eventfold.config.common" . }}
+{{ include "eventfold.config.common" (dict "root" . "component" "outbox-relay") }}
 {{ include "eventfold.config.kafka" . }}
 KAFKA_TOPIC_PREFIX: {{ .Values.kafka.topicPrefix | quote }}
 KAFKA_TOPIC_PARTITIONS: {{ .Values.kafka.partitions | quote }}
@@ -38,7 +59,7 @@ RELAY_LEASE_MS: {{ .Values.relay.leaseMs | quote }}
 {{- end }}
 
 {{- define "eventfold.config.projector" -}}
-{{ include "eventfold.config.common" . }}
+{{ include "eventfold.config.common" (dict "root" . "component" "projector") }}
 {{ include "eventfold.config.kafka" . }}
 NEO4J_URI: {{ .Values.neo4j.uri | quote }}
 NEO4J_DATABASE: {{ .Values.neo4j.database | quote }}

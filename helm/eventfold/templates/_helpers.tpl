@@ -171,17 +171,37 @@ $(VAR) references (defined just before, as Kubernetes requires).
 {{- include "eventfold.credEnv" (dict "root" . "cred" .Values.neo4j.auth "key" "neo4j-password" "userVar" "NEO4J_USER" "passwordVar" "NEO4J_PASSWORD" "secret" "") }}
 {{- end }}
 
-{{/* Probes on the http port: (dict "probes" .Values.relay.probes) */}}
+{{/* Probes on the admin port (the public port keeps only /healthz): (dict "probes" .Values.relay.probes) */}}
 {{- define "eventfold.probes" -}}
 startupProbe:
-  httpGet: {path: /healthz, port: http}
+  httpGet: {path: /healthz, port: admin}
   {{- toYaml .probes.startup | nindent 2 }}
 livenessProbe:
-  httpGet: {path: /healthz, port: http}
+  httpGet: {path: /healthz, port: admin}
   {{- toYaml .probes.liveness | nindent 2 }}
 readinessProbe:
-  httpGet: {path: /readyz, port: http}
+  httpGet: {path: /readyz, port: admin}
   {{- toYaml .probes.readiness | nindent 2 }}
+{{- end }}
+
+{{/* Path of the JWKS file the services read when auth.jwksUrl is empty. */}}
+{{- define "eventfold.jwksFile" -}}
+{{- printf "/etc/eventfold/auth/%s" .Values.auth.jwks.key }}
+{{- end }}
+
+{{/* ConfigMap holding the JWKS file: the existing one, else the chart's <fullname>-jwks. */}}
+{{- define "eventfold.jwksConfigMap" -}}
+{{- .Values.auth.jwks.existingConfigMap | default (printf "%s-jwks" (include "eventfold.fullname" .)) }}
+{{- end }}
+
+{{/* Mounts of a service container: those of every container plus the JWKS file (without jwksUrl). */}}
+{{- define "eventfold.serviceVolumeMounts" -}}
+{{ include "eventfold.volumeMounts" . }}
+{{- if not .Values.auth.jwksUrl }}
+- name: jwks
+  mountPath: /etc/eventfold/auth
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{/* Mounts of every container: the writable /tmp and the optional CA bundle. */}}
@@ -254,16 +274,24 @@ topologySpreadConstraints:
 {{- end }}
 volumes:
   {{- include "eventfold.volumes" .root | nindent 2 }}
+  {{- if not .root.Values.auth.jwksUrl }}
+  - name: jwks
+    configMap:
+      name: {{ include "eventfold.jwksConfigMap" .root }}
+      items:
+        - key: {{ .root.Values.auth.jwks.key }}
+          path: {{ .root.Values.auth.jwks.key }}
+  {{- end }}
 {{- end }}
 
-{{/* Pod annotations: checksums of config and credentials (changes roll the pods), scrape hints,
-the workload's own annotations. (dict "root" $ "c" $c) */}}
+{{/* Pod annotations: checksums of config and credentials (changes roll the pods), scrape hints
+(the admin port), the workload's own annotations. (dict "root" $ "c" $c "component" "outbox-relay") */}}
 {{- define "eventfold.podAnnotations" -}}
 checksum/config: {{ include (print .root.Template.BasePath "/configmap.yaml") .root | sha256sum }}
 checksum/credentials: {{ include (print .root.Template.BasePath "/secret.yaml") .root | sha256sum }}
 {{- if .root.Values.metrics.podAnnotations }}
 prometheus.io/scrape: "true"
-prometheus.io/port: "8080"
+prometheus.io/port: {{ include "eventfold.adminPort" .component | quote }}
 prometheus.io/path: /metrics
 {{- end }}
 {{- with .c.podAnnotations }}
@@ -271,10 +299,23 @@ prometheus.io/path: /metrics
 {{- end }}
 {{- end }}
 
-{{/* The http port every service listens on (HTTP_ADDR=0.0.0.0:8080). */}}
+{{/* Container port of a service's public API (HTTP_ADDR): the component name gives it. */}}
+{{- define "eventfold.httpPort" -}}
+{{- index (dict "command-service" 8080 "outbox-relay" 8082 "projector" 8083) . }}
+{{- end }}
+
+{{/* Container port of a service's admin plane (ADMIN_ADDR): /healthz, /readyz, /metrics, admin API. */}}
+{{- define "eventfold.adminPort" -}}
+{{- index (dict "command-service" 9080 "outbox-relay" 9082 "projector" 9083) . }}
+{{- end }}
+
+{{/* The two ports every service listens on, for a component name. */}}
 {{- define "eventfold.ports" -}}
 - name: http
-  containerPort: 8080
+  containerPort: {{ include "eventfold.httpPort" . }}
+  protocol: TCP
+- name: admin
+  containerPort: {{ include "eventfold.adminPort" . }}
   protocol: TCP
 {{- end }}
 
@@ -299,4 +340,27 @@ set over it (key by key, so `enabled: false` wins, which a plain merge would dro
 {{/* The consumer group a read model's lag metric is selected by. */}}
 {{- define "eventfold.consumerGroup" -}}
 {{- .consumerGroup | default (printf "eventfold-projector-%s" .name) }}
+{{- end }}
+
+{{/*
+The service workloads as a YAML list of {component, readModel, name}: command-service, outbox-relay
+and one projector per read model (`name` is the suffix of their objects' names).
+*/}}
+{{- define "eventfold.workloads" -}}
+{{- $list := list (dict "component" "command-service" "readModel" "" "name" "command-service") (dict "component" "outbox-relay" "readModel" "" "name" "outbox-relay") }}
+{{- range .Values.projector.readModels }}
+{{- $list = append $list (dict "component" "projector" "readModel" .name "name" (printf "projector-%s" .name)) }}
+{{- end }}
+{{- toYaml $list }}
+{{- end }}
+
+{{/* Port of a URL (scheme://host:port/...), else `default`: (dict "url" "https://r:8081" "default" 443) */}}
+{{- define "eventfold.urlPort" -}}
+{{- $host := (urlParse .url).host }}
+{{- $parts := splitList ":" $host }}
+{{- if and (gt (len $parts) 1) (regexMatch "^[0-9]+$" (last $parts)) }}
+{{- last $parts }}
+{{- else if hasPrefix "http://" (lower .url) }}80
+{{- else }}{{ .default }}
+{{- end }}
 {{- end }}

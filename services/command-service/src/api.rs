@@ -102,14 +102,14 @@ async fn observe(State(m): State<HttpMetrics>, request: Request, next: Next) -> 
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let method = request.method().as_str().to_owned();
+    let method = eventfold_runtime::limits::method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     m.latency
-        .with_label_values(&[&method, &route])
+        .with_label_values(&[method, &route])
         .observe(started.elapsed().as_secs_f64());
     m.requests
-        .with_label_values(&[&method, &route, response.status().as_str()])
+        .with_label_values(&[method, &route, response.status().as_str()])
         .inc();
     response
 }
@@ -177,8 +177,7 @@ async fn command(
         }
     })?;
     let body = json_body(&headers, &body)?;
-    let tenant = header_text(&headers, "x-tenant")?.unwrap_or("default");
-    check_tenant(tenant)?;
+    let tenant = tenant_of(&headers)?;
     let command_id = match (query.command_id, idempotency_key(&headers, tenant)?) {
         (Some(a), Some(b)) if a != b => {
             return Err(Problem::bad_request(
@@ -278,6 +277,34 @@ fn check_aggregate_id(id: &str) -> Result<(), Problem> {
         ));
     }
     Ok(())
+}
+
+/// The caller's tenant: `X-Tenant`, `default` when absent.
+fn tenant_of(headers: &HeaderMap) -> Result<&str, Problem> {
+    let tenant = header_text(headers, "x-tenant")?.unwrap_or("default");
+    check_tenant(tenant)?;
+    Ok(tenant)
+}
+
+/// Refuses, exactly as a missing aggregate, one that belongs to another tenant than `tenant`.
+async fn owned_by(
+    api: &Api,
+    tenant: &str,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<(), Problem> {
+    match api.store.owner(aggregate_type, aggregate_id).await? {
+        Some(owner) if owner != tenant => Err(no_events(aggregate_type, aggregate_id)),
+        _ => Ok(()),
+    }
+}
+
+/// The 404 of an aggregate without events (or of another tenant).
+fn no_events(aggregate_type: &str, aggregate_id: &str) -> Problem {
+    Problem::not_found(
+        "aggregate_not_found",
+        format!("{aggregate_type} {aggregate_id} has no events"),
+    )
 }
 
 fn check_tenant(tenant: &str) -> Result<(), Problem> {
@@ -450,12 +477,14 @@ struct StateQuery {
 
 async fn state(
     State(api): State<Api>,
+    headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<StateQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let Path((aggregate_type, aggregate_id)) = path.map_err(path_problem)?;
     let Query(q) = query.map_err(query_problem)?;
     let domain = api.domains.get(&aggregate_type)?;
+    owned_by(&api, tenant_of(&headers)?, &aggregate_type, &aggregate_id).await?;
     if let Some(v) = q.at_version
         && v < 1
     {
@@ -487,12 +516,14 @@ fn page_limit(limit: Option<i64>) -> Result<i64, Problem> {
 
 async fn history(
     State(api): State<Api>,
+    headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let Path((aggregate_type, aggregate_id)) = path.map_err(path_problem)?;
     let Query(q) = query.map_err(query_problem)?;
     api.domains.get(&aggregate_type)?;
+    owned_by(&api, tenant_of(&headers)?, &aggregate_type, &aggregate_id).await?;
     let limit = page_limit(q.limit)?;
     let after = q.after_version.unwrap_or(0).max(0);
     let mut events = api
@@ -507,10 +538,7 @@ async fn history(
         )
         .await?;
     if events.is_empty() && after == 0 {
-        return Err(Problem::not_found(
-            "aggregate_not_found",
-            format!("{aggregate_type} {aggregate_id} has no events"),
-        ));
+        return Err(no_events(&aggregate_type, &aggregate_id));
     }
     let more = events.len() as i64 > limit;
     events.truncate(limit as usize);
@@ -524,23 +552,42 @@ async fn history(
     .into_response())
 }
 
+#[derive(Debug, Deserialize)]
+struct CorrelationQuery {
+    after_position: Option<i64>,
+    limit: Option<i64>,
+}
+
 async fn correlation(
     State(api): State<Api>,
+    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<CorrelationQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let Path(raw) = path.map_err(path_problem)?;
+    let Query(q) = query.map_err(query_problem)?;
     let id = Uuid::parse_str(&raw)
         .map_err(|_| Problem::bad_request("invalid_path", "the correlation id is not a UUID"))?;
-    let events = api.store.by_correlation(id).await?;
-    if events.is_empty() {
+    let limit = page_limit(q.limit)?;
+    let after = q.after_position.unwrap_or(0).max(0);
+    let tenant = tenant_of(&headers)?;
+    let mut events = api
+        .store
+        .by_correlation(id, Some(tenant), after, limit + 1)
+        .await?;
+    if events.is_empty() && after == 0 {
         return Err(Problem::not_found(
             "correlation_not_found",
             format!("no events with correlation id {id}"),
         ));
     }
+    let more = events.len() as i64 > limit;
+    events.truncate(limit as usize);
+    let next = more.then(|| events.last().map(|e| e.position)).flatten();
     Ok(axum::Json(json!({
         "correlation_id": id,
         "events": events.iter().map(envelope).collect::<Vec<_>>(),
+        "next_after_position": next,
     }))
     .into_response())
 }
@@ -554,8 +601,10 @@ struct FeedQuery {
 
 async fn feed(
     State(api): State<Api>,
+    headers: HeaderMap,
     query: Result<Query<FeedQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
+    let tenant = tenant_of(&headers)?;
     let Query(q) = query.map_err(query_problem)?;
     let limit = page_limit(q.limit)?;
     let cursor: FeedCursor = match q.after.as_deref() {
@@ -571,7 +620,10 @@ async fn feed(
             .map(str::to_owned)
             .collect()
     });
-    let events = api.store.feed(cursor, limit, types.as_deref()).await?;
+    let events = api
+        .store
+        .feed(cursor, limit, types.as_deref(), Some(tenant))
+        .await?;
     let next = events
         .last()
         .map(|e| FeedCursor {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use eventfold_postgres::bus::{BusMetrics, positive};
 use eventfold_postgres::{BusConfig, EventStore, PgSettings};
-use eventfold_runtime::{Env, Ops, Routes, Server, ServiceSettings, SettingsError};
+use eventfold_runtime::{Env, Ops, RequestLimits, Routes, Server, ServiceSettings, SettingsError};
 
 /// Name in logs, metrics and `/healthz`.
 pub const SERVICE: &str = "command-service";
@@ -31,6 +31,8 @@ pub struct Settings {
     pub body_limit: usize,
     /// Batching, cache, retry and snapshot settings of the command buses.
     pub bus: BusConfig,
+    /// Concurrent requests and time per request of the API.
+    pub limits: RequestLimits,
 }
 
 impl Settings {
@@ -41,6 +43,7 @@ impl Settings {
             database: PgSettings::from_env(env)?,
             body_limit: positive(env, "COMMAND_BODY_LIMIT_BYTES", 1024 * 1024)?,
             bus: BusConfig::from_env(env)?,
+            limits: RequestLimits::from_env(env)?,
         })
     }
 }
@@ -61,7 +64,7 @@ pub async fn build(settings: Settings) -> std::io::Result<Server> {
     };
     // No admin API yet: the admin listener serves the ops routes only.
     let routes = Routes {
-        public: api::router(api, settings.body_limit),
+        public: settings.limits.apply(api::router(api, settings.body_limit)),
         admin: axum::Router::new(),
     };
     Server::bind(SERVICE, &settings.service, &ops, routes).await
