@@ -6,7 +6,8 @@
 # Ports: command-service $EVENTFOLD_COMMAND_PORT (8080), outbox-relay $EVENTFOLD_RELAY_PORT (8082),
 # projector $EVENTFOLD_PROJECTOR_PORT (8083); their admin listeners (/readyz, /metrics, admin APIs) on
 # $EVENTFOLD_COMMAND_ADMIN_PORT (9080), $EVENTFOLD_RELAY_ADMIN_PORT (9082) and
-# $EVENTFOLD_PROJECTOR_ADMIN_PORT (9083); logs in $LOG_DIR/<service>.log (JSON lines).
+# $EVENTFOLD_PROJECTOR_ADMIN_PORT (9083); logs in $LOG_DIR/<service>.log (JSON lines). The
+# services trust tokens of the local issuer (AUTH_* in env.sh; `eventfold token --help`).
 source "$(dirname "$0")/env.sh"
 
 SERVICES=(command-service outbox-relay projector)
@@ -76,10 +77,19 @@ migrate() {
   done
 }
 
+# Creates the local token issuer's key pair (or keeps the existing one) before any service reads
+# its key set; the key id is derived from the public key, so tokens stay valid across restarts.
+issuer_keys() {
+  "$CARGO_TARGET_DIR/debug/eventfold" token init --dir "$(dirname "$AUTH_ISSUER_KEY_FILE")" >/dev/null \
+    || die "cannot create the local token issuer's key pair next to $AUTH_ISSUER_KEY_FILE"
+  [[ -f "$AUTH_JWKS_FILE" ]] || die "AUTH_JWKS_FILE=$AUTH_JWKS_FILE does not exist"
+}
+
 cmd_start() {
   log "building the services (cargo build, target dir $CARGO_TARGET_DIR)"
   (cd "$EVENTFOLD_ROOT" && cargo build --quiet -p command-service -p outbox-relay -p projector \
-    -p eventfold-postgres --bins) || die "cargo build of the services failed"
+    -p eventfold-postgres -p eventfold-cli --bins) || die "cargo build of the services failed"
+  issuer_keys
   migrate
   local svc port admin_port
   for svc in "${SERVICES[@]}"; do

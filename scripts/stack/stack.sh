@@ -38,6 +38,7 @@ cmd_up() {
   command-service  $EVENTFOLD_COMMAND_URL  (admin $EVENTFOLD_COMMAND_ADMIN_URL)
   outbox-relay     $EVENTFOLD_RELAY_URL  (admin $EVENTFOLD_RELAY_ADMIN_URL)
   projector        $EVENTFOLD_PROJECTOR_URL  (admin $EVENTFOLD_PROJECTOR_ADMIN_URL)
+  token issuer     $AUTH_ISSUER (keys $AUTH_JWKS_FILE); a token: eventfold token --tenant T --scope all
   logs             $LOG_DIR
 EOT
 }

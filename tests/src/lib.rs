@@ -3,6 +3,7 @@
 //! `make up`; with the `testcontainers` feature, a server whose address is unset is started in Docker.
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod confidence;
 #[cfg(feature = "testcontainers")]
 mod containers;

@@ -11,7 +11,8 @@ use eventfold_runtime::Env;
 
 use outbox_relay::parked::AggregateRef;
 
-use crate::{check, golden, outbox, projections, register};
+use crate::token::TokenArgs;
+use crate::{check, golden, outbox, projections, register, token};
 
 /// eventfold administration.
 #[derive(Debug, Parser)]
@@ -56,6 +57,9 @@ pub enum Command {
         /// The query, e.g. `MATCH (v:Verse) RETURN v.id AS id LIMIT 5`.
         query: String,
     },
+    /// Local bearer tokens: `token init` creates the issuer's key pair, `token --tenant T --scope S`
+    /// prints a token signed with it.
+    Token(TokenArgs),
 }
 
 /// `eventfold parked …`.
@@ -216,6 +220,7 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Outcome, UsageError> {
             return projections::discard(env, &read_model, id).await;
         }
         Command::Cypher { query } => return projections::cypher(env, &query).await,
+        Command::Token(args) => return token::run(args, env),
         Command::Outbox(OutboxCommand::Parked(c)) => {
             return match c {
                 OutboxParked::List { aggregate, limit } => {

@@ -1,6 +1,6 @@
 //! The `eventfold` admin command, as a library so tests drive it without a process: schema
-//! registration, compatibility checks and the golden corpus. Each subcommand group is a module;
-//! later groups (migrate, rebuild, audit, parked) join the same [`cli::Command`] enum.
+//! registration, compatibility checks, the golden corpus and local bearer tokens. Each subcommand
+//! group is a module; later groups (migrate, rebuild, audit, parked) join the same [`cli::Command`] enum.
 #![deny(missing_docs)]
 
 pub mod check;
@@ -9,6 +9,7 @@ pub mod golden;
 pub mod outbox;
 pub mod projections;
 pub mod register;
+pub mod token;
 
 use eventfold_avro::{SchemaFile, subject_for, topic_for};
 

@@ -19,9 +19,20 @@ async fn main() -> anyhow::Result<ExitCode> {
             let text = e.to_string();
             let line = match e.kind() {
                 ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                    "error: a command is required (see `eventfold --help`)"
+                    "error: a command is required (see `eventfold --help`)".to_owned()
                 }
-                _ => text.lines().next().unwrap_or("error: invalid arguments"),
+                // clap lists the missing arguments on the lines after the first: keep them on it.
+                ErrorKind::MissingRequiredArgument => text
+                    .lines()
+                    .take_while(|l| !l.is_empty())
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                _ => text
+                    .lines()
+                    .next()
+                    .unwrap_or("error: invalid arguments")
+                    .to_owned(),
             };
             eprintln!("{line}");
             return Ok(ExitCode::from(2));
