@@ -41,11 +41,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 WORKDIR /app
 USER 65532:65532
-# Listen on all interfaces inside the pod; structured logs for the cluster's log pipeline.
+# Listen on all interfaces inside the pod (the admin listener, /readyz /metrics and the admin APIs,
+# defaults to the HTTP port + 1000: 9080); structured logs for the cluster's log pipeline.
 ENV HTTP_ADDR=0.0.0.0:8080 \
     LOG_FORMAT=json \
     RUST_LOG=info
-EXPOSE 8080
+EXPOSE 8080 9080
 LABEL org.opencontainers.image.vendor="eventfold" \
       org.opencontainers.image.licenses="Apache-2.0"
 

@@ -4,7 +4,9 @@
 #   scripts/stack/services.sh start|stop [NAME...]|status
 #
 # Ports: command-service $EVENTFOLD_COMMAND_PORT (8080), outbox-relay $EVENTFOLD_RELAY_PORT (8082),
-# projector $EVENTFOLD_PROJECTOR_PORT (8083); logs in $LOG_DIR/<service>.log (JSON lines). The
+# projector $EVENTFOLD_PROJECTOR_PORT (8083); their admin listeners (/readyz, /metrics, admin APIs) on
+# $EVENTFOLD_COMMAND_ADMIN_PORT (9080), $EVENTFOLD_RELAY_ADMIN_PORT (9082) and
+# $EVENTFOLD_PROJECTOR_ADMIN_PORT (9083); logs in $LOG_DIR/<service>.log (JSON lines). The
 # services trust tokens of the local issuer (AUTH_* in env.sh; `eventfold token --help`).
 source "$(dirname "$0")/env.sh"
 
@@ -25,7 +27,22 @@ port_var_of() {
     projector) echo EVENTFOLD_PROJECTOR_PORT ;;
   esac
 }
+admin_port_of() {
+  case "$1" in
+    command-service) echo "$EVENTFOLD_COMMAND_ADMIN_PORT" ;;
+    outbox-relay) echo "$EVENTFOLD_RELAY_ADMIN_PORT" ;;
+    projector) echo "$EVENTFOLD_PROJECTOR_ADMIN_PORT" ;;
+  esac
+}
+admin_port_var_of() {
+  case "$1" in
+    command-service) echo EVENTFOLD_COMMAND_ADMIN_PORT ;;
+    outbox-relay) echo EVENTFOLD_RELAY_ADMIN_PORT ;;
+    projector) echo EVENTFOLD_PROJECTOR_ADMIN_PORT ;;
+  esac
+}
 
+# ready ADMIN_PORT: /readyz lives on the admin listener.
 ready() { curl -fsS -m 5 "http://127.0.0.1:$1/readyz"; }
 
 # Login role of each service (a member of the group role the migrations grant to), so no service
@@ -74,21 +91,24 @@ cmd_start() {
     -p eventfold-postgres -p eventfold-cli --bins) || die "cargo build of the services failed"
   issuer_keys
   migrate
-  local svc port
+  local svc port admin_port
   for svc in "${SERVICES[@]}"; do
     port="$(port_of "$svc")"
+    admin_port="$(admin_port_of "$svc")"
     if is_running "$svc"; then
       log "$svc already running (pid $(cat "$(pid_file "$svc")"))"
       continue
     fi
     require_free_port "$svc" "$port" "$(port_var_of "$svc")"
-    HTTP_ADDR="127.0.0.1:$port" LOG_FORMAT="${LOG_FORMAT:-json}" DATABASE_URL="$(database_url_of "$svc")" \
-      start_daemon "$svc" "$CARGO_TARGET_DIR/debug/$svc"
+    require_free_port "$svc" "$admin_port" "$(admin_port_var_of "$svc")"
+    HTTP_ADDR="127.0.0.1:$port" ADMIN_ADDR="127.0.0.1:$admin_port" LOG_FORMAT="${LOG_FORMAT:-json}" \
+      DATABASE_URL="$(database_url_of "$svc")" start_daemon "$svc" "$CARGO_TARGET_DIR/debug/$svc"
   done
   for svc in "${SERVICES[@]}"; do
     port="$(port_of "$svc")"
-    wait_until "$svc" "$READY_TIMEOUT" ready "$port"
-    log "$svc ready at http://127.0.0.1:$port (pid $(cat "$(pid_file "$svc")"))"
+    admin_port="$(admin_port_of "$svc")"
+    wait_until "$svc" "$READY_TIMEOUT" ready "$admin_port"
+    log "$svc ready at http://127.0.0.1:$port, admin http://127.0.0.1:$admin_port (pid $(cat "$(pid_file "$svc")"))"
   done
 }
 
@@ -101,7 +121,9 @@ cmd_stop() {
 
 cmd_status() {
   local svc
-  for svc in "${SERVICES[@]}"; do status_line "$svc" "http://127.0.0.1:$(port_of "$svc")"; done
+  for svc in "${SERVICES[@]}"; do
+    status_line "$svc" "http://127.0.0.1:$(port_of "$svc")  admin http://127.0.0.1:$(admin_port_of "$svc")"
+  done
 }
 
 case "${1:-}" in

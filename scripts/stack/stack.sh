@@ -35,9 +35,9 @@ cmd_up() {
   Kafka            $KAFKA_BOOTSTRAP_SERVERS
   Schema registry  $SCHEMA_REGISTRY_URL
   Neo4j (Bolt)     $NEO4J_URI
-  command-service  $EVENTFOLD_COMMAND_URL
-  outbox-relay     $EVENTFOLD_RELAY_URL
-  projector        $EVENTFOLD_PROJECTOR_URL
+  command-service  $EVENTFOLD_COMMAND_URL  (admin $EVENTFOLD_COMMAND_ADMIN_URL)
+  outbox-relay     $EVENTFOLD_RELAY_URL  (admin $EVENTFOLD_RELAY_ADMIN_URL)
+  projector        $EVENTFOLD_PROJECTOR_URL  (admin $EVENTFOLD_PROJECTOR_ADMIN_URL)
   token issuer     $AUTH_ISSUER (keys $AUTH_JWKS_FILE); a token: eventfold token --tenant T --scope all
   logs             $LOG_DIR
 EOT

@@ -233,7 +233,7 @@ async fn commands_over_http_reach_both_read_models_and_duplicates_change_nothing
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
-        let text = metrics_text(&http, &again.url).await;
+        let text = metrics_text(&http, &again.admin_url).await;
         if skipped_all(&text) {
             break;
         }
@@ -243,7 +243,7 @@ async fn commands_over_http_reach_both_read_models_and_duplicates_change_nothing
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let text = metrics_text(&http, &again.url).await;
+    let text = metrics_text(&http, &again.admin_url).await;
     for m in ["opportunities", "graph"] {
         let applied = metric_value(
             &text,
@@ -395,7 +395,7 @@ async fn a_poison_event_parks_its_aggregate_until_fixed_and_replayed() {
     .unwrap();
     assert_eq!(row, None, "the poison aggregate must not be half applied");
     let listed: Value = http
-        .get(format!("{}/v1/parked/opportunities", projector.url))
+        .get(format!("{}/v1/parked/opportunities", projector.admin_url))
         .send()
         .await
         .unwrap()
@@ -411,7 +411,7 @@ async fn a_poison_event_parks_its_aggregate_until_fixed_and_replayed() {
     // Replaying before the fix changes nothing and says why.
     let r = post(
         &http,
-        &format!("{}/v1/parked/opportunities/replay", projector.url),
+        &format!("{}/v1/parked/opportunities/replay", projector.admin_url),
         json!({}),
     )
     .await;
@@ -423,7 +423,7 @@ async fn a_poison_event_parks_its_aggregate_until_fixed_and_replayed() {
         .unwrap();
     let r = post(
         &http,
-        &format!("{}/v1/parked/opportunities/replay", projector.url),
+        &format!("{}/v1/parked/opportunities/replay", projector.admin_url),
         json!({"aggregate_type": "Opportunity", "aggregate_id": "bad-1"}),
     )
     .await;
@@ -441,7 +441,7 @@ async fn a_poison_event_parks_its_aggregate_until_fixed_and_replayed() {
     assert_eq!(row, Some(3));
     // The garbage record can never be applied: an operator discards it.
     let left: Value = http
-        .get(format!("{}/v1/parked/opportunities", projector.url))
+        .get(format!("{}/v1/parked/opportunities", projector.admin_url))
         .send()
         .await
         .unwrap()
@@ -453,7 +453,10 @@ async fn a_poison_event_parks_its_aggregate_until_fixed_and_replayed() {
     assert_eq!(items[0]["reason"], "undecodable");
     let id = items[0]["id"].as_i64().unwrap();
     let r = http
-        .delete(format!("{}/v1/parked/opportunities/{id}", projector.url))
+        .delete(format!(
+            "{}/v1/parked/opportunities/{id}",
+            projector.admin_url
+        ))
         .send()
         .await
         .unwrap();
@@ -546,7 +549,10 @@ async fn a_rebuild_while_events_flow_switches_generations_without_gaps_or_double
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let r = http.get(format!("{}/readyz", projector.url)).send().await;
+        let r = http
+            .get(format!("{}/readyz", projector.admin_url))
+            .send()
+            .await;
         if r.is_ok_and(|r| r.status() == 503) {
             break;
         }
@@ -585,7 +591,7 @@ async fn a_rebuild_while_events_flow_switches_generations_without_gaps_or_double
     .unwrap();
     assert_eq!(live, 2);
     let ready = http
-        .get(format!("{}/readyz", projector.url))
+        .get(format!("{}/readyz", projector.admin_url))
         .send()
         .await
         .unwrap();
@@ -624,7 +630,7 @@ async fn a_version_missing_from_kafka_is_filled_from_the_event_store() {
     p.caught_up("opportunities", Duration::from_secs(90)).await;
     assert!(p.parked("opportunities").await.is_empty());
     assert_clean(&p.audit("opportunities").await);
-    let text = metrics_text(&eventfold_tests::auth::operator(), &projector.url).await;
+    let text = metrics_text(&eventfold_tests::auth::operator(), &projector.admin_url).await;
     let filled = metric_value(
         &text,
         "eventfold_projector_events_total{outcome=\"gap_filled\",read_model=\"opportunities\"}",

@@ -234,7 +234,7 @@ async fn an_unencodable_row_is_parked_with_its_later_events_while_others_flow() 
     .await
     .unwrap();
     assert_eq!(behind, 2);
-    let text = metrics(&reqwest::Client::new(), &relay.url).await;
+    let text = metrics(&reqwest::Client::new(), &relay.admin_url).await;
     assert!(
         text.contains("eventfold_relay_parked_total{reason=\"encode\"} 1"),
         "{text}"
@@ -469,7 +469,7 @@ async fn a_paused_relay_loses_its_shards_to_a_standby_and_is_fenced_when_it_wake
         Duration::from_secs(10),
         || {
             let http = http.clone();
-            let url = a.url.clone();
+            let url = a.admin_url.clone();
             async move {
                 let text = metrics(&http, &url).await;
                 let lost = metric_value(&text, "eventfold_relay_shard_lost_total")?;
@@ -482,7 +482,7 @@ async fn a_paused_relay_loses_its_shards_to_a_standby_and_is_fenced_when_it_wake
     wait_outbox_empty(&db, Duration::from_secs(120)).await;
     let (_, duplicates) = consume_complete(&stack, &db.topic(), AGGREGATES, VERSIONS).await;
     let rejections = metric_value(
-        &metrics(&http, &a.url).await,
+        &metrics(&http, &a.admin_url).await,
         "eventfold_relay_epoch_rejections_total",
     )
     .unwrap_or(0.0);

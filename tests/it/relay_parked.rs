@@ -192,7 +192,7 @@ async fn a_dead_letter_copy_refused_at_parking_time_is_retried_until_the_topic_h
         "dead-letter sends failing",
         Duration::from_secs(30),
         || async {
-            let text = metrics(&relay.url).await;
+            let text = metrics(&relay.admin_url).await;
             (series(&text, "eventfold_relay_errors_total{stage=\"dlt\"}").unwrap_or(0.0) >= 2.0
                 && series(&text, "eventfold_relay_dlt_pending") == Some(2.0)
                 && series(&text, "eventfold_relay_outbox_parked") == Some(2.0))
@@ -207,7 +207,7 @@ async fn a_dead_letter_copy_refused_at_parking_time_is_retried_until_the_topic_h
             .join("../helm/alerts/outbox-relay.rules.yaml"),
     )
     .expect("alert rules");
-    let text = metrics(&relay.url).await;
+    let text = metrics(&relay.admin_url).await;
     let named: BTreeSet<&str> = rules
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|w| w.starts_with("eventfold_relay_"))
@@ -230,7 +230,7 @@ async fn a_dead_letter_copy_refused_at_parking_time_is_retried_until_the_topic_h
     assert!(altered.iter().all(|r| r.is_ok()), "{altered:?}");
     let (records, raw) = dlt_records(&stack, &dlt, 2).await;
     eventually("copies confirmed", Duration::from_secs(30), || async {
-        let text = metrics(&relay.url).await;
+        let text = metrics(&relay.admin_url).await;
         (series(&text, "eventfold_relay_dlt_pending") == Some(0.0)
             && series(&text, "eventfold_relay_dlt_sent_total") == Some(2.0))
         .then_some(())
@@ -278,7 +278,7 @@ async fn a_dead_letter_copy_refused_at_parking_time_is_retried_until_the_topic_h
     // Released, the rows are still unencodable: parked again, and each new parking has its copy.
     let http = eventfold_tests::auth::operator();
     let r = http
-        .post(format!("{}/v1/outbox/parked/release", relay.url))
+        .post(format!("{}/v1/outbox/parked/release", relay.admin_url))
         .json(&json!({"aggregate_type": "CrossReference", "aggregate_id": "bad-1"}))
         .send()
         .await
@@ -305,7 +305,7 @@ async fn a_dead_letter_copy_refused_at_parking_time_is_retried_until_the_topic_h
 
     // Discard: named aggregate only, with the note about the event store and rebuilds.
     let r = http
-        .post(format!("{}/v1/outbox/parked/discard", relay.url))
+        .post(format!("{}/v1/outbox/parked/discard", relay.admin_url))
         .json(&json!({"all": true}))
         .send()
         .await
@@ -318,7 +318,7 @@ async fn a_dead_letter_copy_refused_at_parking_time_is_retried_until_the_topic_h
     let problem: Value = r.json().await.unwrap();
     assert_eq!(problem["code"], "invalid_aggregate");
     let r = http
-        .post(format!("{}/v1/outbox/parked/discard", relay.url))
+        .post(format!("{}/v1/outbox/parked/discard", relay.admin_url))
         .json(&json!({"aggregate_type": "CrossReference", "aggregate_id": "bad-1"}))
         .send()
         .await
@@ -328,14 +328,14 @@ async fn a_dead_letter_copy_refused_at_parking_time_is_retried_until_the_topic_h
     assert_eq!(body["discarded"]["versions"], json!([2, 3]), "{body}");
     assert!(body["note"].as_str().unwrap().contains("rebuild"), "{body}");
     let r = http
-        .post(format!("{}/v1/outbox/parked/discard", relay.url))
+        .post(format!("{}/v1/outbox/parked/discard", relay.admin_url))
         .json(&json!({"aggregate_type": "CrossReference", "aggregate_id": "bad-1"}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
     let r = http
-        .get(format!("{}/v1/outbox/parked", relay.url))
+        .get(format!("{}/v1/outbox/parked", relay.admin_url))
         .send()
         .await
         .unwrap();
@@ -583,7 +583,7 @@ async fn a_released_aggregate_reaches_both_read_models_in_order_and_nothing_over
         assert!(!lines[0][key].is_null(), "{key}: {}", lines[0]);
     }
     eventually("metric of parked rows", Duration::from_secs(30), || async {
-        let text = metrics(&relay.url).await;
+        let text = metrics(&relay.admin_url).await;
         (series(&text, "eventfold_relay_outbox_parked") == Some(6.0)).then_some(())
     })
     .await;
@@ -627,7 +627,7 @@ async fn a_released_aggregate_reaches_both_read_models_in_order_and_nothing_over
     )
     .await;
     let r = eventfold_tests::auth::operator()
-        .post(format!("{}/v1/outbox/parked/release", relay.url))
+        .post(format!("{}/v1/outbox/parked/release", relay.admin_url))
         .json(&json!({"aggregate_type": "Opportunity", "aggregate_id": "po-1"}))
         .send()
         .await
@@ -688,7 +688,7 @@ async fn a_released_aggregate_reaches_both_read_models_in_order_and_nothing_over
         .collect();
     assert_eq!(copied, parked_ids);
     eventually("metric back to 0", Duration::from_secs(30), || async {
-        let text = metrics(&relay.url).await;
+        let text = metrics(&relay.admin_url).await;
         (series(&text, "eventfold_relay_outbox_parked") == Some(0.0)).then_some(())
     })
     .await;

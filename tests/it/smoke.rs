@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use apache_avro::types::Value;
 use eventfold_avro::{Compatibility, RegistryClient};
-use eventfold_tests::{Spawned, Stack, eventually, running_service_urls, spawn, unique};
+use eventfold_tests::{Spawned, Stack, eventually, running_service_admin_urls, spawn, unique};
 use neo4rs::query;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -201,7 +201,7 @@ async fn neo4j_writes_and_reads_a_node_over_bolt() {
 #[tokio::test]
 async fn the_services_started_by_make_up_are_ready() {
     let http = eventfold_tests::auth::operator();
-    for (service, url) in running_service_urls() {
+    for (service, url) in running_service_admin_urls() {
         let resp = http
             .get(format!("{url}/readyz"))
             .send()
@@ -258,9 +258,10 @@ async fn each_service_is_ready_against_the_stack_and_stops_on_shutdown() {
     let http = eventfold_tests::auth::operator();
     for Spawned {
         name: service,
-        url,
+        admin_url: url,
         shutdown,
         handle,
+        ..
     } in spawn_services(&stack, &[]).await
     {
         let status = eventually("service ready", Duration::from_secs(30), || {
@@ -290,7 +291,7 @@ async fn readyz_is_503_and_names_kafka_when_the_broker_is_unreachable() {
     let http = eventfold_tests::auth::operator();
     for Spawned {
         name: service,
-        url,
+        admin_url: url,
         shutdown,
         ..
     } in services

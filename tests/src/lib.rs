@@ -113,6 +113,7 @@ impl Stack {
     pub fn service_env(&self, extra: &[(&str, &str)]) -> Env {
         let mut pairs: Vec<(String, String)> = vec![
             ("HTTP_ADDR".into(), "127.0.0.1:0".into()),
+            ("ADMIN_ADDR".into(), "127.0.0.1:0".into()),
             ("DATABASE_URL".into(), self.database.url.clone()),
             (
                 "KAFKA_BOOTSTRAP_SERVERS".into(),
@@ -167,12 +168,14 @@ pub fn stack_script(script: &str, action: &str) {
     assert!(status.success(), "{script}.sh {action}");
 }
 
-/// A service started in-process: its base URL, its shutdown signal and its task.
+/// A service started in-process: its base URLs, its shutdown signal and its task.
 pub struct Spawned {
     /// Service name.
     pub name: &'static str,
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` of the public listener (API and `/healthz`).
     pub url: String,
+    /// `http://127.0.0.1:<port>` of the admin listener (`/readyz`, `/metrics`, admin API).
+    pub admin_url: String,
     /// Fires the graceful shutdown.
     pub shutdown: eventfold_runtime::Shutdown,
     /// The serving task.
@@ -182,31 +185,34 @@ pub struct Spawned {
 /// Serves `server` on the current runtime until its shutdown fires.
 pub fn spawn(name: &'static str, server: eventfold_runtime::Server) -> Spawned {
     let url = format!("http://{}", server.local_addr().expect("bound"));
+    let admin_url = format!("http://{}", server.admin_addr().expect("bound"));
     let shutdown = eventfold_runtime::Shutdown::new();
     let handle = tokio::spawn(server.run_until_stopped(shutdown.clone()));
     Spawned {
         name,
         url,
+        admin_url,
         shutdown,
         handle,
     }
 }
 
-/// URLs of the services started by `make up` (`EVENTFOLD_*_URL`, defaulting to the stack's ports).
-pub fn running_service_urls() -> Vec<(&'static str, String)> {
+/// Admin URLs (`/readyz`, `/metrics`) of the services started by `make up`
+/// (`EVENTFOLD_*_ADMIN_URL`, defaulting to the stack's admin ports).
+pub fn running_service_admin_urls() -> Vec<(&'static str, String)> {
     let env = Env::from_process();
     vec![
         (
             "command-service",
-            env.string("EVENTFOLD_COMMAND_URL", "http://127.0.0.1:8080"),
+            env.string("EVENTFOLD_COMMAND_ADMIN_URL", "http://127.0.0.1:9080"),
         ),
         (
             "outbox-relay",
-            env.string("EVENTFOLD_RELAY_URL", "http://127.0.0.1:8082"),
+            env.string("EVENTFOLD_RELAY_ADMIN_URL", "http://127.0.0.1:9082"),
         ),
         (
             "projector",
-            env.string("EVENTFOLD_PROJECTOR_URL", "http://127.0.0.1:8083"),
+            env.string("EVENTFOLD_PROJECTOR_ADMIN_URL", "http://127.0.0.1:9083"),
         ),
     ]
 }

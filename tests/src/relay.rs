@@ -360,8 +360,10 @@ pub fn check_in_order(aggregate: &str, versions: &[i64], n: i64) -> usize {
 pub struct RelayProcess {
     /// The child process.
     pub child: tokio::process::Child,
-    /// `http://127.0.0.1:<port>` of its ops endpoint.
+    /// `http://127.0.0.1:<port>` of its public listener (API and `/healthz`).
     pub url: String,
+    /// `http://127.0.0.1:<port>` of its admin listener (`/readyz`, `/metrics`, admin API).
+    pub admin_url: String,
     /// Its `RELAY_ID`.
     pub id: String,
 }
@@ -375,13 +377,11 @@ impl RelayProcess {
     }
 
     /// Starts service `binary` (built next to the test binaries) with `env` and a free
-    /// `HTTP_ADDR`; logs go to `<cache>/logs/test-<binary>-<db>-<id>.log`.
+    /// `HTTP_ADDR` and `ADMIN_ADDR`; logs go to `<cache>/logs/test-<binary>-<db>-<id>.log`.
     pub fn start_binary(binary: &str, db: &str, id: &str, env: Vec<(String, String)>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let [port, admin_port] = free_ports();
         let addr = format!("127.0.0.1:{port}");
+        let admin_addr = format!("127.0.0.1:{admin_port}");
         let logs = std::env::var("EVENTFOLD_CACHE")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|_| std::env::temp_dir())
@@ -393,6 +393,7 @@ impl RelayProcess {
             .env_clear()
             .envs(env)
             .env("HTTP_ADDR", &addr)
+            .env("ADMIN_ADDR", &admin_addr)
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
@@ -402,6 +403,7 @@ impl RelayProcess {
         Self {
             child,
             url: format!("http://{addr}"),
+            admin_url: format!("http://{admin_addr}"),
             id: id.into(),
         }
     }
@@ -425,6 +427,13 @@ impl RelayProcess {
             .expect("wait");
         assert!(status.success(), "{} exit: {status}", self.id);
     }
+}
+
+/// `N` distinct ports free on 127.0.0.1 (all bound at once, so none is handed out twice).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [std::net::TcpListener; N] =
+        std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"));
+    listeners.map(|l| l.local_addr().expect("bound").port())
 }
 
 /// The `outbox-relay` binary of this build: next to the test binary's `deps` directory.

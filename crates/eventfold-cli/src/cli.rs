@@ -51,7 +51,8 @@ pub enum Command {
     /// The outbox relay's rows: parked ones (list, release, discard).
     #[command(subcommand)]
     Outbox(OutboxCommand),
-    /// Run a read-only Cypher query on the graph read model; one JSON object per row.
+    /// Run a read-only Cypher query on the graph read model; one JSON object per row. It runs in
+    /// a READ access-mode transaction: Neo4j refuses any write (exit 1).
     Cypher {
         /// The query, e.g. `MATCH (v:Verse) RETURN v.id AS id LIMIT 5`.
         query: String,

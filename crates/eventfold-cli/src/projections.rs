@@ -162,11 +162,15 @@ pub async fn discard(env: &Env, name: &str, id: i64) -> Result<Outcome, UsageErr
 }
 
 /// `eventfold cypher <query>`: a read-only query against `NEO4J_*`, one JSON line per row.
+///
+/// The query runs in a READ access-mode transaction (Bolt `mode: "r"`), in which Neo4j itself
+/// refuses every write (`CREATE`, `MERGE`, `SET`, `DELETE`, `REMOVE`, schema and token changes)
+/// with `Neo.ClientError.Statement.AccessMode`; that refusal is reported as such.
 pub async fn cypher(env: &Env, query: &str) -> Result<Outcome, UsageError> {
     let stores = stores(env, 1)?;
     let mut rows = match stores.graph.execute_read(neo4rs::query(query)).await {
         Ok(r) => r,
-        Err(e) => return Ok(failed(e)),
+        Err(e) => return Ok(failed(cypher_error(e))),
     };
     let mut out = Vec::new();
     loop {
@@ -176,7 +180,7 @@ pub async fn cypher(env: &Env, query: &str) -> Result<Outcome, UsageError> {
                 Err(e) => return Ok(failed(format!("row: {e}"))),
             },
             Ok(None) => break,
-            Err(e) => return Ok(failed(e)),
+            Err(e) => return Ok(failed(cypher_error(e))),
         }
     }
     Ok(Outcome {
@@ -184,4 +188,15 @@ pub async fn cypher(env: &Env, query: &str) -> Result<Outcome, UsageError> {
         ok: true,
         ..Outcome::default()
     })
+}
+
+/// Neo4j's refusal of a write in read mode, said plainly; any other error as it is.
+fn cypher_error(e: neo4rs::Error) -> String {
+    match &e {
+        neo4rs::Error::Neo4j(n) if n.code() == "Neo.ClientError.Statement.AccessMode" => format!(
+            "refused: `eventfold cypher` is read-only and this query writes ({})",
+            n.message()
+        ),
+        _ => e.to_string(),
+    }
 }

@@ -1,5 +1,6 @@
 //! Process plumbing shared by the three eventfold services: environment settings, `tracing` setup,
-//! the SIGTERM/SIGINT shutdown signal and the ops HTTP endpoints (`/healthz`, `/readyz`, `/metrics`).
+//! the SIGTERM/SIGINT shutdown signal, the ops HTTP endpoints (`/healthz`, `/readyz`, `/metrics`)
+//! and the server that runs a service's public and admin listeners.
 //!
 //! It knows nothing of PostgreSQL, Kafka or Neo4j: services register their own readiness checks.
 #![deny(missing_docs)]
@@ -12,8 +13,7 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use limits::RequestLimits;
-pub use ops::Server;
-pub use ops::{Ops, ReadinessCheck};
+pub use ops::{Ops, ReadinessCheck, Routes, Server};
 pub use problem::problem;
 pub use settings::{Env, ServiceSettings, SettingsError};
 pub use shutdown::Shutdown;

@@ -1,5 +1,13 @@
 //! The ops endpoints every service exposes: `/healthz` (the process answers), `/readyz` (its
-//! dependencies answer) and `/metrics` (Prometheus text format).
+//! dependencies answer) and `/metrics` (Prometheus text format), and the [`Server`] that serves a
+//! service on two listeners:
+//!
+//! - public (`HTTP_ADDR`): the service's public API and `/healthz`;
+//! - admin (`ADMIN_ADDR`): `/healthz`, `/readyz` (it names internal failures), `/metrics` and the
+//!   service's admin API.
+//!
+//! On both, an unknown route is a 404 problem (`no_route`), so an admin route asked on the public
+//! port looks like any path that does not exist.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,14 +15,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::future::{BoxFuture, join_all};
 use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use serde_json::json;
 
-use crate::Shutdown;
+use crate::{ServiceSettings, Shutdown, problem};
 
 /// How long one readiness check may take before it counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -128,14 +136,39 @@ impl Ops {
         (ok, serde_json::Value::Object(detail))
     }
 
-    /// `/healthz`, `/readyz` and `/metrics`, to merge into the service's router.
-    pub fn router(&self) -> Router {
+    /// The ops routes of the public listener: `/healthz` only.
+    fn public_router(&self) -> Router {
+        Router::new()
+            .route("/healthz", get(healthz))
+            .with_state(self.clone())
+    }
+
+    /// The ops routes of the admin listener: `/healthz`, `/readyz` and `/metrics`.
+    fn admin_router(&self) -> Router {
         Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .with_state(self.clone())
     }
+}
+
+/// The 404 problem (`no_route`) of every path no route matches, on either listener.
+pub async fn not_found(method: Method, uri: Uri) -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        format!("no resource at {method} {}", uri.path()),
+    )
+}
+
+/// The 405 problem of a known path asked with another method.
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }
 
 async fn healthz(State(ops): State<Ops>) -> Response {
@@ -173,25 +206,80 @@ async fn metrics(State(ops): State<Ops>) -> Response {
 
 type Worker = Box<dyn FnOnce(Shutdown) -> BoxFuture<'static, ()> + Send>;
 
-/// A service's bound HTTP listener and router, ready to serve, with its background workers.
-pub struct Server {
-    service: &'static str,
+/// The two APIs of a service, each served beside its listener's ops routes.
+#[derive(Default)]
+pub struct Routes {
+    /// The public API, served on `HTTP_ADDR` beside `/healthz`.
+    pub public: Router,
+    /// The admin API (operator endpoints), served on `ADMIN_ADDR` beside `/healthz`, `/readyz`
+    /// and `/metrics`. Layers added to it (e.g. authentication) wrap these routes only, never
+    /// the ops routes.
+    pub admin: Router,
+}
+
+/// One bound listener and what it serves.
+struct Listener {
     listener: tokio::net::TcpListener,
     router: Router,
+}
+
+impl Listener {
+    async fn bind(addr: SocketAddr, router: Router) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
+        let router = router
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed);
+        Ok(Self { listener, router })
+    }
+
+    /// Serves until `shutdown` fires (letting requests in flight finish), then fires `shutdown`
+    /// itself, so that a listener ending on an I/O error stops the other one and the workers.
+    async fn serve(
+        self,
+        service: &'static str,
+        plane: &'static str,
+        shutdown: Shutdown,
+    ) -> std::io::Result<()> {
+        let addr = self.listener.local_addr()?;
+        tracing::info!(service, plane, %addr, "listening");
+        let stop = shutdown.clone();
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { stop.wait().await })
+            .await;
+        if let Err(e) = &served {
+            tracing::error!(service, plane, error = %e, "listener failed");
+        }
+        shutdown.trigger();
+        served
+    }
+}
+
+/// A service's two bound HTTP listeners (public and admin), ready to serve, with its background
+/// workers.
+pub struct Server {
+    service: &'static str,
+    public: Listener,
+    admin: Listener,
     workers: Vec<Worker>,
 }
 
 impl Server {
-    /// Binds `addr` (port 0 picks a free port) for `router`.
+    /// Binds `settings.http_addr` for `routes.public` and `settings.admin_addr` for
+    /// `routes.admin`, each beside its ops routes from `ops` (port 0 picks a free port).
     pub async fn bind(
         service: &'static str,
-        addr: SocketAddr,
-        router: Router,
+        settings: &ServiceSettings,
+        ops: &Ops,
+        routes: Routes,
     ) -> std::io::Result<Self> {
+        let public = routes.public.merge(ops.public_router());
+        let admin = routes.admin.merge(ops.admin_router());
         Ok(Self {
             service,
-            listener: tokio::net::TcpListener::bind(addr).await?,
-            router,
+            public: Listener::bind(settings.http_addr, public).await?,
+            admin: Listener::bind(settings.admin_addr, admin).await?,
             workers: Vec::new(),
         })
     }
@@ -208,31 +296,35 @@ impl Server {
         self
     }
 
-    /// The address actually bound.
+    /// The address the public listener actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.public.listener.local_addr()
     }
 
-    /// Serves until `shutdown` fires, letting in-flight requests and the workers finish.
+    /// The address the admin listener actually bound.
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin.listener.local_addr()
+    }
+
+    /// Serves both listeners until `shutdown` fires, letting in-flight requests and the workers
+    /// finish.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> std::io::Result<()> {
-        tracing::info!(service = self.service, addr = %self.local_addr()?, "listening");
+        let service = self.service;
         let workers: Vec<_> = self
             .workers
             .into_iter()
             .map(|w| tokio::spawn(w(shutdown.clone())))
             .collect();
-        let stop = shutdown.clone();
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { stop.wait().await })
-            .await;
-        // The listener only ends early on an I/O error: stop the workers too.
-        shutdown.trigger();
+        let (public, admin) = tokio::join!(
+            self.public.serve(service, "public", shutdown.clone()),
+            self.admin.serve(service, "admin", shutdown.clone()),
+        );
         for worker in workers {
             if let Err(e) = worker.await {
-                tracing::error!(service = self.service, error = %e, "worker failed");
+                tracing::error!(service, error = %e, "worker failed");
             }
         }
-        served
+        public.and(admin)
     }
 }
 
@@ -262,10 +354,10 @@ mod tests {
             .with_check(ReadinessCheck::new("kafka", || async {
                 Err("connection refused".to_owned())
             }));
-        let (status, body) = get_status(ops.router(), "/readyz").await;
+        let (status, body) = get_status(ops.admin_router(), "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("\"kafka\":\"connection refused\""), "{body}");
-        let (_, metrics) = get_status(ops.router(), "/metrics").await;
+        let (_, metrics) = get_status(ops.admin_router(), "/metrics").await;
         assert!(
             metrics.contains(
                 "eventfold_readiness_check_failures_total{check=\"kafka\",service=\"test\"} 1"
@@ -277,12 +369,137 @@ mod tests {
     #[tokio::test]
     async fn readyz_is_200_when_every_check_passes_and_healthz_always_answers() {
         let ops = Ops::new("test").with_check(ReadinessCheck::new("good", || async { Ok(()) }));
-        assert_eq!(get_status(ops.router(), "/readyz").await.0, StatusCode::OK);
-        assert_eq!(get_status(ops.router(), "/healthz").await.0, StatusCode::OK);
-        let (_, metrics) = get_status(ops.router(), "/metrics").await;
+        assert_eq!(
+            get_status(ops.admin_router(), "/readyz").await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            get_status(ops.admin_router(), "/healthz").await.0,
+            StatusCode::OK
+        );
+        let (_, metrics) = get_status(ops.admin_router(), "/metrics").await;
         assert!(
             metrics.contains("eventfold_up{service=\"test\"} 1"),
             "{metrics}"
+        );
+    }
+
+    async fn fetch(http: &reqwest::Client, addr: SocketAddr, path: &str) -> (u16, String, String) {
+        let resp = http
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .expect("GET");
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, content_type, resp.text().await.unwrap())
+    }
+
+    fn settings() -> ServiceSettings {
+        let env = crate::Env::from_pairs([("HTTP_ADDR", "127.0.0.1:0")]);
+        ServiceSettings::from_env(&env, 0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_public_listener_serves_its_api_and_healthz_and_the_admin_one_the_rest() {
+        let ops = Ops::new("test");
+        let routes = Routes {
+            public: Router::new().route("/v1/things", get(|| async { "things" })),
+            admin: Router::new().route("/v1/admin-thing", get(|| async { "admin" })),
+        };
+        let server = Server::bind("test", &settings(), &ops, routes)
+            .await
+            .unwrap();
+        let (public, admin) = (server.local_addr().unwrap(), server.admin_addr().unwrap());
+        assert_ne!(public, admin);
+        let shutdown = Shutdown::new();
+        let running = tokio::spawn(server.run_until_stopped(shutdown.clone()));
+        let http = reqwest::Client::new();
+
+        assert_eq!(fetch(&http, public, "/v1/things").await.0, 200);
+        assert_eq!(fetch(&http, public, "/healthz").await.0, 200);
+        for path in ["/readyz", "/metrics", "/v1/admin-thing", "/nowhere"] {
+            let (status, content_type, body) = fetch(&http, public, path).await;
+            assert_eq!(status, 404, "public {path}: {body}");
+            assert_eq!(content_type, "application/problem+json", "public {path}");
+            assert!(
+                body.contains("\"code\":\"no_route\""),
+                "public {path}: {body}"
+            );
+        }
+
+        for path in ["/healthz", "/readyz", "/metrics", "/v1/admin-thing"] {
+            assert_eq!(fetch(&http, admin, path).await.0, 200, "admin {path}");
+        }
+        let (status, content_type, _) = fetch(&http, admin, "/v1/things").await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (404, "application/problem+json")
+        );
+        let resp = http
+            .post(format!("http://{admin}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 405);
+
+        shutdown.trigger();
+        tokio::time::timeout(std::time::Duration::from_secs(5), running)
+            .await
+            .expect("both listeners stop on shutdown")
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn layers_on_the_admin_api_do_not_wrap_the_ops_routes() {
+        let ops = Ops::new("test");
+        let refuse = axum::middleware::from_fn(
+            |_req: axum::extract::Request, _next: axum::middleware::Next| async {
+                StatusCode::UNAUTHORIZED.into_response()
+            },
+        );
+        let routes = Routes {
+            public: Router::new(),
+            admin: Router::new()
+                .route("/v1/admin-thing", get(|| async { "admin" }))
+                .layer(refuse),
+        };
+        let server = Server::bind("test", &settings(), &ops, routes)
+            .await
+            .unwrap();
+        let admin = server.admin_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let running = tokio::spawn(server.run_until_stopped(shutdown.clone()));
+        let http = reqwest::Client::new();
+        assert_eq!(fetch(&http, admin, "/v1/admin-thing").await.0, 401);
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            assert_eq!(fetch(&http, admin, path).await.0, 200, "admin {path}");
+        }
+        shutdown.trigger();
+        running.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn binding_a_taken_admin_port_fails_naming_the_address() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let env = crate::Env::from_pairs([
+            ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+            ("ADMIN_ADDR", taken.local_addr().unwrap().to_string()),
+        ]);
+        let settings = ServiceSettings::from_env(&env, 0).unwrap();
+        let err = Server::bind("test", &settings, &Ops::new("test"), Routes::default())
+            .await
+            .err()
+            .expect("the admin port is taken");
+        assert!(
+            err.to_string()
+                .contains(&taken.local_addr().unwrap().to_string()),
+            "{err}"
         );
     }
 }

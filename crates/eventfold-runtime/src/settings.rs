@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Display;
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 /// A setting that is missing or cannot be parsed.
@@ -101,26 +102,64 @@ impl Env {
     }
 }
 
-/// The settings every service shares: where its ops/HTTP endpoint listens and how it logs.
+/// The settings every service shares: where its two listeners bind and how it logs.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
-    /// `HTTP_ADDR`: listen address for the API and `/healthz`, `/readyz`, `/metrics`.
-    pub http_addr: std::net::SocketAddr,
+    /// `HTTP_ADDR`: listen address of the public API and `/healthz`.
+    pub http_addr: SocketAddr,
+    /// `ADMIN_ADDR`: listen address of the admin plane (`/healthz`, `/readyz`, `/metrics` and the
+    /// service's admin API); default: `HTTP_ADDR`'s host with its port + 1000 (port 0 stays 0).
+    pub admin_addr: SocketAddr,
     /// `LOG_FORMAT`: `text` (default) or `json`.
     pub log_format: crate::telemetry::LogFormat,
 }
 
 impl ServiceSettings {
-    /// Reads `HTTP_ADDR` (default `127.0.0.1:<default_port>`) and `LOG_FORMAT`.
+    /// Reads `HTTP_ADDR` (default `127.0.0.1:<default_port>`), `ADMIN_ADDR` and `LOG_FORMAT`.
     pub fn from_env(env: &Env, default_port: u16) -> Result<Self, SettingsError> {
+        let http_addr = env.parse(
+            "HTTP_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], default_port)),
+        )?;
+        let admin_addr = match env.raw("ADMIN_ADDR") {
+            Some(_) => env.parse("ADMIN_ADDR", http_addr)?,
+            None => default_admin_addr(http_addr).ok_or_else(|| SettingsError::Invalid {
+                var: "HTTP_ADDR".into(),
+                value: http_addr.to_string(),
+                reason: format!(
+                    "the default ADMIN_ADDR port ({} + {ADMIN_PORT_OFFSET}) is above 65535; \
+                     set ADMIN_ADDR",
+                    http_addr.port()
+                ),
+            })?,
+        };
+        if admin_addr.port() != 0 && admin_addr == http_addr {
+            return Err(SettingsError::Invalid {
+                var: "ADMIN_ADDR".into(),
+                value: admin_addr.to_string(),
+                reason: "must differ from HTTP_ADDR (the admin plane has a listener of its own)"
+                    .into(),
+            });
+        }
         Ok(Self {
-            http_addr: env.parse(
-                "HTTP_ADDR",
-                std::net::SocketAddr::from(([127, 0, 0, 1], default_port)),
-            )?,
+            http_addr,
+            admin_addr,
             log_format: env.parse("LOG_FORMAT", crate::telemetry::LogFormat::Text)?,
         })
     }
+}
+
+/// How far above the public port the admin port lies by default (8080 → 9080).
+pub const ADMIN_PORT_OFFSET: u16 = 1000;
+
+/// `http`'s host with its port + [`ADMIN_PORT_OFFSET`] (port 0, "any free port", stays 0);
+/// `None` when that port does not exist.
+fn default_admin_addr(http: SocketAddr) -> Option<SocketAddr> {
+    let port = match http.port() {
+        0 => 0,
+        p => p.checked_add(ADMIN_PORT_OFFSET)?,
+    };
+    Some(SocketAddr::new(http.ip(), port))
 }
 
 /// Unwraps settings or ends the process with a one-line message and exit code 2 (bad configuration).
@@ -134,7 +173,6 @@ pub fn or_exit<T>(service: &str, settings: Result<T, SettingsError>) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::SocketAddr;
 
     #[test]
     fn falls_back_to_the_default_when_unset_or_empty() {
@@ -157,6 +195,45 @@ mod tests {
         let env = Env::from_pairs([("LOG_FORMAT", "xml")]);
         let err = ServiceSettings::from_env(&env, 8080).unwrap_err();
         assert!(err.to_string().contains("LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn the_admin_port_defaults_to_the_http_port_plus_1000_on_the_same_host() {
+        let s = ServiceSettings::from_env(&Env::default(), 8080).unwrap();
+        assert_eq!(s.http_addr, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            s.admin_addr,
+            "127.0.0.1:9080".parse::<SocketAddr>().unwrap()
+        );
+        let env = Env::from_pairs([("HTTP_ADDR", "0.0.0.0:8083")]);
+        let s = ServiceSettings::from_env(&env, 8080).unwrap();
+        assert_eq!(s.admin_addr, "0.0.0.0:9083".parse::<SocketAddr>().unwrap());
+        let env = Env::from_pairs([("HTTP_ADDR", "127.0.0.1:0")]);
+        let s = ServiceSettings::from_env(&env, 8080).unwrap();
+        assert_eq!(s.admin_addr.port(), 0);
+    }
+
+    #[test]
+    fn admin_addr_overrides_the_default_and_must_differ_from_http_addr() {
+        let env = Env::from_pairs([("ADMIN_ADDR", "0.0.0.0:7000")]);
+        let s = ServiceSettings::from_env(&env, 8080).unwrap();
+        assert_eq!(s.admin_addr, "0.0.0.0:7000".parse::<SocketAddr>().unwrap());
+        let env = Env::from_pairs([
+            ("HTTP_ADDR", "127.0.0.1:8080"),
+            ("ADMIN_ADDR", "127.0.0.1:8080"),
+        ]);
+        let err = ServiceSettings::from_env(&env, 8080).unwrap_err();
+        assert!(err.to_string().contains("ADMIN_ADDR"), "{err}");
+        let env = Env::from_pairs([("ADMIN_ADDR", "nowhere")]);
+        let err = ServiceSettings::from_env(&env, 8080).unwrap_err();
+        assert!(err.to_string().contains("ADMIN_ADDR"), "{err}");
+    }
+
+    #[test]
+    fn an_http_port_without_room_for_the_admin_port_asks_for_admin_addr() {
+        let env = Env::from_pairs([("HTTP_ADDR", "127.0.0.1:65000")]);
+        let err = ServiceSettings::from_env(&env, 8080).unwrap_err();
+        assert!(err.to_string().contains("set ADMIN_ADDR"), "{err}");
     }
 
     #[test]

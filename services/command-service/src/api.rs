@@ -109,7 +109,6 @@ pub fn router(api: Api, auth: Authenticator, body_limit: usize) -> Router {
     Router::new()
         .route("/openapi.json", get(openapi_json))
         .merge(authenticated)
-        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(metrics, observe))
@@ -132,10 +131,6 @@ async fn observe(State(m): State<HttpMetrics>, request: Request, next: Next) -> 
         .with_label_values(&[method, &route, response.status().as_str()])
         .inc();
     response
-}
-
-async fn not_found() -> Problem {
-    Problem::not_found("no_route", "no such resource; see /openapi.json")
 }
 
 async fn method_not_allowed() -> Problem {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use eventfold_auth::{AuthSettings, Authenticator};
 use eventfold_postgres::bus::{BusMetrics, positive};
 use eventfold_postgres::{BusConfig, EventStore, PgSettings};
-use eventfold_runtime::{Env, Ops, RequestLimits, Server, ServiceSettings, SettingsError};
+use eventfold_runtime::{Env, Ops, RequestLimits, Routes, Server, ServiceSettings, SettingsError};
 
 /// Name in logs, metrics and `/healthz`.
 pub const SERVICE: &str = "command-service";
@@ -24,7 +24,7 @@ pub const DEFAULT_PORT: u16 = 8080;
 /// Everything the command service reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Listen address and log format.
+    /// Listen addresses (public and admin) and log format.
     pub service: ServiceSettings,
     /// The event store database.
     pub database: PgSettings,
@@ -52,8 +52,8 @@ impl Settings {
     }
 }
 
-/// Binds the listener, starts a command bus per aggregate type and wires the routes; the
-/// database is connected lazily.
+/// Binds the public and admin listeners, starts a command bus per aggregate type and wires the
+/// routes; the database is connected lazily.
 pub async fn build(settings: Settings) -> std::io::Result<Server> {
     let pool = settings.database.pool_lazy();
     let store = EventStore::new(pool.clone());
@@ -73,10 +73,10 @@ pub async fn build(settings: Settings) -> std::io::Result<Server> {
         in_flight: Arc::new(Mutex::new(HashSet::new())),
         metrics: http_metrics,
     };
-    let router = ops.router().merge(settings.limits.apply(api::router(
-        api,
-        auth,
-        settings.body_limit,
-    )));
-    Server::bind(SERVICE, settings.service.http_addr, router).await
+    // No admin API yet: the admin listener serves the ops routes only.
+    let routes = Routes {
+        public: settings.limits.apply(api::router(api, auth, settings.body_limit)),
+        admin: axum::Router::new(),
+    };
+    Server::bind(SERVICE, &settings.service, &ops, routes).await
 }

@@ -1,4 +1,5 @@
-//! The relay's admin routes for parked outbox rows (errors are RFC 9457 problems with a `code`):
+//! The relay's admin routes for parked outbox rows, served on the admin listener (`ADMIN_ADDR`)
+//! only (errors are RFC 9457 problems with a `code`):
 //!
 //! - `GET /v1/outbox/parked?aggregate_type=&aggregate_id=&after=&limit=`: `{items, next_after}`
 //! - `POST /v1/outbox/parked/release` with `{aggregate_type, aggregate_id}` or `{"all": true}`:
@@ -22,7 +23,7 @@ use crate::parked::{self, AggregateRef};
 pub const DISCARD_NOTE: &str = "the events stay in the event store; read models get them only \
 through a rebuild (`eventfold rebuild <read-model>`)";
 
-/// The admin routes on `pool`.
+/// The admin routes on `pool`, for the admin listener.
 pub fn router(pool: PgPool) -> axum::Router {
     axum::Router::new()
         .route("/v1/outbox/parked", get(list))

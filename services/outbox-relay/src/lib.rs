@@ -24,12 +24,13 @@ use eventfold_avro::{AvroCodec, Catalog, RegistryClient, RegistrySettings};
 use eventfold_kafka::KafkaSettings;
 use eventfold_postgres::PgSettings;
 use eventfold_postgres::bus::positive;
-use eventfold_runtime::{Env, Ops, Server, ServiceSettings, SettingsError};
+use eventfold_runtime::{Env, Ops, Routes, Server, ServiceSettings, SettingsError};
 
 /// Name in logs, metrics and `/healthz`.
 pub const SERVICE: &str = "outbox-relay";
 
-/// Default port of the relay's ops endpoint.
+/// Default port of the relay's public listener (`/healthz` only); the admin listener (ops
+/// routes and the parked-row API) defaults to this + 1000.
 pub const DEFAULT_PORT: u16 = 8082;
 
 /// How the relay splits, reads and publishes the outbox.
@@ -104,7 +105,7 @@ impl RelayConfig {
 /// Everything the relay reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Ops listen address and log format.
+    /// Listen addresses (public and admin) and log format.
     pub service: ServiceSettings,
     /// The event store holding the outbox.
     pub database: PgSettings,
@@ -129,7 +130,7 @@ impl Settings {
     }
 }
 
-/// Binds the ops listener and prepares the relay; it starts publishing when the server runs and
+/// Binds the public and admin listeners and prepares the relay; it starts publishing when the server runs and
 /// stops (finishing the batch in hand, releasing its shards) when the server's shutdown fires.
 pub async fn build(settings: Settings) -> std::io::Result<Server> {
     let pool = settings.database.pool_lazy();
@@ -154,8 +155,12 @@ pub async fn build(settings: Settings) -> std::io::Result<Server> {
         metrics,
         dlt_wake: Arc::new(tokio::sync::Notify::new()),
     };
-    let router = ops.router().merge(admin::router(relay.pool.clone()));
-    let server = Server::bind(SERVICE, settings.service.http_addr, router).await?;
+    // The relay has no public API: its public listener answers `/healthz` only.
+    let routes = Routes {
+        public: axum::Router::new(),
+        admin: admin::router(relay.pool.clone()),
+    };
+    let server = Server::bind(SERVICE, &settings.service, &ops, routes).await?;
     Ok(server.with_worker(move |shutdown| relay.run(shutdown)))
 }
 

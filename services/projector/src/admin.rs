@@ -1,4 +1,10 @@
-//! The projector's admin API: read model state, parked events (list, replay, discard).
+//! The projector's admin API, served on the admin listener (`ADMIN_ADDR`) only: read model
+//! state, parked events (list, replay, discard).
+//!
+//! `POST /v1/parked/{read_model}/replay` with `{aggregate_type, aggregate_id}` replays that
+//! aggregate only if it is blocked (has parked events in the read model); otherwise it answers
+//! 404 `nothing_parked` and changes nothing, as the relay's release does for an aggregate without
+//! parked rows. Without a body (or `{}`), every blocked aggregate is replayed.
 
 use std::sync::Arc;
 
@@ -13,7 +19,7 @@ use serde_json::json;
 
 use crate::parking::Parking;
 use crate::projection::{Projection, Registry};
-use crate::rebuild::{Stores, replay_parked};
+use crate::rebuild::{RebuildError, Stores, replay_parked};
 use crate::state;
 use eventfold_runtime::problem;
 
@@ -24,7 +30,7 @@ struct Admin {
 }
 
 /// `GET /v1/read-models`, `GET /v1/parked/{read_model}`, `POST /v1/parked/{read_model}/replay`,
-/// `DELETE /v1/parked/{read_model}/{id}`.
+/// `DELETE /v1/parked/{read_model}/{id}`, for the admin listener.
 pub fn router(registry: Arc<Registry>, stores: Stores) -> axum::Router {
     axum::Router::new()
         .route("/v1/read-models", get(models))
@@ -137,13 +143,22 @@ struct ReplayRequest {
 async fn replay(
     State(a): State<Admin>,
     Path(name): Path<String>,
-    body: Option<Json<ReplayRequest>>,
+    body: Result<Option<Json<ReplayRequest>>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let p = match a.model(&name) {
         Ok(p) => p,
         Err(r) => return *r,
     };
-    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let req = match body {
+        Ok(b) => b.map(|Json(b)| b).unwrap_or_default(),
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                e.body_text().lines().next().unwrap_or("invalid body"),
+            );
+        }
+    };
     let only = match (req.aggregate_type, req.aggregate_id) {
         (Some(t), Some(i)) => Some((t, i)),
         (None, None) => None,
@@ -168,6 +183,9 @@ async fn replay(
                 Json(json!({ "replayed": reports, "failed": failed })),
             )
                 .into_response()
+        }
+        Err(e @ RebuildError::NotBlocked { .. }) => {
+            problem(StatusCode::NOT_FOUND, "nothing_parked", e.to_string())
         }
         Err(e) => unavailable(e),
     }

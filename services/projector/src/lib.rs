@@ -23,7 +23,7 @@ use eventfold_avro::{AvroCodec, Catalog, RegistryClient, RegistrySettings};
 use eventfold_kafka::KafkaSettings;
 use eventfold_postgres::{PgSettings, bus::positive};
 use eventfold_runtime::{
-    Env, Ops, ReadinessCheck, Server, ServiceSettings, SettingsError, Shutdown,
+    Env, Ops, ReadinessCheck, Routes, Server, ServiceSettings, SettingsError, Shutdown,
 };
 use neo4j::Neo4jSettings;
 use rdkafka::producer::FutureProducer;
@@ -37,7 +37,8 @@ use rebuild::Stores;
 /// Name in logs, metrics and `/healthz`.
 pub const SERVICE: &str = "projector";
 
-/// Default port of the projector's HTTP endpoint.
+/// Default port of the projector's public listener (the read API); the admin listener (ops
+/// routes, read models and parked events) defaults to this + 1000.
 pub const DEFAULT_PORT: u16 = 8083;
 
 /// The projector's own settings.
@@ -134,7 +135,7 @@ impl ProjectorConfig {
 /// Everything the projector reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Listen address and log format.
+    /// Listen addresses (public and admin) and log format.
     pub service: ServiceSettings,
     /// The PostgreSQL read models (and the event store for rebuilds).
     pub database: PgSettings,
@@ -165,8 +166,8 @@ impl Settings {
 /// A failure while starting the projector.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The listener could not be bound.
-    #[error("cannot bind the HTTP listener: {0}")]
+    /// A listener (public or admin) could not be bound.
+    #[error("cannot bind an HTTP listener: {0}")]
     Bind(#[from] std::io::Error),
     /// The Neo4j settings were refused by the driver.
     #[error("invalid Neo4j settings: {0}")]
@@ -270,7 +271,7 @@ fn log_start_check(behind: prometheus::IntGaugeVec) -> ReadinessCheck {
     })
 }
 
-/// Binds the listener and prepares the clients; connections are made lazily, consumers start
+/// Binds the public and admin listeners and prepares the clients; connections are made lazily, consumers start
 /// when the server runs and stop (finishing the batch in hand) on shutdown.
 pub async fn build(settings: Settings) -> Result<Server, StartError> {
     let pool = settings.database.pool_lazy();
@@ -321,9 +322,11 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
         session_timeout_ms: cfg.session_timeout_ms,
         max_poll_interval_ms: cfg.max_poll_interval_ms,
     };
-    let mut router = ops
-        .router()
-        .merge(admin::router(registry.clone(), stores.clone()));
+    // Public: the read API only. Admin: read models and parked events (beside the ops routes).
+    let mut routes = Routes {
+        public: axum::Router::new(),
+        admin: admin::router(registry.clone(), stores.clone()),
+    };
     if registry.get("opportunities").is_some() {
         let live = state::watch_state(
             pool.clone(),
@@ -334,9 +337,9 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
             },
             Duration::from_millis(cfg.state_poll_ms),
         );
-        router = router.merge(read_api::router(pool.clone(), live));
+        routes.public = read_api::router(pool.clone(), live);
     }
-    let mut server = Server::bind(SERVICE, settings.service.http_addr, router).await?;
+    let mut server = Server::bind(SERVICE, &settings.service, &ops, routes).await?;
     for p in registry.all().iter().cloned() {
         let worker = Worker {
             projection: p,

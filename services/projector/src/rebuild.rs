@@ -35,6 +35,15 @@ pub enum RebuildError {
     /// Another rebuild of the same read model is running.
     #[error("a rebuild of {0} is already running")]
     Busy(String),
+    /// A replay named an aggregate that has no parked event in the read model: only blocked
+    /// aggregates are replayed (the others are up to date or on their way through Kafka).
+    #[error("{}/{} has no parked events in {read_model}; only blocked aggregates are replayed", .aggregate.0, .aggregate.1)]
+    NotBlocked {
+        /// The read model.
+        read_model: String,
+        /// The aggregate given.
+        aggregate: AggregateKey,
+    },
 }
 
 const EVENTS_SQL: &str = "SELECT position, event_id, event_type, schema_version, aggregate_type, \
@@ -269,7 +278,8 @@ pub struct ReplayReport {
 
 /// Replays the parked events of `only` (or of every blocked aggregate) from the event store:
 /// every event after the aggregate's applied version, in one transaction; on success its parked
-/// rows are deleted, on a refusal nothing changes.
+/// rows are deleted, on a refusal nothing changes. An aggregate given in `only` that has no
+/// parked event is refused with [`RebuildError::NotBlocked`] before anything is written.
 pub async fn replay_parked(
     p: &Arc<dyn Projection>,
     stores: &Stores,
@@ -281,7 +291,15 @@ pub async fn replay_parked(
     let target = state::target(&**p, now.generation, stores);
     let parking = Parking::new(stores.pool.clone(), name, None);
     let keys = match only {
-        Some(k) => vec![k],
+        Some(k) => {
+            if parking.blocked(std::slice::from_ref(&k)).await?.is_empty() {
+                return Err(RebuildError::NotBlocked {
+                    read_model: name.into(),
+                    aggregate: k,
+                });
+            }
+            vec![k]
+        }
         None => parking.blocked_aggregates().await?,
     };
     let processor = stores.processor(p, target.clone(), parking.clone(), Mode::Replay);

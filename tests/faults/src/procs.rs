@@ -12,10 +12,14 @@ pub struct Proc {
     pub binary: &'static str,
     /// Instance name in logs, e.g. `relay-a`.
     pub id: String,
-    /// `http://127.0.0.1:<port>` of its HTTP endpoint.
+    /// `http://127.0.0.1:<port>` of its public listener (API and `/healthz`).
     pub url: String,
+    /// `http://127.0.0.1:<port>` of its admin listener (`/readyz`, `/metrics`, admin API).
+    pub admin_url: String,
     /// The `HTTP_ADDR` it listens on (kept across restarts).
     addr: String,
+    /// The `ADMIN_ADDR` it listens on (kept across restarts).
+    admin_addr: String,
     env: Vec<(String, String)>,
     /// A command it runs under (e.g. `faketime -f +2h`), empty for none.
     wrapper: Vec<String>,
@@ -26,10 +30,11 @@ pub struct Proc {
     log: PathBuf,
 }
 
-/// A free port on 127.0.0.1.
-pub fn free_port() -> Result<u16, FaultError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+/// Two distinct free ports on 127.0.0.1 (both bound at once, so not the same one twice).
+fn two_free_ports() -> Result<(u16, u16), FaultError> {
+    let a = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let b = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
 }
 
 /// The service binary `name` of this build: beside the runner's own binary.
@@ -89,14 +94,18 @@ impl Proc {
         logs: &std::path::Path,
         env: Vec<(String, String)>,
     ) -> Result<Self, FaultError> {
-        let addr = format!("127.0.0.1:{}", free_port()?);
+        let (port, admin_port) = two_free_ports()?;
+        let addr = format!("127.0.0.1:{port}");
+        let admin_addr = format!("127.0.0.1:{admin_port}");
         let log = logs.join(format!("{binary}-{id}.log"));
-        let child = spawn(binary, &[], &addr, &env, &log)?;
+        let child = spawn(binary, &[], [&addr, &admin_addr], &env, &log)?;
         Ok(Self {
             binary,
             id: id.into(),
             url: format!("http://{addr}"),
+            admin_url: format!("http://{admin_addr}"),
             addr,
+            admin_addr,
             env,
             wrapper: Vec::new(),
             grouped: false,
@@ -137,9 +146,10 @@ impl Proc {
         Ok(())
     }
 
-    /// Starts the same binary again with the same environment and address.
+    /// Starts the same binary again with the same environment and addresses.
     pub fn restart(&mut self) -> Result<(), FaultError> {
-        self.child = spawn(self.binary, &self.wrapper, &self.addr, &self.env, &self.log)?;
+        let addrs = [self.addr.as_str(), self.admin_addr.as_str()];
+        self.child = spawn(self.binary, &self.wrapper, addrs, &self.env, &self.log)?;
         self.grouped = !self.wrapper.is_empty();
         Ok(())
     }
@@ -155,7 +165,7 @@ impl Proc {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let ok = http
-                .get(format!("{}/readyz", self.url))
+                .get(format!("{}/readyz", self.admin_url))
                 .timeout(Duration::from_secs(2))
                 .send()
                 .await
@@ -177,7 +187,7 @@ impl Proc {
     /// The value of the Prometheus metric `name` (summed over its label sets), 0 when absent.
     pub async fn metric(&self, http: &reqwest::Client, name: &str) -> Result<f64, FaultError> {
         let text = http
-            .get(format!("{}/metrics", self.url))
+            .get(format!("{}/metrics", self.admin_url))
             .timeout(Duration::from_secs(5))
             .send()
             .await?
@@ -194,7 +204,7 @@ impl Proc {
         label: &str,
     ) -> Result<f64, FaultError> {
         let text = http
-            .get(format!("{}/metrics", self.url))
+            .get(format!("{}/metrics", self.admin_url))
             .timeout(Duration::from_secs(5))
             .send()
             .await?
@@ -226,10 +236,11 @@ impl Proc {
     }
 }
 
+/// Starts `binary` listening on `[HTTP_ADDR, ADMIN_ADDR]`.
 fn spawn(
     binary: &str,
     wrapper: &[String],
-    addr: &str,
+    [addr, admin_addr]: [&str; 2],
     env: &[(String, String)],
     log: &std::path::Path,
 ) -> Result<tokio::process::Child, FaultError> {
@@ -250,6 +261,7 @@ fn spawn(
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("HTTP_ADDR", addr)
+        .env("ADMIN_ADDR", admin_addr)
         .env("RUST_LOG", "info")
         .env("LOG_FORMAT", "json")
         .stdout(out.try_clone()?)

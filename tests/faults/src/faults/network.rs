@@ -5,7 +5,8 @@
 //! 127.0.0.1: the service keeps its ordinary configuration (Kafka advertises 127.0.0.1, which a
 //! plain address change would break), and every byte it exchanges with PostgreSQL, Kafka, the
 //! registry and Neo4j crosses the veth, where the fault cuts it (link down) or slows it (a `tc` qdisc) without touching anyone
-//! else's traffic. Its HTTP port is forwarded back the same way, so the runner still probes it.
+//! else's traffic. Its HTTP ports (public and admin) are forwarded back the same way, so the runner
+//! still probes it.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -174,26 +175,29 @@ impl Netns {
         Ok(())
     }
 
-    /// Moves `proc` into the namespace: killed, its HTTP port forwarded from the host's 127.0.0.1
-    /// into the namespace, restarted there and waited for.
+    /// Moves `proc` into the namespace: killed, its HTTP ports (public and admin) forwarded from
+    /// the host's 127.0.0.1 into the namespace, restarted there and waited for.
     async fn adopt(&mut self, proc: &mut Proc, http: &reqwest::Client) -> Result<(), FaultError> {
-        let port = proc
-            .url
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-            .ok_or_else(|| FaultError::Setup(format!("no port in {}", proc.url)))?;
+        let port_of = |url: &str| {
+            url.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .ok_or_else(|| FaultError::Setup(format!("no port in {url}")))
+        };
+        let ports = [port_of(&proc.url)?, port_of(&proc.admin_url)?];
         proc.kill9().await?;
         let ns_ip = self.ns_ip.clone();
-        self.forward(
-            false,
-            &format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"),
-            &format!("TCP:{ns_ip}:{port}"),
-        )?;
-        self.forward(
-            true,
-            &format!("TCP-LISTEN:{port},bind={ns_ip},reuseaddr,fork"),
-            &format!("TCP:127.0.0.1:{port}"),
-        )?;
+        for port in ports {
+            self.forward(
+                false,
+                &format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"),
+                &format!("TCP:{ns_ip}:{port}"),
+            )?;
+            self.forward(
+                true,
+                &format!("TCP-LISTEN:{port},bind={ns_ip},reuseaddr,fork"),
+                &format!("TCP:127.0.0.1:{port}"),
+            )?;
+        }
         self.settle().await?;
         proc.wrap(&["ip", "netns", "exec", &self.name]);
         proc.restart()?;
