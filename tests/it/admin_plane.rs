@@ -81,7 +81,7 @@ async fn readyz_metrics_and_admin_routes_answer_on_the_admin_port_only() {
         spawn_relay(&p).await,
         spawn_projector(&p).await,
     ];
-    let http = Client::new();
+    let http = eventfold_tests::auth::operator();
     for s in &services {
         let (public, admin) = (s.url.as_str(), s.admin_url.as_str());
         assert_ne!(public, admin, "{}", s.name);
@@ -172,6 +172,40 @@ async fn readyz_metrics_and_admin_routes_answer_on_the_admin_port_only() {
         &call(&http, "GET", &projector.admin_url, "/v1/read/opportunities").await,
     );
 
+    // Admin APIs need a token with the admin scope; the read API one with read-models:read.
+    let anonymous = Client::new();
+    let no_admin = eventfold_tests::auth::client(
+        "default",
+        &[
+            eventfold_auth::scope::COMMANDS_WRITE,
+            eventfold_auth::scope::EVENTS_READ,
+            eventfold_auth::scope::READ_MODELS_READ,
+        ],
+    );
+    let no_reads = eventfold_tests::auth::client("default", &[eventfold_auth::scope::ADMIN]);
+    for (base, path) in [
+        (&relay.admin_url, "/v1/outbox/parked"),
+        (&projector.admin_url, "/v1/read-models"),
+        (&projector.admin_url, "/v1/parked/opportunities"),
+    ] {
+        let (status, body, _) = call(&anonymous, "GET", base, path).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (401, &json!("missing_token")),
+            "{path}"
+        );
+        let (status, body, _) = call(&no_admin, "GET", base, path).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (403, &json!("insufficient_scope")),
+            "{path}"
+        );
+    }
+    let (status, body, _) = call(&no_reads, "GET", &projector.url, "/v1/read/opportunities").await;
+    assert_eq!((status, &body["code"]), (403, &json!("insufficient_scope")));
+    let (status, _, _) = call(&anonymous, "GET", &projector.url, "/v1/read/opportunities").await;
+    assert_eq!(status, 401);
+
     // The command service: API on the public port, none of it on the admin port.
     assert_eq!(call(&http, "GET", &command.url, "/v1/types").await.0, 200);
     let what = "command-service admin GET /v1/types";
@@ -199,7 +233,7 @@ async fn a_replay_of_an_aggregate_without_parked_events_is_refused_and_changes_n
     )
     .await;
     let projector = spawn_projector(&p).await;
-    let http = Client::new();
+    let http = eventfold_tests::auth::operator();
     let admin = projector.admin_url.clone();
     eventually("read model set up", Duration::from_secs(60), || async {
         let exists: Option<String> =

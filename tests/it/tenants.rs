@@ -209,3 +209,115 @@ async fn a_correlation_is_read_in_pages() {
     }
     assert_eq!((seen, pages), (5, 3));
 }
+
+/// Two tenants through Kafka to the PostgreSQL read model: the projector's read API (list, one,
+/// user, stats) shows each tenant only its own rows; another tenant's row is 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_read_api_shows_each_tenant_only_its_own_rows() {
+    use eventfold_tests::pipeline::Pipeline;
+    let stack = Stack::from_env().await;
+    let p = Pipeline::create(&stack).await;
+    let api = p.command_service().await;
+    let relay = p.relay("r1");
+    let projector = p.projector("p1", &[("PROJECTOR_READ_MODELS", "opportunities")]);
+    let scopes = [
+        scope::COMMANDS_WRITE,
+        scope::EVENTS_READ,
+        scope::READ_MODELS_READ,
+    ];
+    let (a, b) = (
+        auth::client("tenant-a", &scopes),
+        auth::client("tenant-b", &scopes),
+    );
+    for (http, tenant, n) in [(&a, "a", 3), (&b, "b", 2)] {
+        for i in 0..n {
+            let id = format!("opp-{tenant}-{i}");
+            let r = http
+                .post(format!(
+                    "{}/v1/Opportunity/{id}/commands/CreateOpportunity",
+                    api.url
+                ))
+                .json(&serde_json::json!({
+                    "opportunity_id": id, "title": format!("{tenant} {i}"),
+                    "ai_solution_type": "nlp", "market_size_estimate": 1000}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        let id = format!("user-{tenant}");
+        let r = http
+            .post(format!("{}/v1/User/{id}/commands/RegisterUser", api.url))
+            .json(&serde_json::json!({"user_id": id, "email": format!("{tenant}@example.org")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    p.caught_up("opportunities", std::time::Duration::from_secs(90))
+        .await;
+    let get = |http: &Client, path: &str| {
+        let (http, url) = (http.clone(), format!("{}{path}", projector.url));
+        async move { http.get(url).send().await.unwrap() }
+    };
+    for (http, own, other, n) in [(&a, "a", "b", 3), (&b, "b", "a", 2)] {
+        let list: Value = get(http, "/v1/read/opportunities?limit=100")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let ids: Vec<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["aggregate_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), n, "{list}");
+        assert!(
+            ids.iter().all(|id| id.starts_with(&format!("opp-{own}-"))),
+            "{list}"
+        );
+        let stats: Value = get(http, "/v1/read/opportunities/stats")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (stats["total"].as_i64(), stats["users"].as_i64()),
+            (Some(n as i64), Some(1)),
+            "{stats}"
+        );
+        assert_eq!(
+            get(http, &format!("/v1/read/opportunities/opp-{own}-0"))
+                .await
+                .status(),
+            200
+        );
+        assert_eq!(
+            get(http, &format!("/v1/read/users/user-{own}"))
+                .await
+                .status(),
+            200
+        );
+        assert_not_found(
+            get(http, &format!("/v1/read/opportunities/opp-{other}-0")).await,
+            "unknown_opportunity",
+        )
+        .await;
+        assert_not_found(
+            get(http, &format!("/v1/read/users/user-{other}")).await,
+            "unknown_user",
+        )
+        .await;
+        let r = get(
+            http,
+            &format!("/v1/read/opportunities?tenant=tenant-{other}"),
+        )
+        .await;
+        assert_eq!(r.status(), 403);
+    }
+    projector.stop().await;
+    relay.stop().await;
+    api.shutdown.trigger();
+    p.drop_all().await;
+}

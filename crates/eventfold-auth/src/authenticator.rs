@@ -53,6 +53,20 @@ struct Reload {
 }
 
 impl Authenticator {
+    /// [`Authenticator::new`] for a service starting up: with `AUTH_MODE=disabled` it logs a
+    /// warning (every start), since then anyone reaching the port is trusted.
+    pub fn for_service(service: &str, settings: AuthSettings) -> Result<Self, AuthError> {
+        let auth = Self::new(settings)?;
+        if auth.disabled() {
+            tracing::warn!(
+                service,
+                "AUTH_MODE=disabled: every request is taken as tenant `default` with every scope; \
+                 never run so outside a development machine"
+            );
+        }
+        Ok(auth)
+    }
+
     /// An authenticator for `settings`; a key-set file is read now, a URL on first use.
     pub fn new(settings: AuthSettings) -> Result<Self, AuthError> {
         let settings = match settings.mode {

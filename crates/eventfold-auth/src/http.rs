@@ -81,6 +81,14 @@ pub async fn require_scope(
     }
 }
 
+/// `router` with every route behind [`authenticate`] and [`require_scope`] (`scope`); unknown
+/// routes keep answering 404 without a token.
+pub fn protect(router: axum::Router, auth: Authenticator, scope: &'static str) -> axum::Router {
+    router
+        .route_layer(axum::middleware::from_fn_with_state(scope, require_scope))
+        .route_layer(axum::middleware::from_fn_with_state(auth, authenticate))
+}
+
 /// The token of an `Authorization: Bearer` header (scheme case-insensitive).
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {

@@ -17,7 +17,7 @@ mod settings;
 
 pub use authenticator::Authenticator;
 pub use error::AuthError;
-pub use http::{REALM, authenticate, bearer_token, require, require_scope};
+pub use http::{REALM, authenticate, bearer_token, protect, require, require_scope};
 pub use issuer::{
     IssuerSettings, JWKS_FILE_NAME, KEY_FILE_NAME, LocalIssuer, TokenRequest, default_dir, unix_now,
 };

@@ -60,13 +60,8 @@ pub async fn build(settings: Settings) -> std::io::Result<Server> {
     let ops = Ops::new(SERVICE).with_check(eventfold_postgres::readiness_check(pool));
     let bus_metrics = BusMetrics::register(ops.registry()).map_err(std::io::Error::other)?;
     let http_metrics = api::HttpMetrics::register(ops.registry()).map_err(std::io::Error::other)?;
-    let auth = Authenticator::new(settings.auth.clone()).map_err(std::io::Error::other)?;
-    if auth.disabled() {
-        tracing::warn!(
-            "AUTH_MODE=disabled: every request is taken as tenant `default` with every scope; \
-             never run so outside a development machine"
-        );
-    }
+    let auth = Authenticator::for_service(SERVICE, settings.auth.clone())
+        .map_err(std::io::Error::other)?;
     let api = api::Api {
         domains: domains::Domains::start(&store, &settings.bus, Some(bus_metrics)),
         store,
@@ -75,7 +70,9 @@ pub async fn build(settings: Settings) -> std::io::Result<Server> {
     };
     // No admin API yet: the admin listener serves the ops routes only.
     let routes = Routes {
-        public: settings.limits.apply(api::router(api, auth, settings.body_limit)),
+        public: settings
+            .limits
+            .apply(api::router(api, auth, settings.body_limit)),
         admin: axum::Router::new(),
     };
     Server::bind(SERVICE, &settings.service, &ops, routes).await

@@ -20,6 +20,7 @@ pub mod shards;
 use std::sync::Arc;
 use std::time::Duration;
 
+use eventfold_auth::scope;
 use eventfold_avro::{AvroCodec, Catalog, RegistryClient, RegistrySettings};
 use eventfold_kafka::KafkaSettings;
 use eventfold_postgres::PgSettings;
@@ -115,6 +116,8 @@ pub struct Settings {
     pub registry: RegistrySettings,
     /// Sharding, batching and topics.
     pub relay: RelayConfig,
+    /// How callers of the admin API are authenticated (`AUTH_*`).
+    pub auth: eventfold_auth::AuthSettings,
 }
 
 impl Settings {
@@ -126,6 +129,7 @@ impl Settings {
             kafka: KafkaSettings::from_env(env)?,
             registry: RegistrySettings::from_env(env)?,
             relay: RelayConfig::from_env(env)?,
+            auth: eventfold_auth::AuthSettings::from_env(env)?,
         })
     }
 }
@@ -155,10 +159,13 @@ pub async fn build(settings: Settings) -> std::io::Result<Server> {
         metrics,
         dlt_wake: Arc::new(tokio::sync::Notify::new()),
     };
+    let auth = eventfold_auth::Authenticator::for_service(SERVICE, settings.auth.clone())
+        .map_err(std::io::Error::other)?;
     // The relay has no public API: its public listener answers `/healthz` only.
     let routes = Routes {
         public: axum::Router::new(),
-        admin: admin::router(relay.pool.clone()),
+        // The admin API needs a token with the admin scope.
+        admin: eventfold_auth::protect(admin::router(relay.pool.clone()), auth, scope::ADMIN),
     };
     let server = Server::bind(SERVICE, &settings.service, &ops, routes).await?;
     Ok(server.with_worker(move |shutdown| relay.run(shutdown)))

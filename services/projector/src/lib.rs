@@ -147,6 +147,8 @@ pub struct Settings {
     pub neo4j: Neo4jSettings,
     /// Read models, groups, batches.
     pub projector: ProjectorConfig,
+    /// How callers of the read and admin APIs are authenticated (`AUTH_*`).
+    pub auth: eventfold_auth::AuthSettings,
 }
 
 impl Settings {
@@ -159,6 +161,7 @@ impl Settings {
             registry: RegistrySettings::from_env(env)?,
             neo4j: Neo4jSettings::from_env(env)?,
             projector: ProjectorConfig::from_env(env)?,
+            auth: eventfold_auth::AuthSettings::from_env(env)?,
         })
     }
 }
@@ -175,6 +178,9 @@ pub enum StartError {
     /// The schema catalog or registry settings are unusable.
     #[error("schemas: {0}")]
     Schemas(String),
+    /// The authentication settings are unusable (e.g. the key set cannot be read).
+    #[error("authentication: {0}")]
+    Auth(#[from] eventfold_auth::AuthError),
     /// The dead-letter producer could not be created.
     #[error("kafka producer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
@@ -323,9 +329,14 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
         max_poll_interval_ms: cfg.max_poll_interval_ms,
     };
     // Public: the read API only. Admin: read models and parked events (beside the ops routes).
+    let auth = eventfold_auth::Authenticator::for_service(SERVICE, settings.auth.clone())?;
     let mut routes = Routes {
         public: axum::Router::new(),
-        admin: admin::router(registry.clone(), stores.clone()),
+        admin: eventfold_auth::protect(
+            admin::router(registry.clone(), stores.clone()),
+            auth.clone(),
+            eventfold_auth::scope::ADMIN,
+        ),
     };
     if registry.get("opportunities").is_some() {
         let live = state::watch_state(
@@ -337,7 +348,11 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
             },
             Duration::from_millis(cfg.state_poll_ms),
         );
-        routes.public = read_api::router(pool.clone(), live);
+        routes.public = eventfold_auth::protect(
+            read_api::router(pool.clone(), live),
+            auth,
+            eventfold_auth::scope::READ_MODELS_READ,
+        );
     }
     let mut server = Server::bind(SERVICE, &settings.service, &ops, routes).await?;
     for p in registry.all().iter().cloned() {

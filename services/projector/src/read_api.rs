@@ -1,12 +1,18 @@
 //! The query API of the `opportunities` read model: list with filters and keyset paging, one
-//! opportunity, stats by type, status and day, one user. Always reads the live generation.
+//! opportunity, stats by type, status and day, one user. Always reads the live generation, and
+//! only the rows of the caller's tenant (the token's): another tenant's row answers 404.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use eventfold_auth::Principal;
 use eventfold_runtime::problem;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -20,7 +26,12 @@ use crate::target::pg_schema;
 struct Read {
     pool: PgPool,
     state: watch::Receiver<ModelState>,
+    /// Stats per (generation, tenant), computed at most once per [`STATS_TTL`].
+    stats: Arc<Mutex<HashMap<(i32, String), (Instant, Value)>>>,
 }
+
+/// How long computed stats are served before they are computed again.
+const STATS_TTL: Duration = Duration::from_secs(5);
 
 impl Read {
     fn schema(&self) -> String {
@@ -36,7 +47,11 @@ pub fn router(pool: PgPool, state: watch::Receiver<ModelState>) -> axum::Router 
         .route("/v1/read/opportunities/stats", get(stats))
         .route("/v1/read/opportunities/{id}", get(one))
         .route("/v1/read/users/{id}", get(user))
-        .with_state(Read { pool, state })
+        .with_state(Read {
+            pool,
+            state,
+            stats: Arc::default(),
+        })
 }
 
 fn unavailable(e: sqlx::Error) -> Response {
@@ -77,11 +92,22 @@ const COLUMNS: &str = "aggregate_id, tenant, opportunity_id, title, description,
     CASE WHEN validation_count > 0 THEN validation_score_sum / validation_count END AS validation_score, \
     archived_reason, created_at, updated_at, last_version";
 
-async fn list(State(r): State<Read>, q: Result<Query<Filter>, QueryRejection>) -> Response {
+async fn list(
+    State(r): State<Read>,
+    principal: Principal,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> Response {
     let Query(f) = match q {
         Ok(q) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, "bad_query", e.body_text()),
     };
+    if f.tenant.as_ref().is_some_and(|t| *t != principal.tenant) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "tenant_mismatch",
+            "`tenant` names another tenant than the token's",
+        );
+    }
     let limit = f.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return problem(
@@ -114,7 +140,7 @@ async fn list(State(r): State<Read>, q: Result<Query<Filter>, QueryRejection>) -
            AND ($2::text IS NULL OR ai_solution_type = $2) \
            AND ($3::text IS NULL OR ai_solution_category = $3) \
            AND ($4::float8 IS NULL OR confidence_score >= $4) \
-           AND ($5::text IS NULL OR tenant = $5) \
+           AND tenant = $5 \
            AND ($6::text IS NULL OR title ILIKE '%' || replace(replace(replace($6, '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%') \
            AND ($7::timestamptz IS NULL OR created_at >= $7) \
            AND ($8::timestamptz IS NULL OR created_at < $8) \
@@ -127,7 +153,7 @@ async fn list(State(r): State<Read>, q: Result<Query<Filter>, QueryRejection>) -
         .bind(&f.ai_solution_type)
         .bind(&f.ai_solution_category)
         .bind(f.min_confidence)
-        .bind(&f.tenant)
+        .bind(&principal.tenant)
         .bind(&f.q)
         .bind(f.created_from)
         .bind(f.created_to)
@@ -162,26 +188,29 @@ fn parse_cursor(c: &str) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
     Some((t.with_timezone(&chrono::Utc), id.to_owned()))
 }
 
-async fn one(State(r): State<Read>, Path(id): Path<String>) -> Response {
+async fn one(State(r): State<Read>, principal: Principal, Path(id): Path<String>) -> Response {
     let sql = format!(
-        "SELECT row_to_json(t) FROM (SELECT {COLUMNS} FROM {}.opportunities WHERE aggregate_id = $1) t",
+        "SELECT row_to_json(t) FROM (SELECT {COLUMNS} FROM {}.opportunities \
+         WHERE aggregate_id = $1 AND tenant = $2) t",
         r.schema()
     );
-    by_id(&r, &sql, &id, "opportunity").await
+    by_id(&r, &sql, &id, &principal.tenant, "opportunity").await
 }
 
-async fn user(State(r): State<Read>, Path(id): Path<String>) -> Response {
+async fn user(State(r): State<Read>, principal: Principal, Path(id): Path<String>) -> Response {
     let sql = format!(
-        "SELECT row_to_json(u) FROM {}.users u WHERE aggregate_id = $1",
+        "SELECT row_to_json(u) FROM {}.users u WHERE aggregate_id = $1 AND tenant = $2",
         r.schema()
     );
-    by_id(&r, &sql, &id, "user").await
+    by_id(&r, &sql, &id, &principal.tenant, "user").await
 }
 
-/// The JSON row `sql` returns for `id`, or 404 `unknown_<what>`.
-async fn by_id(r: &Read, sql: &str, id: &str, what: &'static str) -> Response {
+/// The JSON row `sql` returns for `id` of `tenant`, or 404 `unknown_<what>` (also for another
+/// tenant's row).
+async fn by_id(r: &Read, sql: &str, id: &str, tenant: &str, what: &'static str) -> Response {
     match sqlx::query_scalar::<_, Value>(sql)
         .bind(id)
+        .bind(tenant)
         .fetch_optional(&r.pool)
         .await
     {
@@ -195,26 +224,42 @@ async fn by_id(r: &Read, sql: &str, id: &str, what: &'static str) -> Response {
     }
 }
 
-async fn stats(State(r): State<Read>) -> Response {
-    let schema = r.schema();
+async fn stats(State(r): State<Read>, principal: Principal) -> Response {
+    let generation = r.state.borrow().generation;
+    let key = (generation, principal.tenant.clone());
+    if let Some((at, v)) = r.stats.lock().ok().and_then(|c| c.get(&key).cloned())
+        && at.elapsed() < STATS_TTL
+    {
+        return Json(v).into_response();
+    }
+    let schema = pg_schema("opportunities", generation);
     let sql = format!(
         "SELECT json_build_object( \
-           'total', (SELECT count(*) FROM {schema}.opportunities), \
+           'total', (SELECT count(*) FROM {schema}.opportunities WHERE tenant = $1), \
            'by_type', (SELECT coalesce(json_object_agg(ai_solution_type, n), '{{}}') FROM \
-              (SELECT ai_solution_type, count(*) AS n FROM {schema}.opportunities GROUP BY 1) a), \
+              (SELECT ai_solution_type, count(*) AS n FROM {schema}.opportunities \
+               WHERE tenant = $1 GROUP BY 1) a), \
            'by_status', (SELECT coalesce(json_object_agg(status, n), '{{}}') FROM \
-              (SELECT status, count(*) AS n FROM {schema}.opportunities GROUP BY 1) b), \
+              (SELECT status, count(*) AS n FROM {schema}.opportunities \
+               WHERE tenant = $1 GROUP BY 1) b), \
            'by_day', (SELECT coalesce(json_agg(json_build_object('day', day, 'count', n) ORDER BY day), '[]') FROM \
               (SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n \
-               FROM {schema}.opportunities GROUP BY 1) c), \
-           'users', (SELECT count(*) FROM {schema}.users), \
-           'active_users', (SELECT count(*) FROM {schema}.users WHERE active))"
+               FROM {schema}.opportunities WHERE tenant = $1 GROUP BY 1) c), \
+           'users', (SELECT count(*) FROM {schema}.users WHERE tenant = $1), \
+           'active_users', (SELECT count(*) FROM {schema}.users WHERE tenant = $1 AND active))"
     );
     match sqlx::query_scalar::<_, Value>(&sql)
+        .bind(&principal.tenant)
         .fetch_one(&r.pool)
         .await
     {
-        Ok(v) => Json(v).into_response(),
+        Ok(v) => {
+            if let Ok(mut cache) = r.stats.lock() {
+                cache.retain(|_, (at, _)| at.elapsed() < STATS_TTL);
+                cache.insert(key, (Instant::now(), v.clone()));
+            }
+            Json(v).into_response()
+        }
         Err(e) => unavailable(e),
     }
 }
