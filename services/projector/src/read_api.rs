@@ -27,8 +27,11 @@ struct Read {
     pool: PgPool,
     state: watch::Receiver<ModelState>,
     /// Stats per (generation, tenant), computed at most once per [`STATS_TTL`].
-    stats: Arc<Mutex<HashMap<(i32, String), (Instant, Value)>>>,
+    stats: Arc<Mutex<StatsCache>>,
 }
+
+/// Computed stats and when, by (generation, tenant).
+type StatsCache = HashMap<(i32, String), (Instant, Value)>;
 
 /// How long computed stats are served before they are computed again.
 const STATS_TTL: Duration = Duration::from_secs(5);
