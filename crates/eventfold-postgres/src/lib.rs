@@ -36,12 +36,9 @@ pub struct PgSettings {
 }
 
 impl PgSettings {
-    /// Reads `DATABASE_URL` (default: the local stack's database) and the pool size.
+    /// Reads `DATABASE_URL` (required: no credentials are compiled in) and the pool size.
     pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
-        let url = env.string(
-            "DATABASE_URL",
-            "postgres://eventfold:eventfold@127.0.0.1:5432/eventfold",
-        );
+        let url = env.required("DATABASE_URL")?;
         let invalid = |reason: String| SettingsError::Invalid {
             var: "DATABASE_URL".into(),
             value: redact(&url),
@@ -131,6 +128,7 @@ mod tests {
     fn production_needs_sslmode_verify_full_unless_waived() {
         let prod = |url: &str, waive: bool| {
             let mut pairs = vec![("EVENTFOLD_PROFILE", "production"), ("DATABASE_URL", url)];
+            pairs.push(("DATABASE_MAX_CONNECTIONS", "4"));
             if waive {
                 pairs.push(("DATABASE_INSECURE", "true"));
             }

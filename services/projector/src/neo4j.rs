@@ -34,7 +34,7 @@ impl Neo4jSettings {
         Ok(Self {
             uri,
             user: env.string("NEO4J_USER", "neo4j"),
-            password: env.string("NEO4J_PASSWORD", "eventfold"),
+            password: env.required("NEO4J_PASSWORD")?,
             database: env.string("NEO4J_DATABASE", "neo4j"),
             label_suffix: label_suffix(env)?,
         })
@@ -89,6 +89,7 @@ mod tests {
     fn production_needs_a_verified_tls_uri_unless_waived() {
         let prod = |uri: &str, waive: &str| {
             Neo4jSettings::from_env(&Env::from_pairs([
+                ("NEO4J_PASSWORD", "pw"),
                 ("EVENTFOLD_PROFILE", "production"),
                 ("NEO4J_URI", uri),
                 ("NEO4J_INSECURE", waive),
