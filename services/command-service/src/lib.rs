@@ -75,7 +75,9 @@ pub async fn build(settings: Settings) -> std::io::Result<Server> {
     };
     // No admin API yet: the admin listener serves the ops routes only.
     let routes = Routes {
-        public: settings.limits.apply(api::router(api, auth, settings.body_limit)),
+        public: settings
+            .limits
+            .apply(api::router(api, auth, settings.body_limit)),
         admin: axum::Router::new(),
     };
     Server::bind(SERVICE, &settings.service, &ops, routes).await
