@@ -210,9 +210,9 @@ async fn timed<T: Target>(
     ))
 }
 
-/// The HTTP target `name` at `url` (sending `token`, if any) with its aggregates discovered through the
-/// service, or why it cannot run. `tag` keeps the ids of two targets apart should they share a
-/// database.
+/// The HTTP target `name` at `url` (sending `token`, if any) with its aggregates discovered
+/// through the service, or why it cannot run. `tag` keeps the ids of two targets apart should
+/// they share a database.
 async fn setup_http(
     config: &BenchConfig,
     name: &str,

@@ -1,6 +1,7 @@
 //! eventfold over HTTP: `POST {url}/v1/CrossReference/{id}/commands/{command}` to a running
 //! command-service, one `Idempotency-Key` per request, through a pooled keep-alive client that
-//! sends the run's bearer token (if any) on every request. 200/201 is applied, 409 is a conflict surfaced to the caller, anything else a failure.
+//! sends the run's bearer token (if any) on every request. 200/201 is applied, 409 is a conflict
+//! surfaced to the caller, anything else a failure.
 
 use std::time::Duration;
 
