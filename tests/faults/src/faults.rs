@@ -264,10 +264,9 @@ async fn f3(stack: &Stack) -> Result<Verdict, FaultError> {
     ));
     v.check(lost > 0.0, "the paused relay never lost a shard");
     v.check(acquired > 0.0, "the other relay never took a shard over");
-    v.check(
-        rejections > 0.0,
-        "no epoch rejection: the zombie was never fenced",
-    );
+    // Whether the zombie had a batch in flight when it was paused is chance (0 to 14 rejections
+    // seen): the fence itself is proven deterministically by tests/it/relay.rs; here the verdict
+    // (nothing lost, nothing twice, in order) is what a rejection-free wake-up must still meet.
     rig.finish(&mut v).await?;
     Ok(v)
 }

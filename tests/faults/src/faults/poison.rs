@@ -123,7 +123,8 @@ pub(super) async fn f12(stack: &eventfold_tests::Stack) -> Result<Verdict, Fault
     // applied, so it parks no matter how far the aggregate's own events have got.
     for t in TYPES {
         let topic = format!("{prefix}{t}");
-        let mut pool = candidates(rig, t, &used, false).await?;
+        // Enough aggregates past version 1 in Kafka (the load may still be warming up).
+        let mut pool = waiting(rig, t, &used, 4, false).await?;
         for kind in [
             Kind::BadMagic,
             Kind::UnknownSchemaId,
@@ -292,9 +293,20 @@ async fn settled(
     used: &HashSet<String>,
     n: usize,
 ) -> Result<Vec<Cand>, FaultError> {
+    waiting(rig, aggregate_type, used, n, true).await
+}
+
+/// [`candidates`] (settled or not), waiting up to 30 s for at least `n` of them.
+async fn waiting(
+    rig: &Rig,
+    aggregate_type: &str,
+    used: &HashSet<String>,
+    n: usize,
+    settled: bool,
+) -> Result<Vec<Cand>, FaultError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let found = candidates(rig, aggregate_type, used, true).await?;
+        let found = candidates(rig, aggregate_type, used, settled).await?;
         if found.len() >= n || Instant::now() >= deadline {
             return Ok(found);
         }
