@@ -79,7 +79,7 @@ async fn a_replay_of_parked_events_waits_for_the_live_writer_of_the_same_aggrega
             model.clone(),
             stores.clone(),
             shutdown.clone(),
-            ("CrossReference".to_owned(), id.clone()),
+            projector::target::AggregateKey::new("default", "CrossReference", id.clone()),
         );
         tokio::spawn(
             async move { rebuild::replay_parked(&model, &stores, Some(key), &shutdown).await },

@@ -21,6 +21,7 @@ use crate::parking::Parking;
 use crate::projection::{Projection, Registry};
 use crate::rebuild::{RebuildError, Stores, replay_parked};
 use crate::state;
+use crate::target::AggregateKey;
 use eventfold_runtime::problem;
 
 #[derive(Clone)]
@@ -132,10 +133,11 @@ async fn list(
     }
 }
 
-/// Which aggregate to replay; all blocked aggregates when absent.
+/// Which stream to replay (the tenant defaults to `default`); all blocked streams when absent.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReplayRequest {
+    tenant: Option<String>,
     aggregate_type: Option<String>,
     aggregate_id: Option<String>,
 }
@@ -159,8 +161,9 @@ async fn replay(
             );
         }
     };
+    let tenant = req.tenant.unwrap_or_else(|| "default".into());
     let only = match (req.aggregate_type, req.aggregate_id) {
-        (Some(t), Some(i)) => Some((t, i)),
+        (Some(t), Some(i)) => Some(AggregateKey::new(tenant, t, i)),
         (None, None) => None,
         _ => {
             return problem(
