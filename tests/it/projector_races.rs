@@ -405,7 +405,11 @@ async fn a_dead_letter_copy_refused_at_parking_time_follows_later_one_per_parked
         },
         event_id: Some(format!("e-{offset}")),
         event_type: Some("CrossReferenceValidated".into()),
-        aggregate: Some(("CrossReference".into(), "agg-1".into())),
+        aggregate: Some(projector::target::AggregateKey::new(
+            "default",
+            "CrossReference",
+            "agg-1",
+        )),
         version: Some(offset + 1),
         reason: Reason::Refused,
         error: "refused by the handler".into(),

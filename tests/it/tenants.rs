@@ -1,6 +1,7 @@
-//! Tenants through the command-service HTTP API against the real PostgreSQL: a stream belongs to
-//! the tenant that created it; another tenant's commands and reads of it answer 404 exactly like a
-//! missing aggregate, write nothing, and no read (state, history, correlation, feed) shows it.
+//! Tenants through the command-service HTTP API against the real PostgreSQL: a stream is
+//! (tenant, aggregate type, aggregate id), so the same id in two tenants is two independent streams;
+//! a tenant sees only its own stream of an id (another tenant's is as absent as an unused id), and
+//! no read (state, history, correlation, feed) shows another tenant's events.
 
 use eventfold_auth::scope;
 use eventfold_tests::xref::{discover_body, validate_body};
@@ -73,7 +74,7 @@ async fn assert_not_found(r: Response, code: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_tenants_aggregate_answers_404_everywhere_and_nothing_is_written() {
+async fn the_same_id_in_two_tenants_is_two_independent_streams() {
     let service = Stack::from_env().await.spawn_command_service(&[]).await;
     let (a, b) = (
         Caller::of("tenant-a", &service.url),
@@ -91,47 +92,11 @@ async fn another_tenants_aggregate_answers_404_everywhere_and_nothing_is_written
         )
         .await;
     assert_eq!(created.status(), 200);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["version"], 1, "{created}");
 
-    // The other tenant: its commands are refused as for a missing aggregate, and write nothing.
-    let r = b
-        .post(
-            &cmd("ValidateCrossReference"),
-            Uuid::new_v4(),
-            &validate_body("other tenant"),
-        )
-        .await;
-    assert_not_found(r, "aggregate_not_found").await;
-    let r = b
-        .post(
-            &cmd("DiscoverCrossReference"),
-            Uuid::new_v4(),
-            &discover_body(),
-        )
-        .await;
-    assert_not_found(r, "aggregate_not_found").await;
-    // Reusing the owner's command id replays nothing of the owner's answer.
-    let r = b
-        .post(
-            &format!("{}?command_id={command_id}", cmd("DiscoverCrossReference")),
-            correlation,
-            &discover_body(),
-        )
-        .await;
-    assert_ne!(
-        r.status(),
-        200,
-        "another tenant got a replay of the owner's answer"
-    );
-    let history: Value = a
-        .get(&format!("/v1/CrossReference/{id}/events"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(history["events"].as_array().unwrap().len(), 1, "{history}");
-    assert_eq!(history["events"][0]["tenant"], "tenant-a");
-
-    // The other tenant's reads: 404 like a missing aggregate, absent from the feed.
+    // Before tenant B uses the id, its stream is empty: reads answer 404 and a command that needs
+    // an existing aggregate is refused exactly as for an id nobody used.
     for path in [
         format!("/v1/CrossReference/{id}"),
         format!("/v1/CrossReference/{id}?at_version=1"),
@@ -142,9 +107,30 @@ async fn another_tenants_aggregate_answers_404_everywhere_and_nothing_is_written
         format!("/v1/CrossReference/{id}/events"),
     ] {
         assert_not_found(b.get(&path).await, "aggregate_not_found").await;
-        let missing = path.replace(&id, &format!("{id}-missing"));
-        assert_not_found(b.get(&missing).await, "aggregate_not_found").await;
     }
+    let r = b
+        .post(
+            &cmd("ValidateCrossReference"),
+            Uuid::new_v4(),
+            &validate_body("other tenant"),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&body["code"], &body["state"]),
+        (&Value::from("invalid_transition"), &Value::from("Initial")),
+        "{body}"
+    );
+    // Reusing A's command id replays nothing of A's answer (the request hash holds the tenant).
+    let r = b
+        .post(
+            &format!("{}?command_id={command_id}", cmd("DiscoverCrossReference")),
+            correlation,
+            &discover_body(),
+        )
+        .await;
+    assert_ne!(r.status(), 200, "another tenant got a replay of A's answer");
     assert_not_found(
         b.get(&format!("/v1/correlations/{correlation}/events"))
             .await,
@@ -153,18 +139,164 @@ async fn another_tenants_aggregate_answers_404_everywhere_and_nothing_is_written
     .await;
     assert!(!b.feed_ids().await.contains(&id));
 
-    // The owner still sees everything.
-    assert_eq!(
-        a.get(&format!("/v1/CrossReference/{id}")).await.status(),
-        200
-    );
-    assert_eq!(
-        a.get(&format!("/v1/correlations/{correlation}/events"))
+    // Tenant B creates the same id: its own stream, at version 1, then 2.
+    let b_correlation = Uuid::new_v4();
+    let r = b
+        .post(
+            &cmd("DiscoverCrossReference"),
+            b_correlation,
+            &discover_body(),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r: Value = r.json().await.unwrap();
+    assert_eq!(r["version"], 1, "{r}");
+    let r = b
+        .post(
+            &cmd("ValidateCrossReference"),
+            b_correlation,
+            &validate_body("tenant b"),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r: Value = r.json().await.unwrap();
+    assert_eq!(r["version"], 2, "{r}");
+
+    // Each history holds only its own events, each state its own version.
+    for (caller, tenant, versions) in [(&a, "tenant-a", vec![1]), (&b, "tenant-b", vec![1, 2])] {
+        let history: Value = caller
+            .get(&format!("/v1/CrossReference/{id}/events"))
             .await
-            .status(),
-        200
+            .json()
+            .await
+            .unwrap();
+        let events = history["events"].as_array().unwrap();
+        let got: Vec<i64> = events
+            .iter()
+            .map(|e| e["version"].as_i64().unwrap())
+            .collect();
+        assert_eq!(got, versions, "{history}");
+        assert!(events.iter().all(|e| e["tenant"] == tenant), "{history}");
+        let state: Value = caller
+            .get(&format!("/v1/CrossReference/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(state["version"], *versions.last().unwrap(), "{state}");
+        assert!(caller.feed_ids().await.contains(&id));
+    }
+    let a_state: Value = a
+        .get(&format!("/v1/CrossReference/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b_state: Value = b
+        .get(&format!("/v1/CrossReference/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(
+        a_state["state_name"], b_state["state_name"],
+        "{a_state} {b_state}"
     );
-    assert!(a.feed_ids().await.contains(&id));
+
+    // A's next command follows A's version 1, untouched by B's two events.
+    let r = a
+        .post(
+            &format!("{}?expected_version=1", cmd("ValidateCrossReference")),
+            correlation,
+            &validate_body("tenant a"),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r: Value = r.json().await.unwrap();
+    assert_eq!(r["version"], 2, "{r}");
+    // Each tenant's correlation shows only its own events.
+    let page: Value = b
+        .get(&format!("/v1/correlations/{b_correlation}/events"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 2, "{page}");
+    assert_not_found(
+        a.get(&format!("/v1/correlations/{b_correlation}/events"))
+            .await,
+        "correlation_not_found",
+    )
+    .await;
+}
+
+/// Events written before streams were per tenant carry the tenant label `default`: they still
+/// load and answer for a `default` token, and another tenant's same id is a separate stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_written_before_the_migration_still_answer_for_the_default_tenant() {
+    let stack = Stack::from_env().await;
+    let service = stack.spawn_command_service(&[]).await;
+    let id = format!("GEN.1.1:JHN.1.1:{}", unique("premigration"));
+    // A row as an older build wrote it (no tenant given by the writer: the label `default`),
+    // inserted directly so that it does not go through the per-tenant code path.
+    let pool = stack.writer_pool().await;
+    let (event_type, schema_version, category, payload) = discovered();
+    sqlx::query(
+        "INSERT INTO events (event_id, event_type, schema_version, category, aggregate_type, \
+           aggregate_id, version, occurred_at, correlation_id, actor_kind, actor_id, tenant, payload) \
+         VALUES ($1, $5, $6, $7, 'CrossReference', $2, 1, now(), \
+           $3, 'system', 'old-build', 'default', $4)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(&id)
+    .bind(Uuid::new_v4())
+    .bind(payload)
+    .bind(event_type)
+    .bind(schema_version)
+    .bind(category)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let default = Caller::of("default", &service.url);
+    let state: Value = default
+        .get(&format!("/v1/CrossReference/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["version"], 1, "{state}");
+    let r = default
+        .post(
+            &format!("/v1/CrossReference/{id}/commands/ValidateCrossReference"),
+            Uuid::new_v4(),
+            &validate_body("after the migration"),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r: Value = r.json().await.unwrap();
+    assert_eq!(r["version"], 2, "{r}");
+    let other = Caller::of("tenant-other", &service.url);
+    assert_not_found(
+        other.get(&format!("/v1/CrossReference/{id}")).await,
+        "aggregate_not_found",
+    )
+    .await;
+}
+
+/// A discovery as the reference domain stores it: type, schema version, category, payload.
+fn discovered() -> (String, i32, String, Value) {
+    use eventfold_domain::{Aggregate, DomainEvent};
+    use eventfold_reference::CrossReference;
+    let events = CrossReference::default()
+        .decide(&eventfold_tests::xref::discover())
+        .unwrap();
+    let e = &events[0];
+    (
+        e.event_type().to_owned(),
+        e.schema_version() as i32,
+        e.category().as_str().to_owned(),
+        serde_json::to_value(e).unwrap(),
+    )
 }
 
 fn urlencode(s: &str) -> String {
@@ -211,7 +343,8 @@ async fn a_correlation_is_read_in_pages() {
 }
 
 /// Two tenants through Kafka to the PostgreSQL read model: the projector's read API (list, one,
-/// user, stats) shows each tenant only its own rows; another tenant's row is 404.
+/// user, stats) shows each tenant only its own rows; another tenant's row is 404; the same id
+/// created by both is two rows, one per tenant, each read by its own tenant; the audit is clean.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_read_api_shows_each_tenant_only_its_own_rows() {
     use eventfold_tests::pipeline::Pipeline;
@@ -230,8 +363,12 @@ async fn the_read_api_shows_each_tenant_only_its_own_rows() {
         auth::client("tenant-b", &scopes),
     );
     for (http, tenant, n) in [(&a, "a", 3), (&b, "b", 2)] {
-        for i in 0..n {
-            let id = format!("opp-{tenant}-{i}");
+        for i in 0..=n {
+            let id = if i == n {
+                "opp-shared".to_owned()
+            } else {
+                format!("opp-{tenant}-{i}")
+            };
             let r = http
                 .post(format!(
                     "{}/v1/Opportunity/{id}/commands/CreateOpportunity",
@@ -272,11 +409,19 @@ async fn the_read_api_shows_each_tenant_only_its_own_rows() {
             .iter()
             .map(|i| i["aggregate_id"].as_str().unwrap())
             .collect();
-        assert_eq!(ids.len(), n, "{list}");
+        assert_eq!(ids.len(), n + 1, "{list}");
         assert!(
-            ids.iter().all(|id| id.starts_with(&format!("opp-{own}-"))),
+            ids.iter()
+                .all(|id| id.starts_with(&format!("opp-{own}-")) || *id == "opp-shared"),
             "{list}"
         );
+        let shared: Value = get(http, "/v1/read/opportunities/opp-shared")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(shared["title"], format!("{own} {n}"), "{shared}");
+        assert_eq!(shared["tenant"], format!("tenant-{own}"), "{shared}");
         let stats: Value = get(http, "/v1/read/opportunities/stats")
             .await
             .json()
@@ -284,7 +429,7 @@ async fn the_read_api_shows_each_tenant_only_its_own_rows() {
             .unwrap();
         assert_eq!(
             (stats["total"].as_i64(), stats["users"].as_i64()),
-            (Some(n as i64), Some(1)),
+            (Some(n as i64 + 1), Some(1)),
             "{stats}"
         );
         assert_eq!(
@@ -316,6 +461,8 @@ async fn the_read_api_shows_each_tenant_only_its_own_rows() {
         .await;
         assert_eq!(r.status(), 403);
     }
+    let report = p.audit("opportunities").await;
+    assert!(report.is_clean(), "{report:?}");
     projector.stop().await;
     relay.stop().await;
     api.shutdown.trigger();
