@@ -1,7 +1,8 @@
 //! The projector's admin API, served on the admin listener (`ADMIN_ADDR`) only: read model
 //! state, parked events (list, replay, discard).
 //!
-//! `POST /v1/parked/{read_model}/replay` with `{aggregate_type, aggregate_id}` replays that
+//! `POST /v1/parked/{read_model}/replay` with `{aggregate_type, aggregate_id}` (and `tenant`, default
+//! `default`: the stream is per tenant) replays that
 //! aggregate only if it is blocked (has parked events in the read model); otherwise it answers
 //! 404 `nothing_parked` and changes nothing, as the relay's release does for an aggregate without
 //! parked rows. Without a body (or `{}`), every blocked aggregate is replayed.
