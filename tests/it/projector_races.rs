@@ -62,6 +62,17 @@ async fn a_replay_of_parked_events_waits_for_the_live_writer_of_the_same_aggrega
     )
     .await;
 
+    // Version 2 was parked (refused, since fixed): the aggregate is blocked, so an operator may
+    // replay it while the live consumer delivers the same events.
+    sqlx::query(
+        "INSERT INTO parked_events (read_model, aggregate_type, aggregate_id, version, reason, error) \
+         VALUES ('confidence', 'CrossReference', $1, 2, 'refused', 'fixed since')",
+    )
+    .bind(&id)
+    .execute(&p.db.admin)
+    .await
+    .unwrap();
+
     // Hold the read-model row, so that both writers are inside their transactions at once.
     let mut hold = p.db.admin.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM rm_confidence_g1.xrefs WHERE id = $1 FOR UPDATE")

@@ -72,6 +72,13 @@ impl AuthSettings {
     /// interval and claim names.
     pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
         let mode = match env.string("AUTH_MODE", "jwt").as_str() {
+            "disabled" if eventfold_runtime::settings::production(env)? => {
+                return Err(SettingsError::Invalid {
+                    var: "AUTH_MODE".into(),
+                    value: "disabled".into(),
+                    reason: "refused under EVENTFOLD_PROFILE=production".into(),
+                });
+            }
             "disabled" => AuthMode::Disabled,
             "jwt" => AuthMode::Jwt(jwt_from_env(env)?),
             other => {
@@ -136,6 +143,17 @@ fn jwt_from_env(env: &Env) -> Result<JwtSettings, SettingsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn production_refuses_auth_disabled_without_exception() {
+        let env = Env::from_pairs([
+            ("EVENTFOLD_PROFILE", "production"),
+            ("AUTH_MODE", "disabled"),
+            ("AUTH_INSECURE", "true"),
+        ]);
+        let e = AuthSettings::from_env(&env).unwrap_err().to_string();
+        assert!(e.contains("AUTH_MODE"), "{e}");
+    }
 
     fn jwt(pairs: &[(&str, &str)]) -> Result<JwtSettings, SettingsError> {
         match AuthSettings::from_env(&Env::from_pairs(pairs.iter().copied()))?.mode {

@@ -61,6 +61,14 @@ impl RegistrySettings {
                 reason: "expected an http:// or https:// URL".into(),
             });
         }
+        eventfold_runtime::settings::refuse_insecure(
+            env,
+            "SCHEMA_REGISTRY_URL",
+            &url,
+            url.starts_with("http://"),
+            "SCHEMA_REGISTRY_INSECURE",
+            "an http:// registry is refused",
+        )?;
         let basic_auth = match (
             env.raw("SCHEMA_REGISTRY_USERNAME"),
             env.raw("SCHEMA_REGISTRY_PASSWORD"),
@@ -334,6 +342,20 @@ impl RegistryClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn production_refuses_an_http_registry_unless_waived() {
+        let prod = |url: &str, waive: &str| {
+            RegistrySettings::from_env(&Env::from_pairs([
+                ("EVENTFOLD_PROFILE", "production"),
+                ("SCHEMA_REGISTRY_URL", url),
+                ("SCHEMA_REGISTRY_INSECURE", waive),
+            ]))
+        };
+        assert!(prod("http://sr:8081", "").is_err());
+        assert!(prod("https://sr:8081", "").is_ok());
+        assert!(prod("http://sr:8081", "true").is_ok());
+    }
 
     #[test]
     fn refuses_a_registry_url_without_a_scheme() {

@@ -1,6 +1,6 @@
 //! One bench run: fresh databases, setup of every target (untimed), the timed runs per worker
-//! count (peer, eventfold in-process, eventfold over HTTP, in that order), then hydration.
-//! Results are printed as they come.
+//! count (peer, eventfold in-process, eventfold over HTTP with authentication, then without, in
+//! that order), the cost of authentication, then hydration. Results are printed as they come.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,19 +9,23 @@ use anyhow::Context;
 use eventfold_postgres::{EventStore, MIGRATOR};
 use sqlx::PgPool;
 
-use crate::config::BenchConfig;
+use crate::config::{BenchConfig, TokenSource};
 use crate::database::{self, EVENTFOLD_DB, PEER_DB};
 use crate::http::Http;
 use crate::hydration::{self, Hydration};
 use crate::in_process::InProcess;
 use crate::peer::{self, Peer};
-use crate::report::{self, HTTP, HydrationRow, IN_PROCESS, PEER, Phase, Row};
+use crate::report::{self, HTTP, HTTP_NOAUTH, HydrationRow, IN_PROCESS, PEER, Phase, Row};
+use crate::token;
 use crate::workload::{self, Target};
 
 /// Name of the snapshot hydration row.
 const SNAPSHOT: &str = "eventfold with snapshot";
 /// Prefix of the hydrated aggregate's id, apart from the workload's ids.
 const HYDRATION_PREFIX: &str = "hydration-";
+
+/// An HTTP target ready for its timed runs (its aggregates discovered), or why it cannot run.
+type HttpSetup = Result<(Arc<Http>, Arc<Vec<String>>), String>;
 
 /// Runs everything `config` selects and prints the results.
 pub async fn run(config: &BenchConfig) -> anyhow::Result<()> {
@@ -84,17 +88,49 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let (http, http_ids) = if config.runs("http") {
-        match setup_http(config, setup_concurrency).await {
-            Ok((target, ids)) => (Ok(target), Some(ids)),
-            Err(why) => {
-                println!("- {HTTP}: skipped: {why}");
-                (Err(why), None)
+    let mut http: Vec<(&'static str, HttpSetup)> = Vec::new();
+    if config.runs("http") {
+        let token = match &config.http_url {
+            Some(_) => token::bearer(&config.http_token, token::lifetime(config))
+                .map(Some)
+                .map_err(|e| {
+                    format!(
+                        "no bearer token for BENCH_HTTP_URL: {e} (set BENCH_HTTP_TOKEN, or create \
+                         the local issuer's key with `eventfold token init`)"
+                    )
+                }),
+            None => Ok(None),
+        };
+        let targets = [
+            (
+                HTTP,
+                config.http_url.as_deref(),
+                "BENCH_HTTP_URL is not set (e.g. BENCH_HTTP_URL=http://127.0.0.1:8080)",
+                token,
+                "",
+            ),
+            (
+                HTTP_NOAUTH,
+                config.http_noauth_url.as_deref(),
+                "BENCH_HTTP_NOAUTH_URL is not set (a command-service with AUTH_MODE=disabled)",
+                Ok(None),
+                "noauth-",
+            ),
+        ];
+        for (name, url, unset, token, tag) in targets {
+            let setup = match (url, token) {
+                (None, _) => Err(unset.to_owned()),
+                (Some(_), Err(why)) => Err(why),
+                (Some(url), Ok(token)) => {
+                    setup_http(config, name, url, token.as_deref(), tag, setup_concurrency).await
+                }
+            };
+            if let Err(why) = &setup {
+                println!("- {name}: skipped: {why}");
             }
+            http.push((name, setup));
         }
-    } else {
-        (Err("not selected (BENCH_TARGETS)".to_owned()), None)
-    };
+    }
 
     let mut phases = Vec::new();
     for &workers in &config.workers {
@@ -117,9 +153,9 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<()> {
             .await?;
             phase.rows.push((IN_PROCESS, row));
         }
-        if config.runs("http") {
-            let row = match (&http, &http_ids) {
-                (Ok(target), Some(ids)) => {
+        for (name, setup) in &http {
+            let row = match setup {
+                Ok((target, ids)) => {
                     timed(
                         &admin,
                         Some(target.clone()),
@@ -129,14 +165,14 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<()> {
                     )
                     .await?
                 }
-                (Err(why), _) => Row::Skipped(why.clone()),
-                (Ok(_), None) => Row::Skipped("no aggregates were set up".into()),
+                Err(why) => Row::Skipped(why.clone()),
             };
-            phase.rows.push((HTTP, row));
+            phase.rows.push((name, row));
         }
         print!("{}", report::phase_table(&phase));
         phases.push(phase);
     }
+    print!("{}", report::auth_table(&phases));
 
     let hydration_rows = match (config.runs("hydration"), &peer_pool, &eventfold_pool) {
         (true, Some(peer_pool), Some(eventfold_pool)) => {
@@ -174,16 +210,19 @@ async fn timed<T: Target>(
     ))
 }
 
-/// The HTTP target with its aggregates discovered through the service, or why it cannot run.
+/// The HTTP target `name` at `url` (sending `token`, if any) with its aggregates discovered
+/// through the service, or why it cannot run. `tag` keeps the ids of two targets apart should
+/// they share a database.
 async fn setup_http(
     config: &BenchConfig,
+    name: &str,
+    url: &str,
+    token: Option<&str>,
+    tag: &str,
     concurrency: usize,
-) -> Result<(Arc<Http>, Arc<Vec<String>>), String> {
-    let Some(url) = &config.http_url else {
-        return Err("BENCH_HTTP_URL is not set (e.g. BENCH_HTTP_URL=http://127.0.0.1:8080)".into());
-    };
+) -> HttpSetup {
     let connections = config.workers.iter().copied().max().unwrap_or(1);
-    let target = Arc::new(Http::new(url, connections).map_err(|e| format!("{e:#}"))?);
+    let target = Arc::new(Http::new(url, connections, token).map_err(|e| format!("{e:#}"))?);
     if let Some(why) = target.unreachable().await {
         return Err(format!("command-service not reachable: {why}"));
     }
@@ -192,11 +231,11 @@ async fn setup_http(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    let prefix = format!("bench{stamp}-");
+    let prefix = format!("bench{stamp}-{tag}");
     let took = workload::setup(target.clone(), &prefix, config.aggregates, concurrency)
         .await
-        .map_err(|e| format!("setup through the command-service failed: {e:#}"))?;
-    println!("- {HTTP}: {} discovered in {took:.1?}", config.aggregates);
+        .map_err(|e| format!("setup through the command-service at {url} failed: {e:#}"))?;
+    println!("- {name}: {} discovered in {took:.1?}", config.aggregates);
     Ok((
         target,
         Arc::new(workload::aggregate_ids(&prefix, config.aggregates)),
@@ -278,8 +317,27 @@ async fn print_facts(
     if config.runs("http")
         && let Some(url) = &config.http_url
     {
+        let token = match &config.http_token {
+            TokenSource::Given(_) => "BENCH_HTTP_TOKEN".to_owned(),
+            TokenSource::Issuer(s) => format!(
+                "minted by the local issuer `{}` (tenant {}, scopes {}, subject {})",
+                s.issuer,
+                token::TENANT,
+                token::SCOPES.join(" "),
+                token::SUBJECT
+            ),
+        };
         println!(
-            "- HTTP target: {url}; its build profile, pool, batching and database are the service's own"
+            "- HTTP target: {url}; its build profile, pool, batching and database are the service's own; \
+             one bearer token for the run, verified by the service on every request: {token}"
+        );
+    }
+    if config.runs("http")
+        && let Some(url) = &config.http_noauth_url
+    {
+        println!(
+            "- HTTP target with auth off: {url} (AUTH_MODE=disabled, no token sent), compared with \
+             the HTTP target at every worker count"
         );
     }
     println!(

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use eventfold_auth::IssuerSettings;
 use eventfold_runtime::{Env, SettingsError};
 use sqlx::postgres::PgConnectOptions;
 
@@ -52,10 +53,45 @@ const FLAGS: &[(&str, &str, &str)] = &[
         "BENCH_HTTP_URL",
         "command-service base URL; unset skips the HTTP target",
     ),
+    (
+        "--http-noauth-url",
+        "BENCH_HTTP_NOAUTH_URL",
+        "command-service with AUTH_MODE=disabled; unset skips that row",
+    ),
+];
+
+/// Variables without a flag (a token does not belong on a command line, where `ps` shows it).
+const VARIABLES: &[(&str, &str)] = &[
+    (
+        "BENCH_HTTP_TOKEN",
+        "bearer token for BENCH_HTTP_URL; unset mints one from the local issuer",
+    ),
+    (
+        "AUTH_ISSUER_KEY_FILE",
+        "the local issuer's Ed25519 key (with AUTH_ISSUER, AUTH_AUDIENCE)",
+    ),
 ];
 
 /// The targets that can be selected with `BENCH_TARGETS`.
 const TARGETS: &[&str] = &["peer", "eventfold", "http", "hydration"];
+
+/// Where the HTTP target's bearer token comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `BENCH_HTTP_TOKEN`, sent as it is.
+    Given(String),
+    /// Minted at start by the local issuer (`AUTH_ISSUER_KEY_FILE`, `AUTH_ISSUER`, `AUTH_AUDIENCE`).
+    Issuer(IssuerSettings),
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Given(_) => f.write_str("Given(<redacted>)"),
+            Self::Issuer(s) => f.debug_tuple("Issuer").field(s).finish(),
+        }
+    }
+}
 
 /// Everything the run needs to know.
 #[derive(Debug, Clone)]
@@ -78,6 +114,10 @@ pub struct BenchConfig {
     pub admin: PgConnectOptions,
     /// The command-service to drive over HTTP, if any.
     pub http_url: Option<String>,
+    /// Where the bearer token for `http_url` comes from.
+    pub http_token: TokenSource,
+    /// A command-service with authentication disabled, driven the same way for comparison.
+    pub http_noauth_url: Option<String>,
     /// The in-process command bus, configured by the command service's variables.
     pub bus: eventfold_postgres::BusConfig,
 }
@@ -142,18 +182,10 @@ impl BenchConfig {
                 &e.to_string(),
             )
         })?;
-        let http_url = env
-            .raw("BENCH_HTTP_URL")
-            .map(|u| u.trim_end_matches('/').to_owned());
-        if let Some(u) = &http_url
-            && !(u.starts_with("http://") || u.starts_with("https://"))
-        {
-            return Err(invalid(
-                "BENCH_HTTP_URL",
-                u,
-                "expected an http:// or https:// URL",
-            ));
-        }
+        let http_token = match env.raw("BENCH_HTTP_TOKEN") {
+            Some(token) => TokenSource::Given(token.trim().to_owned()),
+            None => TokenSource::Issuer(IssuerSettings::from_env(env)),
+        };
         Ok(Self {
             duration: Duration::from_secs_f64(seconds),
             workers,
@@ -163,7 +195,9 @@ impl BenchConfig {
             hydration_events: positive(env, "BENCH_HYDRATION_EVENTS", 100)?,
             hydration_samples: positive(env, "BENCH_HYDRATION_SAMPLES", 1000)?,
             admin,
-            http_url,
+            http_url: base_url(env, "BENCH_HTTP_URL")?,
+            http_token,
+            http_noauth_url: base_url(env, "BENCH_HTTP_NOAUTH_URL")?,
             bus: eventfold_postgres::BusConfig::from_env(env)?,
         })
     }
@@ -188,7 +222,22 @@ pub fn usage() -> String {
     for (flag, var, help) in FLAGS {
         text.push_str(&format!("  {flag:<20} {var:<24} {help}\n"));
     }
+    text.push_str("\nWithout a flag:\n\n");
+    for (var, help) in VARIABLES {
+        text.push_str(&format!("  {:<20} {var:<24} {help}\n", ""));
+    }
     text
+}
+
+/// An optional service base URL without its trailing slash; it must be http(s).
+fn base_url(env: &Env, var: &str) -> Result<Option<String>, SettingsError> {
+    let Some(url) = env.raw(var).map(|u| u.trim_end_matches('/').to_owned()) else {
+        return Ok(None);
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(invalid(var, &url, "expected an http:// or https:// URL"));
+    }
+    Ok(Some(url))
 }
 
 fn list(env: &Env, var: &str, default: &str) -> Result<Vec<String>, SettingsError> {
@@ -235,6 +284,64 @@ mod tests {
         assert_eq!(c.workers, vec![1, 8, 32]);
         assert_eq!(c.aggregates, 10_000);
         assert!(c.http_url.is_none());
+        assert!(c.http_noauth_url.is_none());
+        assert_eq!(
+            c.http_token,
+            TokenSource::Issuer(IssuerSettings::from_env(&Env::from_pairs(Vec::<(
+                &str,
+                &str
+            )>::new(
+            ))))
+        );
+    }
+
+    #[test]
+    fn reads_both_http_targets_and_a_given_token() {
+        let c = parse(
+            &[
+                ("BENCH_HTTP_URL", "http://127.0.0.1:18080/"),
+                ("BENCH_HTTP_TOKEN", "eyJ.a.b\n"),
+            ],
+            &["--http-noauth-url", "http://127.0.0.1:18090"],
+        )
+        .unwrap();
+        assert_eq!(c.http_url.as_deref(), Some("http://127.0.0.1:18080"));
+        assert_eq!(c.http_noauth_url.as_deref(), Some("http://127.0.0.1:18090"));
+        assert_eq!(c.http_token, TokenSource::Given("eyJ.a.b".into()));
+        assert!(
+            !format!("{c:?}").contains("eyJ"),
+            "the token is not printed"
+        );
+    }
+
+    #[test]
+    fn mints_with_the_issuer_variables_when_no_token_is_given() {
+        let c = parse(
+            &[
+                ("BENCH_HTTP_TOKEN", ""),
+                ("AUTH_ISSUER_KEY_FILE", "/keys/issuer.pem"),
+                ("AUTH_ISSUER", "bench-issuer"),
+                ("AUTH_AUDIENCE", "bench-audience"),
+            ],
+            &[],
+        )
+        .unwrap();
+        let TokenSource::Issuer(s) = c.http_token else {
+            panic!("expected the local issuer, got {:?}", c.http_token)
+        };
+        assert_eq!(s.key_file, std::path::PathBuf::from("/keys/issuer.pem"));
+        assert_eq!(
+            (s.issuer.as_str(), s.audience.as_str()),
+            ("bench-issuer", "bench-audience")
+        );
+    }
+
+    #[test]
+    fn refuses_an_auth_off_url_that_is_not_http() {
+        let err = parse(&[("BENCH_HTTP_NOAUTH_URL", "127.0.0.1:18090")], &[]).unwrap_err();
+        assert!(err.contains("BENCH_HTTP_NOAUTH_URL"), "{err}");
+        let c = parse(&[("BENCH_HTTP_NOAUTH_URL", "")], &[]).unwrap();
+        assert!(c.http_noauth_url.is_none(), "empty skips the row");
     }
 
     #[test]

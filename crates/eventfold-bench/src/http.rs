@@ -1,12 +1,14 @@
 //! eventfold over HTTP: `POST {url}/v1/CrossReference/{id}/commands/{command}` to a running
-//! command-service, one `Idempotency-Key` per request, through a pooled keep-alive client.
-//! 200/201 is applied, 409 is a conflict surfaced to the caller, anything else a failure.
+//! command-service, one `Idempotency-Key` per request, through a pooled keep-alive client that
+//! sends the run's bearer token (if any) on every request. 200/201 is applied, 409 is a conflict
+//! surfaced to the caller, anything else a failure.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use eventfold_reference::biblos::cross_reference::Command;
 use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
 use crate::workload::{Outcome, Target};
 
@@ -17,9 +19,15 @@ pub struct Http {
 }
 
 impl Http {
-    /// A client for `base_url` keeping up to `connections` idle connections.
-    pub fn new(base_url: &str, connections: usize) -> anyhow::Result<Self> {
+    /// A client for `base_url` keeping up to `connections` idle connections, sending
+    /// `Authorization: Bearer <token>` on every request when `token` is given.
+    pub fn new(base_url: &str, connections: usize, token: Option<&str>) -> anyhow::Result<Self> {
+        let mut headers = HeaderMap::new();
+        if let Some(token) = token {
+            headers.insert(AUTHORIZATION, bearer(token)?);
+        }
         let client = reqwest::Client::builder()
+            .default_headers(headers)
             .pool_max_idle_per_host(connections)
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(30))
@@ -40,6 +48,14 @@ impl Http {
             Err(e) => Some(format!("GET {url} failed: {e}")),
         }
     }
+}
+
+/// The `Authorization` value for `token`, marked sensitive so that it is never logged.
+fn bearer(token: &str) -> anyhow::Result<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .context("the bearer token is not a valid header value")?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// The command's name and JSON body, as the URL and request body carry them.
@@ -103,5 +119,13 @@ mod tests {
         let (name, body) = name_and_body(&crate::workload::validate(&mut rng));
         assert_eq!(name, "ValidateCrossReference");
         assert_eq!(body["validator_agent"], "theological_validator");
+    }
+
+    #[test]
+    fn sends_the_token_as_a_sensitive_bearer_credential() {
+        let value = bearer("a.b.c").unwrap();
+        assert_eq!(value.to_str().unwrap(), "Bearer a.b.c");
+        assert!(value.is_sensitive());
+        assert!(bearer("a.b\nc").is_err());
     }
 }

@@ -10,6 +10,7 @@ mod hydration;
 mod in_process;
 mod peer;
 mod report;
+mod token;
 mod workload;
 
 use config::BenchConfig;

@@ -94,6 +94,17 @@ impl KafkaSettings {
                 reason: "expected plaintext, ssl, sasl_plaintext or sasl_ssl".into(),
             });
         }
+        eventfold_runtime::settings::refuse_insecure(
+            env,
+            "KAFKA_SECURITY_PROTOCOL",
+            &security_protocol,
+            !matches!(
+                security_protocol.to_ascii_lowercase().as_str(),
+                "ssl" | "sasl_ssl"
+            ),
+            "KAFKA_INSECURE",
+            "a plaintext connection to the brokers is refused",
+        )?;
         let topic_retention_ms: i64 = env.parse("KAFKA_TOPIC_RETENTION_MS", -1)?;
         // 0 would make the broker delete events as soon as a segment rolls: never what an event
         // log wants, so it is refused rather than passed on.
@@ -331,6 +342,23 @@ fn wait_until_served(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn production_refuses_plaintext_brokers_unless_waived() {
+        let prod = |protocol: &str, waive: &str| {
+            KafkaSettings::from_env(&Env::from_pairs([
+                ("EVENTFOLD_PROFILE", "production"),
+                ("KAFKA_SECURITY_PROTOCOL", protocol),
+                ("KAFKA_INSECURE", waive),
+            ]))
+        };
+        for plain in ["plaintext", "sasl_plaintext"] {
+            let e = prod(plain, "").unwrap_err().to_string();
+            assert!(e.contains("KAFKA_INSECURE"), "{e}");
+            assert!(prod(plain, "true").is_ok());
+        }
+        assert!(prod("sasl_ssl", "").is_ok());
+    }
 
     #[test]
     fn refuses_an_unknown_security_protocol() {

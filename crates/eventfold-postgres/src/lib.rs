@@ -36,12 +36,9 @@ pub struct PgSettings {
 }
 
 impl PgSettings {
-    /// Reads `DATABASE_URL` (default: the local stack's database) and the pool size.
+    /// Reads `DATABASE_URL` (required: no credentials are compiled in) and the pool size.
     pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
-        let url = env.string(
-            "DATABASE_URL",
-            "postgres://eventfold:eventfold@127.0.0.1:5432/eventfold",
-        );
+        let url = env.required("DATABASE_URL")?;
         let invalid = |reason: String| SettingsError::Invalid {
             var: "DATABASE_URL".into(),
             value: redact(&url),
@@ -54,6 +51,18 @@ impl PgSettings {
         }
         url.parse::<PgConnectOptions>()
             .map_err(|e| invalid(e.to_string()))?;
+        let sslmode = url
+            .split_once('?')
+            .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("sslmode=")))
+            .unwrap_or("prefer");
+        eventfold_runtime::settings::refuse_insecure(
+            env,
+            "DATABASE_URL",
+            &redact(&url),
+            sslmode != "verify-full",
+            "DATABASE_INSECURE",
+            "a connection without sslmode=verify-full (encrypted, server certificate and host checked) is refused",
+        )?;
         Ok(Self {
             url,
             max_connections: env.parse("DATABASE_MAX_CONNECTIONS", 10)?,
@@ -114,6 +123,28 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn production_needs_sslmode_verify_full_unless_waived() {
+        let prod = |url: &str, waive: bool| {
+            let mut pairs = vec![("EVENTFOLD_PROFILE", "production"), ("DATABASE_URL", url)];
+            pairs.push(("DATABASE_MAX_CONNECTIONS", "4"));
+            if waive {
+                pairs.push(("DATABASE_INSECURE", "true"));
+            }
+            PgSettings::from_env(&Env::from_pairs(pairs))
+        };
+        let err = prod("postgres://u:pw@db/ef?sslmode=require", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("DATABASE_INSECURE") && !err.contains("pw@"),
+            "{err}"
+        );
+        assert!(prod("postgres://u:pw@db/ef", false).is_err());
+        assert!(prod("postgres://u:pw@db/ef?sslmode=verify-full", false).is_ok());
+        assert!(prod("postgres://u:pw@db/ef", true).is_ok());
+    }
 
     #[test]
     fn hides_the_password_of_a_url() {

@@ -162,6 +162,43 @@ fn default_admin_addr(http: SocketAddr) -> Option<SocketAddr> {
     Some(SocketAddr::new(http.ip(), port))
 }
 
+/// True when `EVENTFOLD_PROFILE=production`: then each dependency's settings refuse a plaintext or
+/// unverified connection unless its `*_INSECURE=true` says so explicitly. `development` (the
+/// default) allows them.
+pub fn production(env: &Env) -> Result<bool, SettingsError> {
+    match env.string("EVENTFOLD_PROFILE", "development").as_str() {
+        "development" => Ok(false),
+        "production" => Ok(true),
+        other => Err(SettingsError::Invalid {
+            var: "EVENTFOLD_PROFILE".into(),
+            value: other.into(),
+            reason: "expected development or production".into(),
+        }),
+    }
+}
+
+/// Under the production profile, refuses `value` of `var` for `reason` unless `insecure_var` is
+/// `true` (an explicit, visible exception).
+pub fn refuse_insecure(
+    env: &Env,
+    var: &str,
+    value: &str,
+    insecure: bool,
+    insecure_var: &str,
+    reason: &str,
+) -> Result<(), SettingsError> {
+    if !insecure || !production(env)? || env.parse(insecure_var, false)? {
+        return Ok(());
+    }
+    Err(SettingsError::Invalid {
+        var: var.into(),
+        value: value.into(),
+        reason: format!(
+            "{reason} under EVENTFOLD_PROFILE=production (set {insecure_var}=true to allow it)"
+        ),
+    })
+}
+
 /// Unwraps settings or ends the process with a one-line message and exit code 2 (bad configuration).
 pub fn or_exit<T>(service: &str, settings: Result<T, SettingsError>) -> T {
     settings.unwrap_or_else(|e| {
@@ -234,6 +271,21 @@ mod tests {
         let env = Env::from_pairs([("HTTP_ADDR", "127.0.0.1:65000")]);
         let err = ServiceSettings::from_env(&env, 8080).unwrap_err();
         assert!(err.to_string().contains("set ADMIN_ADDR"), "{err}");
+    }
+
+    #[test]
+    fn the_production_profile_refuses_insecure_values_unless_told_otherwise() {
+        let dev = Env::default();
+        assert!(refuse_insecure(&dev, "X_URL", "http://x", true, "X_INSECURE", "plain").is_ok());
+        let prod = Env::from_pairs([("EVENTFOLD_PROFILE", "production")]);
+        let e =
+            refuse_insecure(&prod, "X_URL", "http://x", true, "X_INSECURE", "plain").unwrap_err();
+        assert!(e.to_string().contains("X_INSECURE=true"), "{e}");
+        assert!(refuse_insecure(&prod, "X_URL", "https://x", false, "X_INSECURE", "plain").is_ok());
+        let waived = Env::from_pairs([("EVENTFOLD_PROFILE", "production"), ("X_INSECURE", "true")]);
+        assert!(refuse_insecure(&waived, "X_URL", "http://x", true, "X_INSECURE", "plain").is_ok());
+        let bad = Env::from_pairs([("EVENTFOLD_PROFILE", "prod")]);
+        assert!(production(&bad).is_err());
     }
 
     #[test]

@@ -9,6 +9,8 @@ HTTP_ADDR: {{ printf "0.0.0.0:%d" (include "eventfold.httpPort" .component | int
 ADMIN_ADDR: {{ printf "0.0.0.0:%d" (include "eventfold.adminPort" .component | int) | quote }}
 LOG_FORMAT: {{ .root.Values.log.format | quote }}
 RUST_LOG: {{ .root.Values.log.level | quote }}
+EVENTFOLD_PROFILE: {{ .root.Values.profile | quote }}
+DATABASE_INSECURE: {{ .root.Values.postgresql.insecure | quote }}
 {{ include "eventfold.config.auth" .root }}
 {{- end }}
 
@@ -37,6 +39,8 @@ KAFKA_SECURITY_PROTOCOL: {{ .Values.kafka.securityProtocol | lower | quote }}
 KAFKA_SASL_MECHANISM: {{ .Values.kafka.saslMechanism | quote }}
 {{- end }}
 SCHEMA_REGISTRY_URL: {{ .Values.schemaRegistry.url | quote }}
+KAFKA_INSECURE: {{ .Values.kafka.insecure | quote }}
+SCHEMA_REGISTRY_INSECURE: {{ .Values.schemaRegistry.insecure | quote }}
 {{- end }}
 
 {{- define "eventfold.config.command-service" -}}
@@ -62,6 +66,7 @@ RELAY_LEASE_MS: {{ .Values.relay.leaseMs | quote }}
 {{ include "eventfold.config.common" (dict "root" . "component" "projector") }}
 {{ include "eventfold.config.kafka" . }}
 NEO4J_URI: {{ .Values.neo4j.uri | quote }}
+NEO4J_INSECURE: {{ .Values.neo4j.insecure | quote }}
 NEO4J_DATABASE: {{ .Values.neo4j.database | quote }}
 PROJECTOR_APPLY_TIMEOUT_MS: {{ .Values.projector.applyTimeoutMs | int64 | quote }}
 KAFKA_TOPIC_PREFIX: {{ .Values.kafka.topicPrefix | quote }}

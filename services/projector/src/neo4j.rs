@@ -22,10 +22,19 @@ pub struct Neo4jSettings {
 impl Neo4jSettings {
     /// Reads the Neo4j variables; defaults point at the local stack.
     pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        let uri = env.string("NEO4J_URI", "bolt://127.0.0.1:7687");
+        eventfold_runtime::settings::refuse_insecure(
+            env,
+            "NEO4J_URI",
+            &uri,
+            !(uri.starts_with("bolt+s://") || uri.starts_with("neo4j+s://")),
+            "NEO4J_INSECURE",
+            "a Neo4j connection without verified TLS (bolt+s:// or neo4j+s://) is refused",
+        )?;
         Ok(Self {
-            uri: env.string("NEO4J_URI", "bolt://127.0.0.1:7687"),
+            uri,
             user: env.string("NEO4J_USER", "neo4j"),
-            password: env.string("NEO4J_PASSWORD", "eventfold"),
+            password: env.required("NEO4J_PASSWORD")?,
             database: env.string("NEO4J_DATABASE", "neo4j"),
             label_suffix: label_suffix(env)?,
         })
@@ -69,5 +78,26 @@ fn label_suffix(env: &Env) -> Result<String, SettingsError> {
             value: s,
             reason: "only letters, digits and `_` may follow a label".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_needs_a_verified_tls_uri_unless_waived() {
+        let prod = |uri: &str, waive: &str| {
+            Neo4jSettings::from_env(&Env::from_pairs([
+                ("NEO4J_PASSWORD", "pw"),
+                ("EVENTFOLD_PROFILE", "production"),
+                ("NEO4J_URI", uri),
+                ("NEO4J_INSECURE", waive),
+            ]))
+        };
+        assert!(prod("bolt://db:7687", "").is_err());
+        assert!(prod("neo4j+ssc://db:7687", "").is_err());
+        assert!(prod("bolt+s://db:7687", "").is_ok());
+        assert!(prod("bolt://db:7687", "true").is_ok());
     }
 }
