@@ -468,3 +468,192 @@ async fn the_read_api_shows_each_tenant_only_its_own_rows() {
     api.shutdown.trigger();
     p.drop_all().await;
 }
+
+/// One row of `cypher` on the pipeline's graph (`{g}` is its label suffix), column `n`.
+async fn graph_count(p: &eventfold_tests::pipeline::Pipeline, cypher: &str) -> i64 {
+    let graph = p.stack.neo4j.graph().expect("graph");
+    let q = cypher.replace("{g}", &p.suffix);
+    let mut rows = graph.execute(neo4rs::query(&q)).await.expect("cypher");
+    let row = rows.next().await.expect("row").expect("one row");
+    row.get::<i64>("n").expect("n")
+}
+
+/// Two tenants through Kafka to the Neo4j graph: the same cross-reference id between the same
+/// verses, the same interview, project and sentence ids, and commands with the same causation id
+/// are separate nodes and relationships per tenant (two `CROSS_REFERENCE` between two separate
+/// pairs of verses, two interviews, ...), no relationship joins nodes of two tenants, and the
+/// audit of the graph is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_ids_in_two_tenants_are_separate_nodes_of_the_graph() {
+    use eventfold_tests::pipeline::Pipeline;
+    let stack = Stack::from_env().await;
+    let p = Pipeline::create(&stack).await;
+    let api = p.command_service().await;
+    let relay = p.relay("r1");
+    let projector = p.projector("p1", &[("PROJECTOR_READ_MODELS", "graph")]);
+    let xref = "GEN.1.1:JHN.1.1";
+    let cause = Uuid::new_v4();
+    let validations = [("tenant-a", 1), ("tenant-b", 0)];
+    for (tenant, n) in validations {
+        let http = auth::client(tenant, &[scope::COMMANDS_WRITE]);
+        let send = |t: &str, id: &str, name: &str, body: Value| {
+            let req = http
+                .post(format!("{}/v1/{t}/{id}/commands/{name}", api.url))
+                .header("x-causation-id", cause.to_string())
+                .json(&body);
+            let name = name.to_owned();
+            async move {
+                let r = req.send().await.unwrap();
+                let status = r.status();
+                assert_eq!(status, 200, "{name}: {}", r.text().await.unwrap());
+            }
+        };
+        send(
+            "CrossReference",
+            xref,
+            "DiscoverCrossReference",
+            discover_body(),
+        )
+        .await;
+        for _ in 0..n {
+            send(
+                "CrossReference",
+                xref,
+                "ValidateCrossReference",
+                validate_body(tenant),
+            )
+            .await;
+        }
+        send(
+            "Interview",
+            "int-shared",
+            "CreateInterview",
+            serde_json::json!({"project_id": "proj-shared", "title": tenant, "source": "upload"}),
+        )
+        .await;
+        send(
+            "Sentence",
+            "sen-shared",
+            "CreateSentence",
+            serde_json::json!({"interview_id": "int-shared", "index": 0, "text": tenant}),
+        )
+        .await;
+        send(
+            "Sentence",
+            "sen-shared",
+            "GenerateAnalysis",
+            serde_json::json!({"model": "m", "model_version": "1",
+                "classification": {"intent": "need"}}),
+        )
+        .await;
+        send(
+            "Sentence",
+            "sen-shared",
+            "OverrideAnalysis",
+            serde_json::json!({"fields_overridden": {"intent": tenant}}),
+        )
+        .await;
+    }
+    p.caught_up("graph", std::time::Duration::from_secs(90))
+        .await;
+
+    // One node of each kind per tenant, each with its tenant.
+    for label in [
+        "Verse",
+        "Project",
+        "Interview",
+        "Sentence",
+        "Analysis",
+        "Override",
+    ] {
+        let (nodes, tenants) = (
+            graph_count(&p, &format!("MATCH (n:{label}{{g}}) RETURN count(n) AS n")).await,
+            graph_count(
+                &p,
+                &format!("MATCH (n:{label}{{g}}) RETURN count(DISTINCT n.tenant) AS n"),
+            )
+            .await,
+        );
+        let verses = if label == "Verse" { 2 } else { 1 };
+        assert_eq!((nodes, tenants), (2 * verses, 2), "{label}");
+    }
+    // Two CROSS_REFERENCE of the same id, each between its own tenant's two verses, with its
+    // own tenant's validations; the same for the interview's, sentence's and analysis' edges.
+    for (tenant, n) in validations {
+        let q = format!(
+            "MATCH (s:Verse{{g}} {{id: 'GEN.1.1', tenant: '{tenant}'}}) \
+             -[x:CROSS_REFERENCE{{g}} {{id: '{xref}', tenant: '{tenant}'}}]-> \
+             (t:Verse{{g}} {{id: 'JHN.1.1', tenant: '{tenant}'}}) \
+             WHERE x.validations = {n} RETURN count(x) AS n"
+        );
+        assert_eq!(graph_count(&p, &q).await, 1, "{tenant}: {q}");
+        let q = format!(
+            "MATCH (:Project{{g}} {{tenant: '{tenant}', id: 'proj-shared'}}) \
+             -[:HAS_INTERVIEW{{g}}]->(i:Interview{{g}} {{tenant: '{tenant}', title: '{tenant}'}}) \
+             -[:HAS_SENTENCE{{g}}]->(s:Sentence{{g}} {{tenant: '{tenant}', text: '{tenant}'}}) \
+             -[:HAS_ANALYSIS{{g}}]->(:Analysis{{g}} {{tenant: '{tenant}'}}) \
+             -[:OVERRIDDEN_BY{{g}}]->(o:Override{{g}} {{tenant: '{tenant}'}}) \
+             WHERE o.fields CONTAINS '{tenant}' RETURN count(*) AS n"
+        );
+        assert_eq!(graph_count(&p, &q).await, 1, "{tenant}: {q}");
+        // The shared causation id is a cause node per tenant, causing only its tenant's events.
+        let q = format!(
+            "MATCH (c:Event{{g}} {{tenant: '{tenant}', id: '{cause}'}})-[:CAUSED{{g}}]->(e) \
+             WHERE e.tenant = '{tenant}' RETURN count(e) AS n"
+        );
+        assert_eq!(graph_count(&p, &q).await, 1 + n + 4, "{tenant}: {q}");
+    }
+    // Every label of the read model (not the projector's own bookkeeping nodes).
+    let nodes = [
+        "Verse",
+        "Event",
+        "Project",
+        "Interview",
+        "Sentence",
+        "Analysis",
+        "Override",
+    ]
+    .map(|l| format!("{l}{{g}}"))
+    .join("|");
+    assert_eq!(
+        graph_count(
+            &p,
+            "MATCH (:Verse{g})-[r:CROSS_REFERENCE{g}]->(:Verse{g}) RETURN count(r) AS n"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        graph_count(
+            &p,
+            &format!("MATCH (c:Event{{g}} {{id: '{cause}'}}) RETURN count(c) AS n")
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        graph_count(
+            &p,
+            &format!("MATCH (a:{nodes})-[r]->(b) WHERE a.tenant <> b.tenant RETURN count(r) AS n")
+        )
+        .await,
+        0,
+        "a relationship joins two tenants"
+    );
+    assert_eq!(
+        graph_count(
+            &p,
+            &format!("MATCH (n:{nodes}) WHERE n.tenant IS NULL RETURN count(n) AS n")
+        )
+        .await,
+        0,
+        "a graph node without a tenant"
+    );
+    let report = p.audit("graph").await;
+    assert!(report.is_clean(), "{report:?}");
+    assert!(report.expected_rows > 0, "{report:?}");
+    projector.stop().await;
+    relay.stop().await;
+    api.shutdown.trigger();
+    p.drop_all().await;
+}

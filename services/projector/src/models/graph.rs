@@ -543,23 +543,51 @@ mod tests {
     }
 
     #[test]
+    fn every_node_and_cross_reference_is_bound_by_the_rows_tenant_and_id() {
+        for key in STATEMENT_KEYS {
+            let s = Graph.statement(key).unwrap();
+            for l in LABELS.iter().chain(&["CROSS_REFERENCE"]) {
+                for (i, _) in s.match_indices(&format!(":{l}{{g}} {{")) {
+                    let rest = &s[i + l.len() + 6..];
+                    assert!(
+                        rest.starts_with("tenant: r.tenant, id: "),
+                        "{key}: `{l}` not keyed by (tenant, id): {rest}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_dump_names_relationship_ends_by_tenant_and_id() {
+        for q in Graph.dump().into_iter().filter(|q| q.contains(")-[r:")) {
+            assert!(
+                q.contains("from: [a.tenant, a.id], to: [b.tenant, b.id]"),
+                "{q}"
+            );
+        }
+    }
+
+    const STATEMENT_KEYS: [&str; 14] = [
+        "lineage",
+        "xref_discovered",
+        "xref_validated",
+        "xref_refined",
+        "xref_touched",
+        "typology",
+        "processing",
+        "interview_created",
+        "interview_changed",
+        "sentence_created",
+        "sentence_edited",
+        "analysis_generated",
+        "analysis_overridden",
+        "analysis_cleared",
+    ];
+
+    #[test]
     fn every_statement_names_its_labels_with_the_generation_suffix() {
-        for key in [
-            "lineage",
-            "xref_discovered",
-            "xref_validated",
-            "xref_refined",
-            "xref_touched",
-            "typology",
-            "processing",
-            "interview_created",
-            "interview_changed",
-            "sentence_created",
-            "sentence_edited",
-            "analysis_generated",
-            "analysis_overridden",
-            "analysis_cleared",
-        ] {
+        for key in STATEMENT_KEYS {
             let s = Graph.statement(key).unwrap();
             for l in LABELS.iter().chain(RELATIONSHIPS) {
                 for (i, _) in s.match_indices(&format!(":{l}")) {
