@@ -657,3 +657,132 @@ async fn the_same_ids_in_two_tenants_are_separate_nodes_of_the_graph() {
     api.shutdown.trigger();
     p.drop_all().await;
 }
+
+/// A graph written before nodes carried a tenant (id-only constraints, verses without `tenant`):
+/// the projector's setup drops the old constraints and gives those nodes the default tenant, so
+/// the default tenant's next event updates the old cross-reference, and another tenant's same id
+/// gets nodes of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_written_before_tenants_answers_for_the_default_tenant_after_setup() {
+    use eventfold_kafka::Envelope;
+    use projector::apply::{apply_neo4j, render};
+    use projector::models::graph::Graph;
+    use projector::projection::{ProjectedEvent, Projection};
+    use projector::target::Target;
+    let stack = Stack::from_env().await;
+    let graph = stack.neo4j.graph().unwrap();
+    let g = format!("_old{:08x}", fastrand::u32(..));
+    let run = |cypher: &str| {
+        let (graph, q) = (graph.clone(), render(cypher, &g));
+        async move { graph.run(neo4rs::query(&q)).await.unwrap() }
+    };
+    for l in ["Verse", "Event"] {
+        run(&format!(
+            "CREATE CONSTRAINT {}_id{{g}} IF NOT EXISTS FOR (n:{l}{{g}}) REQUIRE n.id IS UNIQUE",
+            l.to_lowercase()
+        ))
+        .await;
+    }
+    run(
+        "CREATE CONSTRAINT cross_reference_id_unique{g} IF NOT EXISTS \
+         FOR ()-[x:CROSS_REFERENCE{g}]-() REQUIRE x.id IS UNIQUE",
+    )
+    .await;
+    run(
+        "CREATE (:Verse{g} {id: 'GEN.1.1'})-[:CROSS_REFERENCE{g} {id: 'GEN.1.1:JHN.1.1', \
+         tenant: 'default', status: 'discovered', validations: 0, last_version: 1}]-> \
+         (:Verse{g} {id: 'JHN.1.1'})",
+    )
+    .await;
+    let target = Target::Neo4j {
+        graph: graph.clone(),
+        g: g.clone(),
+        fence: None,
+    };
+    target.setup(&Graph).await.unwrap();
+
+    let event = |tenant: &str, version: i64, event_type: &str, payload: Value| ProjectedEvent {
+        envelope: Envelope {
+            event_id: Uuid::new_v4().to_string(),
+            event_type: event_type.into(),
+            aggregate_type: "CrossReference".into(),
+            aggregate_id: "GEN.1.1:JHN.1.1".into(),
+            aggregate_version: version,
+            tenant: tenant.into(),
+            occurred_at: "2026-12-08T00:00:00+00:00".into(),
+            ..Envelope::default()
+        },
+        payload,
+    };
+    let validated = event(
+        "default",
+        2,
+        "CrossReferenceValidated",
+        serde_json::json!({"cross_ref_id": "GEN.1.1:JHN.1.1", "validator_agent": "a",
+            "validation_result": "approved", "confidence_before": 0.5,
+            "confidence_after": 0.6, "reasoning": "r", "theological_checks": {},
+            "status": "validated"}),
+    );
+    let discovered = event(
+        "tenant-b",
+        1,
+        "CrossReferenceDiscovered",
+        serde_json::json!({"source_ref": "GEN.1.1", "target_ref": "JHN.1.1",
+            "connection_type": "thematic", "initial_confidence": 0.5,
+            "discovery_method": "embedding", "feature_vector": [0.1],
+            "semantic_similarity": 0.8}),
+    );
+    for e in [validated, discovered] {
+        let mut txn = graph.start_txn().await.unwrap();
+        apply_neo4j(&mut txn, &g, &Graph, Graph.writes(&e).unwrap())
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+    }
+    let rows = |cypher: &str| {
+        let (graph, q) = (graph.clone(), render(cypher, &g));
+        async move {
+            let mut out = Vec::new();
+            let mut rows = graph.execute(neo4rs::query(&q)).await.unwrap();
+            while let Some(row) = rows.next().await.unwrap() {
+                out.push(row.get::<String>("row").unwrap());
+            }
+            out.sort();
+            out
+        }
+    };
+    let edges = rows(
+        "MATCH (s:Verse{g})-[x:CROSS_REFERENCE{g}]->(t:Verse{g}) \
+         RETURN s.tenant + ' ' + s.id + ' ' + x.tenant + ' ' + x.status + ' ' + \
+         toString(x.validations) + ' ' + t.tenant + ' ' + t.id AS row",
+    )
+    .await;
+    let constraints = rows(
+        "SHOW CONSTRAINTS YIELD name WHERE name ENDS WITH '{g}' \
+         AND NOT name STARTS WITH 'projector_' RETURN name AS row",
+    )
+    .await;
+    target.drop_all(&Graph).await.unwrap();
+    assert_eq!(
+        edges,
+        [
+            "default GEN.1.1 default validated 1 default JHN.1.1",
+            "tenant-b GEN.1.1 tenant-b discovered 0 tenant-b JHN.1.1",
+        ]
+    );
+    let mut expected: Vec<String> = [
+        "analysis",
+        "cross_reference",
+        "event",
+        "interview",
+        "override",
+        "project",
+        "sentence",
+        "verse",
+    ]
+    .iter()
+    .map(|l| format!("{l}_tenant_id{g}"))
+    .collect();
+    expected.sort();
+    assert_eq!(constraints, expected, "the id-only constraints are dropped");
+}
