@@ -272,6 +272,7 @@ async fn a_replay_of_an_aggregate_without_parked_events_is_refused_and_changes_n
         Command::Parked(ParkedCommand::Replay {
             read_model: "opportunities".into(),
             aggregate: Some("Opportunity/idle-1".into()),
+            tenant: None,
         }),
     )
     .await;

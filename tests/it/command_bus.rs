@@ -41,7 +41,7 @@ async fn send(
 
 async fn versions(store: &EventStore, id: &str) -> Vec<i64> {
     store
-        .load(CrossReference::TYPE, id, 0, None, None, None)
+        .load("default", CrossReference::TYPE, id, 0, None, None, None)
         .await
         .unwrap()
         .iter()
@@ -292,7 +292,7 @@ async fn snapshots_are_written_every_n_events_keep_the_last_k_and_give_the_repla
             let (store, id) = (store.clone(), id.clone());
             async move {
                 let v = store
-                    .snapshot_versions(CrossReference::TYPE, &id)
+                    .snapshot_versions("default", CrossReference::TYPE, &id)
                     .await
                     .unwrap();
                 (v == vec![(30, 1), (20, 1)]).then_some(v)
@@ -302,14 +302,14 @@ async fn snapshots_are_written_every_n_events_keep_the_last_k_and_give_the_repla
     assert_eq!(kept, vec![(30, 1), (20, 1)]);
 
     let events: Vec<_> = store
-        .load(CrossReference::TYPE, &id, 0, None, None, None)
+        .load("default", CrossReference::TYPE, &id, 0, None, None, None)
         .await
         .unwrap()
         .into_iter()
         .map(|e| eventfold_postgres::repository::decode::<CrossReference>(e).unwrap())
         .collect();
     let replayed = CrossReference::replay(&events);
-    let (hydrated, version) = hydrate::<CrossReference>(&store, &id, None, None)
+    let (hydrated, version) = hydrate::<CrossReference>(&store, "default", &id, None, None)
         .await
         .unwrap();
     assert_eq!(version, 35);
@@ -317,7 +317,7 @@ async fn snapshots_are_written_every_n_events_keep_the_last_k_and_give_the_repla
         serde_json::to_value(&hydrated).unwrap(),
         serde_json::to_value(&replayed).unwrap()
     );
-    let (at_25, v) = hydrate::<CrossReference>(&store, &id, Some(25), None)
+    let (at_25, v) = hydrate::<CrossReference>(&store, "default", &id, Some(25), None)
         .await
         .unwrap();
     assert_eq!(v, 25);
@@ -329,11 +329,12 @@ async fn snapshots_are_written_every_n_events_keep_the_last_k_and_give_the_repla
     // A snapshot of another state version, or one that no longer deserializes, is ignored.
     let garbage = r#"{"not": "a cross reference"}"#;
     store
-        .save_snapshot(CrossReference::TYPE, &id, 35, 999, garbage, 5)
+        .save_snapshot("default", CrossReference::TYPE, &id, 35, 999, garbage, 5)
         .await
         .unwrap();
     store
         .save_snapshot(
+            "default",
             CrossReference::TYPE,
             &id,
             34,
@@ -343,7 +344,7 @@ async fn snapshots_are_written_every_n_events_keep_the_last_k_and_give_the_repla
         )
         .await
         .unwrap();
-    let (again, version) = hydrate::<CrossReference>(&store, &id, None, None)
+    let (again, version) = hydrate::<CrossReference>(&store, "default", &id, None, None)
         .await
         .unwrap();
     assert_eq!(version, 35);

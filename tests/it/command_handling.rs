@@ -41,13 +41,13 @@ async fn concurrent_validations_are_all_applied_by_retrying_conflicts_transparen
     for t in tasks {
         t.await.unwrap().expect("no conflict surfaces");
     }
-    let (state, version) = hydrate::<CrossReference>(&store, &id, None, None)
+    let (state, version) = hydrate::<CrossReference>(&store, "default", &id, None, None)
         .await
         .unwrap();
     assert_eq!(version, 7);
     assert_eq!(state.state_name(), "Validated");
     let versions: Vec<i64> = store
-        .load(CrossReference::TYPE, &id, 0, None, None, None)
+        .load("default", CrossReference::TYPE, &id, 0, None, None, None)
         .await
         .unwrap()
         .iter()
@@ -74,7 +74,7 @@ async fn a_stale_expected_version_is_refused_without_retry_and_writes_nothing() 
     );
     assert_eq!(
         store
-            .current_version(CrossReference::TYPE, &id)
+            .current_version("default", CrossReference::TYPE, &id)
             .await
             .unwrap(),
         1
@@ -110,7 +110,7 @@ async fn a_repeated_command_id_replays_the_first_result_and_a_different_request_
     );
     assert_eq!(
         store
-            .current_version(CrossReference::TYPE, &id)
+            .current_version("default", CrossReference::TYPE, &id)
             .await
             .unwrap(),
         1
@@ -140,7 +140,7 @@ async fn an_invalid_transition_is_a_domain_error_and_writes_nothing() {
     assert_eq!(e.code(), "invalid_transition");
     assert_eq!(
         store
-            .current_version(CrossReference::TYPE, &id)
+            .current_version("default", CrossReference::TYPE, &id)
             .await
             .unwrap(),
         0
@@ -163,15 +163,15 @@ async fn state_can_be_read_at_a_version_and_as_of_a_past_time() {
     handle::<CrossReference>(&store, &id, &validate(), &meta(), b"v", None, p)
         .await
         .unwrap();
-    let (at_one, v1) = hydrate::<CrossReference>(&store, &id, Some(1), None)
+    let (at_one, v1) = hydrate::<CrossReference>(&store, "default", &id, Some(1), None)
         .await
         .unwrap();
     assert_eq!((at_one.state_name(), v1), ("Discovered", 1));
-    let (then, vt) = hydrate::<CrossReference>(&store, &id, None, Some(between))
+    let (then, vt) = hydrate::<CrossReference>(&store, "default", &id, None, Some(between))
         .await
         .unwrap();
     assert_eq!((then.state_name(), vt), ("Discovered", 1));
-    let (now, vn) = hydrate::<CrossReference>(&store, &id, None, None)
+    let (now, vn) = hydrate::<CrossReference>(&store, "default", &id, None, None)
         .await
         .unwrap();
     assert_eq!((now.state_name(), vn), ("Validated", 2));

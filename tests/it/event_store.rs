@@ -66,7 +66,10 @@ async fn appends_events_with_outbox_rows_and_reads_them_back_in_version_order() 
     };
     assert_eq!(version, 2);
     assert!(positions[0] < positions[1]);
-    let events = store.load("Thing", &id, 0, None, None, None).await.unwrap();
+    let events = store
+        .load("default", "Thing", &id, 0, None, None, None)
+        .await
+        .unwrap();
     assert_eq!(events.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(events[1].payload, serde_json::json!({"n": 2}));
     // The stack's relay may already have taken the rows: "Thing" has no Avro schema, so it parks
@@ -81,7 +84,7 @@ async fn appends_events_with_outbox_rows_and_reads_them_back_in_version_order() 
     .unwrap();
     assert_eq!(outbox, 2);
     let at_one = store
-        .load("Thing", &id, 0, Some(1), None, None)
+        .load("default", "Thing", &id, 0, Some(1), None, None)
         .await
         .unwrap();
     assert_eq!(at_one.len(), 1);
@@ -105,7 +108,13 @@ async fn a_stale_expected_version_is_a_conflict_naming_the_current_version_and_w
         matches!(err, AppendError::Conflict { current_version: 1 }),
         "{err:?}"
     );
-    assert_eq!(store.current_version("Thing", &id).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .current_version("default", "Thing", &id)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(store.command(losing.command_id).await.unwrap(), None);
 }
 
@@ -164,7 +173,13 @@ async fn a_repeated_command_id_appends_nothing_even_when_the_repeats_race() {
         }
     }
     assert_eq!(appended, 1);
-    assert_eq!(store.current_version("Thing", &id).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .current_version("default", "Thing", &id)
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -233,7 +248,13 @@ async fn the_writer_role_can_insert_and_select_events_but_not_update_delete_or_t
         assert!(err.to_string().contains("append-only"), "{err}");
         break;
     }
-    assert_eq!(store.current_version("Thing", &id).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .current_version("default", "Thing", &id)
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test]

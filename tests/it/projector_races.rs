@@ -90,7 +90,7 @@ async fn a_replay_of_parked_events_waits_for_the_live_writer_of_the_same_aggrega
             model.clone(),
             stores.clone(),
             shutdown.clone(),
-            ("CrossReference".to_owned(), id.clone()),
+            projector::target::AggregateKey::new("default", "CrossReference", id.clone()),
         );
         tokio::spawn(
             async move { rebuild::replay_parked(&model, &stores, Some(key), &shutdown).await },
@@ -416,7 +416,11 @@ async fn a_dead_letter_copy_refused_at_parking_time_follows_later_one_per_parked
         },
         event_id: Some(format!("e-{offset}")),
         event_type: Some("CrossReferenceValidated".into()),
-        aggregate: Some(("CrossReference".into(), "agg-1".into())),
+        aggregate: Some(projector::target::AggregateKey::new(
+            "default",
+            "CrossReference",
+            "agg-1",
+        )),
         version: Some(offset + 1),
         reason: Reason::Refused,
         error: "refused by the handler".into(),

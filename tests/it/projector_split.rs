@@ -85,11 +85,12 @@ async fn a_timed_out_postgres_batch_is_split_applied_in_order_and_exactly_once()
         }
     }
     let held_id = format!("o-{HELD}");
-    // The held aggregate's version-guard row exists (version 0, nothing applied) and another
-    // session holds its row lock, as a long transaction of another writer would.
+    // The held aggregate's version-guard row (its stream: tenant `t1`, as in the events) exists
+    // (version 0, nothing applied) and another session holds its row lock, as a long transaction
+    // of another writer would.
     sqlx::query(&format!(
-        "INSERT INTO {schema}._versions (aggregate_type, aggregate_id, last_version) \
-         VALUES ('Opportunity', $1, 0)"
+        "INSERT INTO {schema}._versions (tenant, aggregate_type, aggregate_id, last_version) \
+         VALUES ('t1', 'Opportunity', $1, 0)"
     ))
     .bind(&held_id)
     .execute(&stores.pool)
@@ -98,7 +99,8 @@ async fn a_timed_out_postgres_batch_is_split_applied_in_order_and_exactly_once()
     let mut holder = stores.pool.begin().await.unwrap();
     sqlx::query(&format!(
         "SELECT 1 FROM {schema}._versions \
-         WHERE aggregate_type = 'Opportunity' AND aggregate_id = $1 FOR UPDATE"
+         WHERE tenant = 't1' AND aggregate_type = 'Opportunity' AND aggregate_id = $1 \
+         FOR UPDATE"
     ))
     .bind(&held_id)
     .execute(&mut *holder)

@@ -471,8 +471,8 @@ async fn resolve(stack: &Stack, subject: &str) {
     assert!(r.status().is_success(), "{:?}", r.text().await);
 }
 
-/// The versions `name` has applied, per (type, id).
-async fn applied(p: &Pipeline, name: &str) -> HashMap<(String, String), i64> {
+/// The versions `name` has applied, per stream (tenant, type, id).
+async fn applied(p: &Pipeline, name: &str) -> HashMap<projector::target::AggregateKey, i64> {
     let model = Pipeline::model(name);
     let stores = p.stores();
     let state = projector::state::ensure(&stores.pool, &*model)
@@ -482,6 +482,11 @@ async fn applied(p: &Pipeline, name: &str) -> HashMap<(String, String), i64> {
         .versions()
         .await
         .unwrap_or_default()
+}
+
+/// The stream of `id` of tenant `default` (the events of this test are written as `default`).
+fn key(aggregate_type: &str, id: &str) -> projector::target::AggregateKey {
+    projector::target::AggregateKey::new("default", aggregate_type, id)
 }
 
 /// `eventfold outbox parked …` as the relay's role (the least an operator needs).
@@ -591,8 +596,8 @@ async fn a_released_aggregate_reaches_both_read_models_in_order_and_nothing_over
     eventually("version 1 applied", Duration::from_secs(60), || async {
         let g = applied(&p, "graph").await;
         let o = applied(&p, "opportunities").await;
-        (g.get(&("CrossReference".into(), "px-1".into())) == Some(&1)
-            && o.get(&("Opportunity".into(), "po-1".into())) == Some(&1))
+        (g.get(&key("CrossReference", "px-1")) == Some(&1)
+            && o.get(&key("Opportunity", "po-1")) == Some(&1))
         .then_some(())
     })
     .await;
@@ -661,11 +666,11 @@ async fn a_released_aggregate_reaches_both_read_models_in_order_and_nothing_over
     p.caught_up("graph", Duration::from_secs(60)).await;
     p.caught_up("opportunities", Duration::from_secs(60)).await;
     assert_eq!(
-        applied(&p, "graph").await[&("CrossReference".into(), "px-1".into())],
+        applied(&p, "graph").await[&key("CrossReference", "px-1")],
         6
     );
     assert_eq!(
-        applied(&p, "opportunities").await[&("Opportunity".into(), "po-1".into())],
+        applied(&p, "opportunities").await[&key("Opportunity", "po-1")],
         3
     );
     // Nothing arrived out of order or twice for the projector: nothing parked there, and each

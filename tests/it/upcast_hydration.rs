@@ -85,7 +85,7 @@ async fn opportunity_v1_events_hydrate_to_the_v2_state() {
     )
     .await;
 
-    let (state, version) = hydrate::<Opportunity>(&store, &id, None, None)
+    let (state, version) = hydrate::<Opportunity>(&store, "default", &id, None, None)
         .await
         .expect("hydrate v1 rows");
     assert_eq!(version, 2);
@@ -127,7 +127,7 @@ async fn user_v1_events_hydrate_to_the_v1_1_state() {
     )
     .await;
 
-    let (state, version) = hydrate::<User>(&store, &id, None, None)
+    let (state, version) = hydrate::<User>(&store, "default", &id, None, None)
         .await
         .expect("hydrate v1 rows");
     assert_eq!(version, 2);
@@ -157,7 +157,7 @@ async fn a_stored_version_without_an_upcaster_path_is_a_typed_error_naming_the_e
     );
     newer.schema_version = 3;
     append_v1(&store, Opportunity::TYPE, &id, &[newer]).await;
-    let err = hydrate::<Opportunity>(&store, &id, None, None)
+    let err = hydrate::<Opportunity>(&store, "default", &id, None, None)
         .await
         .unwrap_err();
     let text = err.to_string();

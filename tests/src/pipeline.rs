@@ -149,12 +149,12 @@ impl Pipeline {
         let deadline = tokio::time::Instant::now() + timeout;
         let types: Vec<String> = p.aggregate_types().iter().map(|t| t.to_string()).collect();
         loop {
-            let expected: HashMap<(String, String), i64> = sqlx::query(
-                "SELECT aggregate_type, aggregate_id, max(version) FROM events \
-                 WHERE aggregate_type = ANY($1) AND (aggregate_type, aggregate_id) NOT IN \
-                   (SELECT aggregate_type, aggregate_id FROM parked_events \
+            let expected: HashMap<projector::target::AggregateKey, i64> = sqlx::query(
+                "SELECT tenant, aggregate_type, aggregate_id, max(version) FROM events \
+                 WHERE aggregate_type = ANY($1) AND (tenant, aggregate_type, aggregate_id) NOT IN \
+                   (SELECT tenant, aggregate_type, aggregate_id FROM parked_events \
                     WHERE read_model = $2 AND aggregate_id IS NOT NULL) \
-                 GROUP BY 1, 2",
+                 GROUP BY 1, 2, 3",
             )
             .bind(&types)
             .bind(name)
@@ -162,7 +162,14 @@ impl Pipeline {
             .await
             .expect("event store versions")
             .into_iter()
-            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .map(|r| {
+                let key = projector::target::AggregateKey::new(
+                    r.get::<String, _>(0),
+                    r.get::<String, _>(1),
+                    r.get::<String, _>(2),
+                );
+                (key, r.get(3))
+            })
             .collect();
             let state = projector::state::ensure(&stores.pool, &**p)
                 .await

@@ -9,6 +9,7 @@ use eventfold_postgres::{EventStore, repository::hydrate};
 use eventfold_reference::CrossReference;
 use hdrhistogram::Histogram;
 
+use crate::in_process::TENANT;
 use crate::workload::{histogram, record};
 
 /// Untimed loads before the timed ones (connections opened, plans cached).
@@ -30,16 +31,21 @@ pub async fn eventfold(
     samples: usize,
     snapshot: bool,
 ) -> anyhow::Result<Hydration> {
-    sqlx::query("DELETE FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2")
-        .bind(CrossReference::TYPE)
-        .bind(aggregate_id)
-        .execute(store.pool())
-        .await
-        .context("failed to clear the aggregate's snapshots")?;
+    sqlx::query(
+        "DELETE FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $3",
+    )
+    .bind(CrossReference::TYPE)
+    .bind(aggregate_id)
+    .bind(TENANT)
+    .execute(store.pool())
+    .await
+    .context("failed to clear the aggregate's snapshots")?;
     if snapshot {
-        let (state, version) = hydrate::<CrossReference>(store, aggregate_id, None, None).await?;
+        let (state, version) =
+            hydrate::<CrossReference>(store, TENANT, aggregate_id, None, None).await?;
         store
             .save_snapshot(
+                TENANT,
                 CrossReference::TYPE,
                 aggregate_id,
                 version,
@@ -53,7 +59,8 @@ pub async fn eventfold(
     let mut latency = histogram();
     for n in 0..samples + WARMUP {
         let started = Instant::now();
-        let (_, version) = hydrate::<CrossReference>(store, aggregate_id, None, None).await?;
+        let (_, version) =
+            hydrate::<CrossReference>(store, TENANT, aggregate_id, None, None).await?;
         let elapsed = started.elapsed();
         anyhow::ensure!(
             version == events as i64,

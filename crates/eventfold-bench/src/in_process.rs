@@ -10,6 +10,9 @@ use uuid::Uuid;
 
 use crate::workload::{Outcome, Target};
 
+/// The tenant of every command the in-process bench sends (its streams are that tenant's).
+pub const TENANT: &str = "bench";
+
 /// eventfold's command path: the command bus (cached state, group commit, conflicts retried).
 pub struct InProcess {
     bus: CommandBus<CrossReference>,
@@ -35,7 +38,7 @@ pub fn meta() -> CommandMeta {
             kind: ActorKind::System,
             id: "eventfold-bench".into(),
         },
-        tenant: "bench".into(),
+        tenant: TENANT.into(),
         metadata: serde_json::json!({}),
         occurred_at: chrono::Utc::now(),
     }

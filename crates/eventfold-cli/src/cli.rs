@@ -77,6 +77,9 @@ pub enum ParkedCommand {
         /// Only this aggregate, as TYPE/ID.
         #[arg(long)]
         aggregate: Option<String>,
+        /// The tenant of the aggregate given with --aggregate (default: `default`).
+        #[arg(long, requires = "aggregate")]
+        tenant: Option<String>,
     },
     /// Delete one parked event (a record that can never be applied).
     Discard {
@@ -215,7 +218,11 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Outcome, UsageError> {
         Command::Parked(ParkedCommand::Replay {
             read_model,
             aggregate,
-        }) => return projections::replay(env, &read_model, aggregate.as_deref()).await,
+            tenant,
+        }) => {
+            return projections::replay(env, &read_model, aggregate.as_deref(), tenant.as_deref())
+                .await;
+        }
         Command::Parked(ParkedCommand::Discard { read_model, id }) => {
             return projections::discard(env, &read_model, id).await;
         }

@@ -112,8 +112,14 @@ pub async fn list(env: &Env, name: &str) -> Result<Outcome, UsageError> {
     })
 }
 
-/// `eventfold parked replay <read-model> [--aggregate TYPE/ID]`.
-pub async fn replay(env: &Env, name: &str, aggregate: Option<&str>) -> Result<Outcome, UsageError> {
+/// `eventfold parked replay <read-model> [--aggregate TYPE/ID] [--tenant TENANT]` (the tenant of
+/// the stream defaults to `default`).
+pub async fn replay(
+    env: &Env,
+    name: &str,
+    aggregate: Option<&str>,
+    tenant: Option<&str>,
+) -> Result<Outcome, UsageError> {
     let p = model(name)?;
     let only = match aggregate {
         None => None,
@@ -121,7 +127,11 @@ pub async fn replay(env: &Env, name: &str, aggregate: Option<&str>) -> Result<Ou
             let (t, i) = a
                 .split_once('/')
                 .ok_or_else(|| UsageError(format!("--aggregate `{a}`: expected TYPE/ID")))?;
-            Some((t.to_owned(), i.to_owned()))
+            Some(projector::target::AggregateKey::new(
+                tenant.unwrap_or("default"),
+                t,
+                i,
+            ))
         }
     };
     let stores = stores(env, 2000)?;
@@ -135,7 +145,10 @@ pub async fn replay(env: &Env, name: &str, aggregate: Option<&str>) -> Result<Ou
                     .iter()
                     .filter_map(|r| {
                         let e = r.error.as_ref()?;
-                        Some(format!("{}/{}: {e}", r.aggregate_type, r.aggregate_id))
+                        Some(format!(
+                            "{}/{}/{}: {e}",
+                            r.tenant, r.aggregate_type, r.aggregate_id
+                        ))
                     })
                     .collect(),
             },

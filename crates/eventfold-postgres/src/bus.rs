@@ -2,9 +2,11 @@
 //! outbox rows and command records are appended together in one statement.
 //!
 //! Aggregates are spread over `writers` tasks by a hash of their id, so one task owns each
-//! aggregate within the process and commands of one aggregate are decided in arrival order. The
+//! aggregate within the process and commands of one aggregate are decided in arrival order. A
+//! stream is the aggregate of one tenant: the cache, the batches and every load are per (tenant,
+//! aggregate id), so the same id in two tenants is two unrelated aggregates. The
 //! cache is only a shortcut: every append is still checked by the `(aggregate_type, aggregate_id,
-//! version)` constraint, so a state made stale by another process shows up as a conflict, and the
+//! tenant, version)` constraint, so a state made stale by another process shows up as a conflict, and the
 //! aggregate is reloaded and the command decided again (bounded, with jitter). A conflict or a bad
 //! command never fails the other commands of its batch.
 //!
@@ -204,9 +206,23 @@ impl Counters {
     }
 }
 
+/// A stream of the bus's aggregate type: the tenant and the aggregate id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Stream {
+    tenant: String,
+    id: String,
+}
+
+impl std::fmt::Display for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.tenant, self.id)
+    }
+}
+
 /// One command on its way to a writer.
 struct Job<A: Aggregate> {
-    aggregate_id: String,
+    /// The command's tenant and aggregate id.
+    stream: Stream,
     command: A::Command,
     meta: CommandMeta,
     request_hash: Vec<u8>,
@@ -283,8 +299,8 @@ impl<A: Aggregate> CommandBus<A> {
         }
     }
 
-    /// Handles `command` for `aggregate_id`: decides it against the current state and appends its
-    /// events, batched with other commands. Same contract as [`repository::handle`].
+    /// Handles `command` for `meta.tenant`'s stream of `aggregate_id`: decides it against the
+    /// current state and appends its events, batched with other commands. Same contract as [`repository::handle`].
     pub async fn handle(
         &self,
         aggregate_id: String,
@@ -296,7 +312,10 @@ impl<A: Aggregate> CommandBus<A> {
         let (reply, answer) = oneshot::channel();
         let writer = shard_key(&aggregate_id) as usize % self.writers.len();
         let job = Job {
-            aggregate_id,
+            stream: Stream {
+                tenant: meta.tenant.clone(),
+                id: aggregate_id,
+            },
             command,
             meta,
             request_hash,
@@ -317,16 +336,15 @@ fn stopped() -> HandleError {
     HandleError::Database(sqlx::Error::PoolClosed)
 }
 
-/// A cached aggregate: its state, version and owning tenant (none before its first event).
+/// A cached stream: its state and version.
 #[derive(Clone)]
 struct Cached<A> {
     state: A,
     version: i64,
-    owner: Option<String>,
 }
 
-/// States of a batch's aggregates, and which of them were just loaded from the store.
-type Loaded<A> = (HashMap<String, Cached<A>>, HashSet<String>);
+/// States of a batch's streams, and which of them were just loaded from the store.
+type Loaded<A> = (HashMap<Stream, Cached<A>>, HashSet<Stream>);
 
 /// A job refused before its append, its refusal, and whether its state was loaded just now.
 type Refused<A> = (Job<A>, HandleError, bool);
@@ -346,7 +364,7 @@ const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_millis(50);
 /// refusals decided on those states, answered once the batch is settled.
 struct Flight<A: Aggregate> {
     decided: Vec<Decided<A>>,
-    pending: HashMap<String, Cached<A>>,
+    pending: HashMap<Stream, Cached<A>>,
     refused: Vec<Refused<A>>,
 }
 
@@ -365,18 +383,18 @@ type Landed<A> = (
 /// running batch waits for it).
 struct Writer<A: Aggregate> {
     store: EventStore,
-    cache: LruCache<String, Cached<A>>,
+    cache: LruCache<Stream, Cached<A>>,
     max_batch: usize,
     in_flight: usize,
     retry: RetryPolicy,
     snapshot_policy: SnapshotPolicy,
-    snapshots: Option<mpsc::Sender<(String, i64, String)>>,
+    snapshots: Option<mpsc::Sender<(Stream, i64, String)>>,
     counters: Counters,
     requeue: mpsc::WeakSender<Job<A>>,
     /// Aggregates of the running batches, by task.
-    busy: HashMap<tokio::task::Id, Vec<String>>,
+    busy: HashMap<tokio::task::Id, Vec<Stream>>,
     /// Aggregates of the running batches.
-    busy_ids: HashSet<String>,
+    busy_ids: HashSet<Stream>,
     /// Connections kept between batches while there is work: a batch then costs one round trip,
     /// not a pool checkout (and its ping) too. Given back before any other query of the writer and
     /// when it has been idle for [`IDLE_RELEASE`].
@@ -434,22 +452,22 @@ impl<A: Aggregate> Writer<A> {
     fn next_batch(&self, waiting: &mut VecDeque<Job<A>>) -> Vec<Job<A>> {
         let mut batch = Vec::new();
         let mut rest = VecDeque::with_capacity(waiting.len());
-        let mut held: HashSet<String> = HashSet::new();
+        let mut held: HashSet<Stream> = HashSet::new();
         let mut command_ids = HashSet::new();
         let mut closed = false;
         for job in waiting.drain(..) {
             let eligible = !closed
                 && (batch.is_empty() || !job.alone)
                 && batch.len() < self.max_batch
-                && !self.busy_ids.contains(&job.aggregate_id)
-                && !held.contains(&job.aggregate_id)
+                && !self.busy_ids.contains(&job.stream)
+                && !held.contains(&job.stream)
                 && !command_ids.contains(&job.meta.command_id);
             if eligible {
                 command_ids.insert(job.meta.command_id);
                 closed = job.alone;
                 batch.push(job);
             } else {
-                held.insert(job.aggregate_id.clone());
+                held.insert(job.stream.clone());
                 rest.push_back(job);
             }
         }
@@ -467,9 +485,9 @@ impl<A: Aggregate> Writer<A> {
         // A caller's expected version that disagrees with the cache may mean the cache is stale.
         for job in &jobs {
             if let Some(expected) = job.expected_version
-                && self.cache.peek(&job.aggregate_id).map(|c| c.version) != Some(expected)
+                && self.cache.peek(&job.stream).map(|c| c.version) != Some(expected)
             {
-                self.cache.pop(&job.aggregate_id);
+                self.cache.pop(&job.stream);
             }
         }
         let loaded = match self.load_missing(&mut jobs).await {
@@ -481,37 +499,25 @@ impl<A: Aggregate> Writer<A> {
         };
 
         // Decide in arrival order, each against the state its predecessors in the batch left.
-        let mut pending: HashMap<String, Cached<A>> = HashMap::new();
+        let mut pending: HashMap<Stream, Cached<A>> = HashMap::new();
         let mut decided: Vec<Decided<A>> = Vec::with_capacity(jobs.len());
         let mut refused: Vec<Refused<A>> = Vec::new();
         let (mut base, fresh) = loaded;
         for job in jobs {
-            if !pending.contains_key(&job.aggregate_id) {
-                let Some(state) = base.remove(&job.aggregate_id) else {
+            if !pending.contains_key(&job.stream) {
+                let Some(state) = base.remove(&job.stream) else {
                     let e = sqlx::Error::Protocol("aggregate state missing after load".into());
                     self.fail_all(vec![job], &e);
                     continue;
                 };
-                pending.insert(job.aggregate_id.clone(), state);
+                pending.insert(job.stream.clone(), state);
             }
-            let entry = pending
-                .get_mut(&job.aggregate_id)
-                .expect("inserted just above");
-            // Another tenant's aggregate is answered as one that does not exist.
-            if entry
-                .owner
-                .as_deref()
-                .is_some_and(|owner| owner != job.meta.tenant)
-            {
-                let fresh = fresh.contains(&job.aggregate_id);
-                refused.push((job, HandleError::NotFound, fresh));
-                continue;
-            }
+            let entry = pending.get_mut(&job.stream).expect("inserted just above");
             if let Some(expected) = job.expected_version
                 && expected != entry.version
             {
                 let current_version = entry.version;
-                let fresh = fresh.contains(&job.aggregate_id);
+                let fresh = fresh.contains(&job.stream);
                 refused.push((job, HandleError::Conflict { current_version }, fresh));
                 continue;
             }
@@ -533,9 +539,6 @@ impl<A: Aggregate> Writer<A> {
                         .iter()
                         .fold(std::mem::take(&mut entry.state), |s, e| s.apply(e));
                     entry.version += events.len() as i64;
-                    if !events.is_empty() && entry.owner.is_none() {
-                        entry.owner = Some(job.meta.tenant.clone());
-                    }
                     decided.push(Decided {
                         job,
                         base_version,
@@ -543,7 +546,7 @@ impl<A: Aggregate> Writer<A> {
                     });
                 }
                 Err(e) => {
-                    let fresh = fresh.contains(&job.aggregate_id);
+                    let fresh = fresh.contains(&job.stream);
                     refused.push((job, e, fresh));
                 }
             }
@@ -551,7 +554,7 @@ impl<A: Aggregate> Writer<A> {
         if decided.is_empty() {
             return self.recheck(refused).await;
         }
-        let aggregates: Vec<String> = pending.keys().cloned().collect();
+        let aggregates: Vec<Stream> = pending.keys().cloned().collect();
         let flight = Flight {
             decided,
             pending,
@@ -571,7 +574,7 @@ impl<A: Aggregate> Writer<A> {
                 .decided
                 .iter()
                 .map(|d| CommandWrite {
-                    aggregate_id: &d.job.aggregate_id,
+                    aggregate_id: &d.job.stream.id,
                     expected_version: d.base_version,
                     events: &d.prepared.events,
                     meta: &d.job.meta,
@@ -634,7 +637,7 @@ impl<A: Aggregate> Writer<A> {
     async fn settle(
         &mut self,
         decided: Vec<Decided<A>>,
-        pending: HashMap<String, Cached<A>>,
+        pending: HashMap<Stream, Cached<A>>,
         result: Result<Vec<Vec<i64>>, BatchError>,
     ) -> Vec<Job<A>> {
         match result {
@@ -644,9 +647,9 @@ impl<A: Aggregate> Writer<A> {
                 for d in decided {
                     let handled = d.prepared.handled;
                     if self.snapshot_policy.due(d.base_version, handled.version)
-                        && let Some(state) = pending.get(&d.job.aggregate_id)
+                        && let Some(state) = pending.get(&d.job.stream)
                     {
-                        self.snapshot(&d.job.aggregate_id, state);
+                        self.snapshot(&d.job.stream, state);
                     }
                     d.job.answer(Ok(handled));
                 }
@@ -677,19 +680,19 @@ impl<A: Aggregate> Writer<A> {
     /// cached); also the ids loaded now (fresh). Jobs whose aggregate cannot be decoded are
     /// answered and removed.
     async fn load_missing(&mut self, jobs: &mut Vec<Job<A>>) -> Result<Loaded<A>, sqlx::Error> {
-        let mut base: HashMap<String, Cached<A>> = HashMap::new();
-        let mut missing: Vec<String> = Vec::new();
+        let mut base: HashMap<Stream, Cached<A>> = HashMap::new();
+        let mut missing: Vec<Stream> = Vec::new();
         let mut hits = 0;
         for job in jobs.iter() {
-            if base.contains_key(&job.aggregate_id) || missing.contains(&job.aggregate_id) {
+            if base.contains_key(&job.stream) || missing.contains(&job.stream) {
                 continue;
             }
-            match self.cache.get(&job.aggregate_id) {
+            match self.cache.get(&job.stream) {
                 Some(cached) => {
                     hits += 1;
-                    base.insert(job.aggregate_id.clone(), cached.clone());
+                    base.insert(job.stream.clone(), cached.clone());
                 }
-                None => missing.push(job.aggregate_id.clone()),
+                None => missing.push(job.stream.clone()),
             }
         }
         self.counters.cache("hit", hits);
@@ -698,22 +701,27 @@ impl<A: Aggregate> Writer<A> {
             return Ok((base, HashSet::new()));
         }
         self.connections.clear();
-        let mut loaded = repository::hydrate_many::<A>(&self.store, &missing).await?;
-        let mut owners = self.store.owners(A::TYPE, &missing).await?;
-        let mut broken: HashMap<String, HandleError> = HashMap::new();
-        for id in &missing {
-            match loaded.remove(id) {
+        let mut loaded: HashMap<Stream, Result<(A, i64), HandleError>> = HashMap::new();
+        for (tenant, ids) in by_tenant(&missing) {
+            let states = repository::hydrate_many::<A>(&self.store, tenant, &ids).await?;
+            loaded.extend(states.into_iter().map(|(id, state)| {
+                let stream = Stream {
+                    tenant: tenant.to_owned(),
+                    id,
+                };
+                (stream, state)
+            }));
+        }
+        let mut broken: HashMap<Stream, HandleError> = HashMap::new();
+        for stream in &missing {
+            match loaded.remove(stream) {
                 Some(Ok((state, version))) => {
-                    let cached = Cached {
-                        state,
-                        version,
-                        owner: owners.remove(id),
-                    };
-                    self.cache.put(id.clone(), cached.clone());
-                    base.insert(id.clone(), cached);
+                    let cached = Cached { state, version };
+                    self.cache.put(stream.clone(), cached.clone());
+                    base.insert(stream.clone(), cached);
                 }
                 Some(Err(e)) => {
-                    broken.insert(id.clone(), e);
+                    broken.insert(stream.clone(), e);
                 }
                 None => {}
             }
@@ -721,10 +729,10 @@ impl<A: Aggregate> Writer<A> {
         if !broken.is_empty() {
             let (bad, good): (Vec<_>, Vec<_>) = std::mem::take(jobs)
                 .into_iter()
-                .partition(|j| broken.contains_key(&j.aggregate_id));
+                .partition(|j| broken.contains_key(&j.stream));
             *jobs = good;
             for job in bad {
-                let e = &broken[&job.aggregate_id];
+                let e = &broken[&job.stream];
                 job.answer(Err(corrupt_again(e)));
             }
         }
@@ -737,15 +745,12 @@ impl<A: Aggregate> Writer<A> {
     async fn recheck(&mut self, refused: Vec<Refused<A>>) -> Vec<Job<A>> {
         self.connections.clear();
         let command_ids: Vec<Uuid> = refused.iter().map(|(j, _, _)| j.meta.command_id).collect();
-        let unsure: Vec<String> = refused
+        let unsure: Vec<Stream> = refused
             .iter()
             .filter(|(_, e, fresh)| matches!(e, HandleError::Domain(_)) && !fresh)
-            .map(|(j, _, _)| j.aggregate_id.clone())
+            .map(|(j, _, _)| j.stream.clone())
             .collect();
-        let found = tokio::try_join!(
-            self.store.commands(&command_ids),
-            self.store.versions(A::TYPE, &unsure)
-        );
+        let found = tokio::try_join!(self.store.commands(&command_ids), self.versions(&unsure));
         let (known, versions) = match found {
             Ok(found) => found,
             Err(e) => {
@@ -762,12 +767,12 @@ impl<A: Aggregate> Writer<A> {
                 continue;
             }
             let stale = matches!(error, HandleError::Domain(_)) && !fresh && {
-                let stored = versions.get(&job.aggregate_id).copied().unwrap_or(0);
-                self.cache.peek(&job.aggregate_id).map(|c| c.version) != Some(stored)
+                let stored = versions.get(&job.stream).copied().unwrap_or(0);
+                self.cache.peek(&job.stream).map(|c| c.version) != Some(stored)
             };
             if stale {
                 self.counters.cache("stale", 1);
-                self.cache.pop(&job.aggregate_id);
+                self.cache.pop(&job.stream);
                 again.push(job);
             } else {
                 let outcome = if matches!(error, HandleError::Conflict { .. }) {
@@ -786,21 +791,19 @@ impl<A: Aggregate> Writer<A> {
     /// aggregates that moved back for a retry, and returns the rest to be decided again.
     async fn untangle(&mut self, decided: Vec<Decided<A>>) -> Vec<Job<A>> {
         self.connections.clear();
-        let mut ids: Vec<String> = decided.iter().map(|d| d.job.aggregate_id.clone()).collect();
+        let mut ids: Vec<Stream> = decided.iter().map(|d| d.job.stream.clone()).collect();
         ids.sort();
         ids.dedup();
         let command_ids: Vec<Uuid> = decided.iter().map(|d| d.job.meta.command_id).collect();
-        let (versions, known) = match tokio::try_join!(
-            self.store.versions(A::TYPE, &ids),
-            self.store.commands(&command_ids)
-        ) {
-            Ok(found) => found,
-            Err(e) => {
-                self.fail_all(decided.into_iter().map(|d| d.job).collect(), &e);
-                return Vec::new();
-            }
-        };
-        let moved: HashSet<&String> = ids
+        let (versions, known) =
+            match tokio::try_join!(self.versions(&ids), self.store.commands(&command_ids)) {
+                Ok(found) => found,
+                Err(e) => {
+                    self.fail_all(decided.into_iter().map(|d| d.job).collect(), &e);
+                    return Vec::new();
+                }
+            };
+        let moved: HashSet<&Stream> = ids
             .iter()
             .filter(|id| {
                 let stored = versions.get(*id).copied().unwrap_or(0);
@@ -813,7 +816,7 @@ impl<A: Aggregate> Writer<A> {
             self.fail_all(decided.into_iter().map(|d| d.job).collect(), &e);
             return Vec::new();
         }
-        let moved: HashSet<String> = moved.into_iter().cloned().collect();
+        let moved: HashSet<Stream> = moved.into_iter().cloned().collect();
         for id in &moved {
             self.cache.pop(id);
         }
@@ -824,8 +827,8 @@ impl<A: Aggregate> Writer<A> {
                 self.counters.command("replayed", 1);
                 let result = repository::replay(job.meta.command_id, record, &job.request_hash);
                 job.answer(result);
-            } else if moved.contains(&job.aggregate_id) {
-                let current_version = versions.get(&job.aggregate_id).copied();
+            } else if moved.contains(&job.stream) {
+                let current_version = versions.get(&job.stream).copied();
                 self.retry_later(job, current_version);
             } else {
                 again.push(job);
@@ -858,14 +861,30 @@ impl<A: Aggregate> Writer<A> {
         });
     }
 
-    fn snapshot(&self, aggregate_id: &str, cached: &Cached<A>) {
+    /// The current versions of `streams` (absent streams have no events), one query per tenant.
+    async fn versions(&self, streams: &[Stream]) -> Result<HashMap<Stream, i64>, sqlx::Error> {
+        let mut out = HashMap::new();
+        for (tenant, ids) in by_tenant(streams) {
+            let versions = self.store.versions(tenant, A::TYPE, &ids).await?;
+            out.extend(versions.into_iter().map(|(id, v)| {
+                let stream = Stream {
+                    tenant: tenant.to_owned(),
+                    id,
+                };
+                (stream, v)
+            }));
+        }
+        Ok(out)
+    }
+
+    fn snapshot(&self, stream: &Stream, cached: &Cached<A>) {
         let Some(tx) = &self.snapshots else { return };
         let Ok(state) = serde_json::to_string(&cached.state) else {
             self.counters.snapshot("failed");
             return;
         };
         if tx
-            .try_send((aggregate_id.to_owned(), cached.version, state))
+            .try_send((stream.clone(), cached.version, state))
             .is_err()
         {
             self.counters.snapshot("dropped");
@@ -879,6 +898,15 @@ impl<A: Aggregate> Writer<A> {
             job.answer(Err(HandleError::Database(copy_error(e))));
         }
     }
+}
+
+/// The aggregate ids of `streams`, by tenant.
+fn by_tenant(streams: &[Stream]) -> HashMap<&str, Vec<String>> {
+    let mut out: HashMap<&str, Vec<String>> = HashMap::new();
+    for s in streams {
+        out.entry(s.tenant.as_str()).or_default().push(s.id.clone());
+    }
+    out
 }
 
 /// Puts `jobs` back at the head of the queue, in their order (they arrived before the rest).
@@ -923,20 +951,28 @@ fn spawn_snapshotter<A: Aggregate>(
     store: EventStore,
     policy: SnapshotPolicy,
     counters: Counters,
-) -> Option<mpsc::Sender<(String, i64, String)>> {
+) -> Option<mpsc::Sender<(Stream, i64, String)>> {
     if policy.every == 0 {
         return None;
     }
-    let (tx, mut rx) = mpsc::channel::<(String, i64, String)>(1024);
+    let (tx, mut rx) = mpsc::channel::<(Stream, i64, String)>(1024);
     tokio::spawn(async move {
-        while let Some((id, version, state)) = rx.recv().await {
+        while let Some((stream, version, state)) = rx.recv().await {
             let saved = store
-                .save_snapshot(A::TYPE, &id, version, A::STATE_VERSION, &state, policy.keep)
+                .save_snapshot(
+                    &stream.tenant,
+                    A::TYPE,
+                    &stream.id,
+                    version,
+                    A::STATE_VERSION,
+                    &state,
+                    policy.keep,
+                )
                 .await;
             match saved {
                 Ok(()) => counters.snapshot("written"),
                 Err(e) => {
-                    tracing::warn!(aggregate_type = A::TYPE, aggregate_id = %id, error = %e, "snapshot not written");
+                    tracing::warn!(aggregate_type = A::TYPE, stream = %stream, error = %e, "snapshot not written");
                     counters.snapshot("failed");
                 }
             }

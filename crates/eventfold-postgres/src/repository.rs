@@ -57,9 +57,6 @@ pub enum HandleError {
         /// The current version.
         current_version: i64,
     },
-    /// The aggregate belongs to another tenant: answered exactly like one that does not exist.
-    #[error("no such aggregate")]
-    NotFound,
     /// The command id was already used for a different request.
     #[error("command id {0} was already used for a different request")]
     IdempotencyMismatch(Uuid),
@@ -123,23 +120,27 @@ fn restore<A: Aggregate>(snapshot: Option<Snapshot>) -> (A, i64) {
         .unwrap_or_default()
 }
 
-/// Rebuilds `A` from its newest usable snapshot and the events after it, up to `up_to_version` and
-/// recorded at or before `as_of` when given. Returns the state and its version.
+/// Rebuilds `tenant`'s stream of `A` from its newest usable snapshot and the events after it, up
+/// to `up_to_version` and recorded at or before `as_of` when given. Returns the state and its
+/// version (0: no events, also when only another tenant has a stream with this id).
 pub async fn hydrate<A: Aggregate>(
     store: &EventStore,
+    tenant: &str,
     aggregate_id: &str,
     up_to_version: Option<i64>,
     as_of: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(A, i64), HandleError> {
     let target = match as_of {
         Some(t) => {
-            let at = store.version_as_of(A::TYPE, aggregate_id, t).await?;
+            let at = store
+                .version_as_of(tenant, A::TYPE, aggregate_id, t)
+                .await?;
             Some(up_to_version.map_or(at, |v| v.min(at)))
         }
         None => up_to_version,
     };
     let (snapshot, events) = store
-        .load_for_hydration(A::TYPE, aggregate_id, A::STATE_VERSION, target)
+        .load_for_hydration(tenant, A::TYPE, aggregate_id, A::STATE_VERSION, target)
         .await?;
     let Some(snapshot) = snapshot else {
         return fold(A::default(), 0, events);
@@ -149,21 +150,23 @@ pub async fn hydrate<A: Aggregate>(
         // A snapshot that no longer deserializes is ignored: read every event instead.
         Err(_) => {
             let all = store
-                .load(A::TYPE, aggregate_id, 0, target, None, None)
+                .load(tenant, A::TYPE, aggregate_id, 0, target, None, None)
                 .await?;
             fold(A::default(), 0, all)
         }
     }
 }
 
-/// Rebuilds the current state of several aggregates of type `A` with two queries (snapshots, then
-/// the events after them). Each aggregate gets its state and version, or its own decoding error.
+/// Rebuilds the current state of `tenant`'s streams of several aggregates of type `A` with two
+/// queries (snapshots, then the events after them). Each aggregate gets its state and version, or
+/// its own decoding error.
 pub async fn hydrate_many<A: Aggregate>(
     store: &EventStore,
+    tenant: &str,
     aggregate_ids: &[String],
 ) -> Result<HashMap<String, Result<(A, i64), HandleError>>, sqlx::Error> {
     let mut snapshots = store
-        .latest_snapshots(A::TYPE, aggregate_ids, A::STATE_VERSION, None)
+        .latest_snapshots(tenant, A::TYPE, aggregate_ids, A::STATE_VERSION, None)
         .await?;
     let mut states: HashMap<String, (A, i64)> = aggregate_ids
         .iter()
@@ -171,7 +174,7 @@ pub async fn hydrate_many<A: Aggregate>(
         .collect();
     let after: Vec<(String, i64)> = states.iter().map(|(id, (_, v))| (id.clone(), *v)).collect();
     let mut events: HashMap<String, Vec<RecordedEvent>> = HashMap::new();
-    for e in store.load_after(A::TYPE, &after).await? {
+    for e in store.load_after(tenant, A::TYPE, &after).await? {
         events.entry(e.aggregate_id.clone()).or_default().push(e);
     }
     Ok(aggregate_ids
@@ -279,8 +282,8 @@ pub fn find_nul(value: &serde_json::Value, at: String) -> Option<String> {
     }
 }
 
-/// Handles `command` for aggregate `aggregate_id` of type `A`, one transaction per command (the
-/// [`crate::bus::CommandBus`] batches concurrent commands instead).
+/// Handles `command` for `meta.tenant`'s stream of aggregate `aggregate_id` of type `A`, one
+/// transaction per command (the [`crate::bus::CommandBus`] batches concurrent commands instead).
 ///
 /// `request_hash` identifies the request behind `meta.command_id`: a repeat with the same hash gets
 /// the first result back, a repeat with another hash is refused. With `expected_version`, a stale
@@ -299,16 +302,9 @@ pub async fn handle<A: Aggregate>(
     if let Some(record) = store.command(meta.command_id).await? {
         return replay(meta.command_id, &record, request_hash);
     }
-    if store
-        .owner(A::TYPE, aggregate_id)
-        .await?
-        .is_some_and(|owner| owner != meta.tenant)
-    {
-        return Err(HandleError::NotFound);
-    }
     let mut attempt = 1;
     loop {
-        let (state, version) = hydrate::<A>(store, aggregate_id, None, None).await?;
+        let (state, version) = hydrate::<A>(store, &meta.tenant, aggregate_id, None, None).await?;
         if let Some(expected) = expected_version
             && expected != version
         {

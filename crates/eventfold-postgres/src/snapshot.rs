@@ -1,5 +1,6 @@
-//! Snapshots: an aggregate's serialized state at a version, tagged with the state's schema version,
-//! so hydration reads the newest snapshot and only the events after it.
+//! Snapshots: a stream's serialized state at a version, tagged with the state's schema version,
+//! so hydration reads the newest snapshot and only the events after it. Keyed by stream
+//! (`tenant`, aggregate type and id) like the events.
 
 use std::collections::HashMap;
 
@@ -70,9 +71,12 @@ pub struct Snapshot {
 }
 
 impl EventStore {
-    /// Stores a snapshot of an aggregate at `version` and deletes all but the newest `keep`.
+    /// Stores a snapshot of `tenant`'s stream of an aggregate at `version` and deletes all but
+    /// the newest `keep`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn save_snapshot(
         &self,
+        tenant: &str,
         aggregate_type: &str,
         aggregate_id: &str,
         version: i64,
@@ -81,34 +85,40 @@ impl EventStore {
         keep: u32,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO snapshots (aggregate_type, aggregate_id, version, state_version, state) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            "INSERT INTO snapshots (aggregate_type, aggregate_id, tenant, version, state_version, state) \
+             VALUES ($1, $2, $6, $3, $4, $5) ON CONFLICT DO NOTHING",
         )
         .bind(aggregate_type)
         .bind(aggregate_id)
         .bind(version)
         .bind(state_version as i32)
         .bind(state)
+        .bind(tenant)
         .execute(self.pool())
         .await?;
         sqlx::query(
-            "DELETE FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2 AND version < ( \
+            "DELETE FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $4 \
+               AND version < ( \
                 SELECT MIN(version) FROM ( \
-                    SELECT version FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                    SELECT version FROM snapshots \
+                    WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $4 \
                     ORDER BY version DESC LIMIT $3) newest)",
         )
         .bind(aggregate_type)
         .bind(aggregate_id)
         .bind(i64::from(keep.max(1)))
+        .bind(tenant)
         .execute(self.pool())
         .await?;
         Ok(())
     }
 
-    /// The newest snapshot of each of `aggregate_ids` written with `state_version`, at or below
-    /// `max_version` when given. Snapshots of another state version are ignored.
+    /// The newest snapshot of `tenant`'s stream of each of `aggregate_ids` written with
+    /// `state_version`, at or below `max_version` when given. Snapshots of another state version
+    /// are ignored.
     pub async fn latest_snapshots(
         &self,
+        tenant: &str,
         aggregate_type: &str,
         aggregate_ids: &[String],
         state_version: u32,
@@ -116,14 +126,15 @@ impl EventStore {
     ) -> Result<HashMap<String, Snapshot>, sqlx::Error> {
         let rows: Vec<(String, i64, String)> = sqlx::query_as(
             "SELECT DISTINCT ON (aggregate_id) aggregate_id, version, state FROM snapshots \
-             WHERE aggregate_type = $1 AND aggregate_id = ANY($2) AND state_version = $3 \
-               AND ($4::bigint IS NULL OR version <= $4) \
+             WHERE aggregate_type = $1 AND aggregate_id = ANY($2) AND tenant = $5 \
+               AND state_version = $3 AND ($4::bigint IS NULL OR version <= $4) \
              ORDER BY aggregate_id, version DESC",
         )
         .bind(aggregate_type)
         .bind(aggregate_ids)
         .bind(state_version as i32)
         .bind(max_version)
+        .bind(tenant)
         .fetch_all(self.pool())
         .await?;
         Ok(rows
@@ -132,10 +143,12 @@ impl EventStore {
             .collect())
     }
 
-    /// In one round trip: the newest snapshot of one aggregate with `state_version` at or below
-    /// `max_version`, and the events after it (after 0 without one) up to `max_version`.
+    /// In one round trip: the newest snapshot of `tenant`'s stream of one aggregate with
+    /// `state_version` at or below `max_version`, and the events after it (after 0 without one) up
+    /// to `max_version`.
     pub async fn load_for_hydration(
         &self,
+        tenant: &str,
         aggregate_type: &str,
         aggregate_id: &str,
         state_version: u32,
@@ -152,13 +165,13 @@ impl EventStore {
         let rows: Vec<Row> = sqlx::query_as(
             "WITH snap AS ( \
                 SELECT version, state FROM snapshots \
-                WHERE aggregate_type = $1 AND aggregate_id = $2 AND state_version = $3 \
-                  AND ($4::bigint IS NULL OR version <= $4) \
+                WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $5 \
+                  AND state_version = $3 AND ($4::bigint IS NULL OR version <= $4) \
                 ORDER BY version DESC LIMIT 1) \
              SELECT version, state, NULL::uuid, NULL::text, NULL::int, NULL::jsonb FROM snap \
              UNION ALL \
              SELECT version, NULL, event_id, event_type, schema_version, payload FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $5 \
                AND version > COALESCE((SELECT version FROM snap), 0) \
                AND ($4::bigint IS NULL OR version <= $4) \
              ORDER BY 2 NULLS LAST, 1",
@@ -167,6 +180,7 @@ impl EventStore {
         .bind(aggregate_id)
         .bind(state_version as i32)
         .bind(max_version)
+        .bind(tenant)
         .fetch_all(self.pool())
         .await?;
         let mut snapshot = None;
@@ -189,18 +203,21 @@ impl EventStore {
         Ok((snapshot, events))
     }
 
-    /// Snapshots stored for one aggregate, newest first: (version, state version).
+    /// Snapshots stored for `tenant`'s stream of one aggregate, newest first: (version, state
+    /// version).
     pub async fn snapshot_versions(
         &self,
+        tenant: &str,
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Vec<(i64, i32)>, sqlx::Error> {
         sqlx::query_as(
             "SELECT version, state_version FROM snapshots \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY version DESC",
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $3 ORDER BY version DESC",
         )
         .bind(aggregate_type)
         .bind(aggregate_id)
+        .bind(tenant)
         .fetch_all(self.pool())
         .await
     }

@@ -1,6 +1,10 @@
 //! The event store: appends events with their outbox rows in one transaction, guarded by the unique
-//! `(aggregate_type, aggregate_id, version)` constraint (optimistic concurrency) and by the command id
-//! (idempotency), and reads aggregates, correlations and the global feed.
+//! `(aggregate_type, aggregate_id, tenant, version)` constraint (optimistic concurrency) and by the
+//! command id (idempotency), and reads aggregates, correlations and the global feed.
+//!
+//! A stream is `(tenant, aggregate_type, aggregate_id)`: the same aggregate id in two tenants is two
+//! independent streams, so every aggregate-scoped read takes the tenant, and an append writes to
+//! the stream of its command's tenant ([`CommandMeta::tenant`]).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -64,7 +68,7 @@ pub struct CommandMeta {
     pub causation_id: Option<Uuid>,
     /// Who asked.
     pub actor: Actor,
-    /// Tenant the aggregate belongs to.
+    /// Tenant of the stream the events are appended to (part of the stream's identity).
     pub tenant: String,
     /// Free-form context (trace ids, versions).
     pub metadata: serde_json::Value,
@@ -400,8 +404,8 @@ impl EventStore {
         &self.pool
     }
 
-    /// Appends `events` after `expected_version` with their outbox rows and the command record, in
-    /// one statement. A repeated command id returns [`AppendOutcome::Duplicate`] and appends nothing,
+    /// Appends `events` to the stream `(meta.tenant, aggregate_type, aggregate_id)` after
+    /// `expected_version` with their outbox rows and the command record, in one statement. A repeated command id returns [`AppendOutcome::Duplicate`] and appends nothing,
     /// also when both requests race (the second waits for the first to commit).
     pub async fn append(
         &self,
@@ -428,7 +432,9 @@ impl EventStore {
                 if let Some(stored) = self.command(meta.command_id).await? {
                     return Ok(AppendOutcome::Duplicate(stored));
                 }
-                let current_version = self.current_version(aggregate_type, aggregate_id).await?;
+                let current_version = self
+                    .current_version(&meta.tenant, aggregate_type, aggregate_id)
+                    .await?;
                 Err(AppendError::Conflict { current_version })
             }
             Err(BatchError::Database(e)) => Err(AppendError::Database(e)),
@@ -487,26 +493,31 @@ impl EventStore {
             .collect())
     }
 
-    /// Current versions of `aggregate_ids` (absent ids have no events).
+    /// Current versions of `tenant`'s streams of `aggregate_ids` (absent ids have no events).
     pub async fn versions(
         &self,
+        tenant: &str,
         aggregate_type: &str,
         aggregate_ids: &[String],
     ) -> Result<std::collections::HashMap<String, i64>, sqlx::Error> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT aggregate_id, MAX(version)::bigint FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = ANY($2) GROUP BY aggregate_id",
+             WHERE aggregate_type = $1 AND aggregate_id = ANY($2) AND tenant = $3 \
+             GROUP BY aggregate_id",
         )
         .bind(aggregate_type)
         .bind(aggregate_ids)
+        .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().collect())
     }
 
-    /// Events of several aggregates, each after its own version, ordered by aggregate and version.
+    /// Events of several of `tenant`'s aggregates, each after its own version, ordered by
+    /// aggregate and version.
     pub async fn load_after(
         &self,
+        tenant: &str,
         aggregate_type: &str,
         after: &[(String, i64)],
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
@@ -516,11 +527,12 @@ impl EventStore {
             "SELECT {EVENT_COLUMNS} FROM events \
              JOIN UNNEST($2::text[], $3::bigint[]) AS s(wanted_id, after_version) \
                ON aggregate_id = s.wanted_id AND version > s.after_version \
-             WHERE aggregate_type = $1 ORDER BY aggregate_id, version"
+             WHERE aggregate_type = $1 AND tenant = $4 ORDER BY aggregate_id, version"
         ))
         .bind(aggregate_type)
         .bind(&ids)
         .bind(&versions)
+        .bind(tenant)
         .fetch_all(&self.pool)
         .await
     }
@@ -542,43 +554,51 @@ impl EventStore {
         )
     }
 
-    /// The aggregate's current version (0 when it has no events).
+    /// The current version of `tenant`'s stream of the aggregate (0 when it has no events).
     pub async fn current_version(
         &self,
+        tenant: &str,
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar(
-            "SELECT COALESCE(MAX(version), 0)::bigint FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+            "SELECT COALESCE(MAX(version), 0)::bigint FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $3",
         )
         .bind(aggregate_type)
         .bind(aggregate_id)
+        .bind(tenant)
         .fetch_one(&self.pool)
         .await
     }
 
-    /// The aggregate's version as of `as_of`: its last event recorded at or before then (0: none).
+    /// The version of `tenant`'s stream of the aggregate as of `as_of`: its last event recorded at
+    /// or before then (0: none).
     pub async fn version_as_of(
         &self,
+        tenant: &str,
         aggregate_type: &str,
         aggregate_id: &str,
         as_of: DateTime<Utc>,
     ) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar(
             "SELECT COALESCE(MAX(version), 0)::bigint FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND recorded_at <= $3",
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $4 AND recorded_at <= $3",
         )
         .bind(aggregate_type)
         .bind(aggregate_id)
         .bind(as_of)
+        .bind(tenant)
         .fetch_one(&self.pool)
         .await
     }
 
-    /// Events of one aggregate with `after_version < version <= up_to_version`, recorded at or
-    /// before `as_of`, in version order, at most `limit`.
+    /// Events of `tenant`'s stream of one aggregate with `after_version < version <=
+    /// up_to_version`, recorded at or before `as_of`, in version order, at most `limit`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn load(
         &self,
+        tenant: &str,
         aggregate_type: &str,
         aggregate_id: &str,
         after_version: i64,
@@ -588,7 +608,7 @@ impl EventStore {
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
         sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND version > $3 \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $7 AND version > $3 \
                AND ($4::bigint IS NULL OR version <= $4) \
                AND ($5::timestamptz IS NULL OR recorded_at <= $5) \
              ORDER BY version LIMIT $6"
@@ -599,41 +619,8 @@ impl EventStore {
         .bind(up_to_version)
         .bind(as_of)
         .bind(limit.unwrap_or(i64::MAX))
+        .bind(tenant)
         .fetch_all(&self.pool)
-        .await
-    }
-
-    /// The tenant owning each of `aggregate_ids` that has events: the tenant of its first event
-    /// (a stream never changes tenant).
-    pub async fn owners(
-        &self,
-        aggregate_type: &str,
-        aggregate_ids: &[String],
-    ) -> Result<std::collections::HashMap<String, String>, sqlx::Error> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT aggregate_id, tenant FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = ANY($2) AND version = 1",
-        )
-        .bind(aggregate_type)
-        .bind(aggregate_ids)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().collect())
-    }
-
-    /// The tenant owning one aggregate, if it has events.
-    pub async fn owner(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
-    ) -> Result<Option<String>, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT tenant FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND version = 1",
-        )
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .fetch_optional(&self.pool)
         .await
     }
 

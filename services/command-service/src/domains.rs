@@ -55,9 +55,10 @@ pub trait Domain: Send + Sync {
     fn command_names(&self) -> &'static [&'static str];
     /// Parses and handles a command.
     fn execute(&self, submission: Submission) -> BoxFuture<'_, Result<Handled, Problem>>;
-    /// The state now, at a version, or as of a time.
+    /// The state of `tenant`'s stream now, at a version, or as of a time.
     fn state(
         &self,
+        tenant: String,
         aggregate_id: String,
         at_version: Option<i64>,
         as_of: Option<DateTime<Utc>>,
@@ -93,13 +94,14 @@ impl<A: Aggregate> Domain for Typed<A> {
 
     fn state(
         &self,
+        tenant: String,
         aggregate_id: String,
         at_version: Option<i64>,
         as_of: Option<DateTime<Utc>>,
     ) -> BoxFuture<'_, Result<StateView, Problem>> {
         Box::pin(async move {
             let (state, version) =
-                hydrate::<A>(&self.store, &aggregate_id, at_version, as_of).await?;
+                hydrate::<A>(&self.store, &tenant, &aggregate_id, at_version, as_of).await?;
             if version == 0 {
                 return Err(Problem::not_found(
                     "aggregate_not_found",

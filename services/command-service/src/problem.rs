@@ -133,11 +133,6 @@ impl From<HandleError> for Problem {
                 format!("the aggregate is at version {current_version}"),
             )
             .with("current_version", current_version),
-            HandleError::NotFound => Self::new(
-                StatusCode::NOT_FOUND,
-                "aggregate_not_found",
-                "no such aggregate",
-            ),
             HandleError::IdempotencyMismatch(id) => Self::new(
                 unprocessable,
                 "idempotency_key_reused",

@@ -1,7 +1,8 @@
 //! The projector's admin API, served on the admin listener (`ADMIN_ADDR`) only: read model
 //! state, parked events (list, replay, discard).
 //!
-//! `POST /v1/parked/{read_model}/replay` with `{aggregate_type, aggregate_id}` replays that
+//! `POST /v1/parked/{read_model}/replay` with `{aggregate_type, aggregate_id}` (and `tenant`, default
+//! `default`: the stream is per tenant) replays that
 //! aggregate only if it is blocked (has parked events in the read model); otherwise it answers
 //! 404 `nothing_parked` and changes nothing, as the relay's release does for an aggregate without
 //! parked rows. Without a body (or `{}`), every blocked aggregate is replayed.
@@ -21,6 +22,7 @@ use crate::parking::Parking;
 use crate::projection::{Projection, Registry};
 use crate::rebuild::{RebuildError, Stores, replay_parked};
 use crate::state;
+use crate::target::AggregateKey;
 use eventfold_runtime::problem;
 
 #[derive(Clone)]
@@ -132,10 +134,11 @@ async fn list(
     }
 }
 
-/// Which aggregate to replay; all blocked aggregates when absent.
+/// Which stream to replay (the tenant defaults to `default`); all blocked streams when absent.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReplayRequest {
+    tenant: Option<String>,
     aggregate_type: Option<String>,
     aggregate_id: Option<String>,
 }
@@ -159,8 +162,9 @@ async fn replay(
             );
         }
     };
+    let tenant = req.tenant.unwrap_or_else(|| "default".into());
     let only = match (req.aggregate_type, req.aggregate_id) {
-        (Some(t), Some(i)) => Some((t, i)),
+        (Some(t), Some(i)) => Some(AggregateKey::new(tenant, t, i)),
         (None, None) => None,
         _ => {
             return problem(

@@ -42,7 +42,7 @@ impl Item {
             Ok(e) => Some(&e.envelope),
             Err(u) => u.envelope.as_ref(),
         }?;
-        Some((env.aggregate_type.clone(), env.aggregate_id.clone()))
+        Some(key_of(env))
     }
 }
 
@@ -532,7 +532,8 @@ impl Processor {
                     Ok(filled) => {
                         tracing::warn!(
                             read_model = self.projection.name(),
-                            aggregate_type = %key.0, aggregate_id = %key.1, version = v,
+                            tenant = %key.tenant, aggregate_type = %key.aggregate_type,
+                            aggregate_id = %key.aggregate_id, version = v,
                             applied = prev, filled = filled.len(),
                             "version gap in the records delivered; filled from the event store"
                         );
@@ -569,10 +570,7 @@ impl Processor {
                     out.versions.insert(key, v);
                 }
                 Err((_, error)) if self.mode == Mode::Replay => {
-                    return Err(ApplyError::Refused(format!(
-                        "{} {} v{v}: {error}",
-                        key.0, key.1
-                    )));
+                    return Err(ApplyError::Refused(format!("{key} v{v}: {error}")));
                 }
                 Err((reason, error)) => {
                     let mut p = park(reason, error);
@@ -587,6 +585,7 @@ impl Processor {
         let p = &*self.projection;
         for wave in waves(applied, |(e, _)| {
             (
+                e.envelope.tenant.as_str(),
                 e.envelope.aggregate_type.as_str(),
                 e.envelope.aggregate_id.as_str(),
             )
@@ -650,8 +649,13 @@ impl Processor {
 fn with_envelope(p: &mut ToPark, env: &Envelope) {
     p.event_id = Some(env.event_id.clone());
     p.event_type = Some(env.event_type.clone());
-    p.aggregate = Some((env.aggregate_type.clone(), env.aggregate_id.clone()));
+    p.aggregate = Some(key_of(env));
     p.version = Some(env.aggregate_version);
+}
+
+/// The stream an envelope belongs to: its tenant, aggregate type and id.
+pub fn key_of(env: &Envelope) -> AggregateKey {
+    AggregateKey::new(&env.tenant, &env.aggregate_type, &env.aggregate_id)
 }
 
 #[cfg(test)]

@@ -61,7 +61,7 @@ pub struct ToPark {
     pub event_id: Option<String>,
     /// Event type.
     pub event_type: Option<String>,
-    /// Aggregate type and id.
+    /// The stream: tenant, aggregate type and id.
     pub aggregate: Option<AggregateKey>,
     /// Aggregate version.
     pub version: Option<i64>,
@@ -99,6 +99,8 @@ pub struct Parked {
     pub event_id: Option<String>,
     /// Event type.
     pub event_type: Option<String>,
+    /// Tenant of the stream (`default` for a record without an envelope).
+    pub tenant: String,
     /// Aggregate type.
     pub aggregate_type: Option<String>,
     /// Aggregate id.
@@ -186,21 +188,28 @@ impl Parking {
         if keys.is_empty() {
             return Ok(out);
         }
-        let types: Vec<&str> = keys.iter().map(|(t, _)| t.as_str()).collect();
-        let ids: Vec<&str> = keys.iter().map(|(_, i)| i.as_str()).collect();
+        let tenants: Vec<&str> = keys.iter().map(|k| k.tenant.as_str()).collect();
+        let types: Vec<&str> = keys.iter().map(|k| k.aggregate_type.as_str()).collect();
+        let ids: Vec<&str> = keys.iter().map(|k| k.aggregate_id.as_str()).collect();
         let rows = sqlx::query(
-            "SELECT p.aggregate_type, p.aggregate_id, min(p.id) FROM parked_events p \
-             JOIN unnest($2::text[], $3::text[]) AS u(t, i) \
-               ON p.aggregate_type = u.t AND p.aggregate_id = u.i \
-             WHERE p.read_model = $1 GROUP BY 1, 2",
+            "SELECT p.tenant, p.aggregate_type, p.aggregate_id, min(p.id) FROM parked_events p \
+             JOIN unnest($2::text[], $3::text[], $4::text[]) AS u(n, t, i) \
+               ON p.aggregate_type = u.t AND p.aggregate_id = u.i AND p.tenant = u.n \
+             WHERE p.read_model = $1 GROUP BY 1, 2, 3",
         )
         .bind(self.read_model)
+        .bind(&tenants)
         .bind(&types)
         .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
         for r in rows {
-            out.insert((r.get(0), r.get(1)), r.get(2));
+            let key = AggregateKey::new(
+                r.get::<String, _>(0),
+                r.get::<String, _>(1),
+                r.get::<String, _>(2),
+            );
+            out.insert(key, r.get(3));
         }
         Ok(out)
     }
@@ -225,23 +234,28 @@ impl Parking {
                 json!({"name": k, "value": v.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())})
             })
             .collect();
-        let (agg_type, agg_id) = match &event.aggregate {
-            Some((t, i)) => (Some(t.as_str()), Some(i.as_str())),
-            None => (None, None),
+        let (tenant, agg_type, agg_id) = match &event.aggregate {
+            Some(k) => (
+                k.tenant.as_str(),
+                Some(k.aggregate_type.as_str()),
+                Some(k.aggregate_id.as_str()),
+            ),
+            None => ("default", None, None),
         };
         let (names, values) = self.dead_letter_headers(event);
         let dlt_key = event.origin.key.clone().or_else(|| {
             event
                 .aggregate
                 .as_ref()
-                .map(|(_, i)| i.clone().into_bytes())
+                .map(|k| k.aggregate_id.clone().into_bytes())
         });
         let inserted: Option<i64> = sqlx::query_scalar(
             "WITH p AS (\
                INSERT INTO parked_events (read_model, topic, \"partition\", \"offset\", event_id, \
                  event_type, aggregate_type, aggregate_id, version, reason, error, attempts, \
-                 blocked_by, record_key, record_value, record_headers) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                 blocked_by, record_key, record_value, record_headers, tenant) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                 $21) \
                ON CONFLICT DO NOTHING RETURNING id), \
              q AS (\
                INSERT INTO parked_dead_letters (parked_id, read_model, record_key, record_value, \
@@ -270,6 +284,7 @@ impl Parking {
         .bind(&names)
         .bind(&values)
         .bind(self.dlt.is_some())
+        .bind(tenant)
         .fetch_optional(&self.pool)
         .await?;
         match inserted {
@@ -285,7 +300,7 @@ impl Parking {
                     "SELECT id FROM parked_events WHERE read_model = $1 AND \
                      ((topic = $2 AND \"partition\" = $3 AND \"offset\" = $4) OR \
                       (topic IS NULL AND $2::text IS NULL AND aggregate_type = $5 \
-                       AND aggregate_id = $6 AND version = $7))",
+                       AND aggregate_id = $6 AND tenant = $8 AND version = $7))",
                 )
                 .bind(self.read_model)
                 .bind(topic)
@@ -294,6 +309,7 @@ impl Parking {
                 .bind(agg_type)
                 .bind(agg_id)
                 .bind(event.version)
+                .bind(tenant)
                 .fetch_one(&self.pool)
                 .await?;
                 Ok(id)
@@ -408,7 +424,7 @@ impl Parking {
         let rows = sqlx::query(
             "SELECT id, read_model, topic, \"partition\", \"offset\", event_id, event_type, \
                aggregate_type, aggregate_id, version, reason, error, attempts, blocked_by, \
-               to_char(parked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
+               to_char(parked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), tenant \
              FROM parked_events WHERE read_model = $1 AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(self.read_model)
@@ -426,6 +442,7 @@ impl Parking {
                 offset: r.get(4),
                 event_id: r.get(5),
                 event_type: r.get(6),
+                tenant: r.get(15),
                 aggregate_type: r.get(7),
                 aggregate_id: r.get(8),
                 version: r.get(9),
@@ -449,25 +466,35 @@ impl Parking {
     /// The aggregates that have parked events.
     pub async fn blocked_aggregates(&self) -> Result<Vec<AggregateKey>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT DISTINCT aggregate_type, aggregate_id FROM parked_events \
-             WHERE read_model = $1 AND aggregate_id IS NOT NULL ORDER BY 1, 2",
+            "SELECT DISTINCT tenant, aggregate_type, aggregate_id FROM parked_events \
+             WHERE read_model = $1 AND aggregate_id IS NOT NULL ORDER BY 1, 2, 3",
         )
         .bind(self.read_model)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                AggregateKey::new(
+                    r.get::<String, _>(0),
+                    r.get::<String, _>(1),
+                    r.get::<String, _>(2),
+                )
+            })
+            .collect())
     }
 
     /// Deletes the parked events of `key` at or below `version`; returns how many.
     pub async fn release(&self, key: &AggregateKey, version: i64) -> Result<u64, sqlx::Error> {
         Ok(sqlx::query(
             "DELETE FROM parked_events WHERE read_model = $1 AND aggregate_type = $2 \
-             AND aggregate_id = $3 AND version <= $4",
+             AND aggregate_id = $3 AND tenant = $5 AND version <= $4",
         )
         .bind(self.read_model)
-        .bind(&key.0)
-        .bind(&key.1)
+        .bind(&key.aggregate_type)
+        .bind(&key.aggregate_id)
         .bind(version)
+        .bind(&key.tenant)
         .execute(&self.pool)
         .await?
         .rows_affected())

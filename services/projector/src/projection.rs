@@ -171,15 +171,18 @@ impl Registry {
     }
 }
 
-/// Cuts `events` (already in per-aggregate order) into waves: wave k holds the k-th event of
-/// every aggregate present, in the order the aggregates first appear.
-pub fn waves<T>(events: Vec<T>, aggregate_of: impl Fn(&T) -> (&str, &str)) -> Vec<Vec<T>> {
-    let mut depth: std::collections::HashMap<(String, String), usize> =
+/// Cuts `events` (already in per-stream order) into waves: wave k holds the k-th event of
+/// every stream (tenant, aggregate type, aggregate id) present, in the order the streams first
+/// appear.
+pub fn waves<T>(events: Vec<T>, stream_of: impl Fn(&T) -> (&str, &str, &str)) -> Vec<Vec<T>> {
+    let mut depth: std::collections::HashMap<(String, String, String), usize> =
         std::collections::HashMap::new();
     let mut out: Vec<Vec<T>> = Vec::new();
     for e in events {
-        let (t, id) = aggregate_of(&e);
-        let d = depth.entry((t.to_owned(), id.to_owned())).or_insert(0);
+        let (tenant, t, id) = stream_of(&e);
+        let d = depth
+            .entry((tenant.to_owned(), t.to_owned(), id.to_owned()))
+            .or_insert(0);
         if out.len() <= *d {
             out.push(Vec::new());
         }
@@ -209,7 +212,7 @@ mod tests {
     #[test]
     fn waves_keep_each_aggregates_order_and_put_one_event_per_aggregate_in_a_wave() {
         let events = vec![("A", 1), ("B", 1), ("A", 2), ("A", 3), ("C", 1), ("B", 2)];
-        let w = waves(events, |(id, _)| ("T", id));
+        let w = waves(events, |(id, _)| ("t", "T", id));
         assert_eq!(
             w,
             vec![

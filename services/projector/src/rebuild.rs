@@ -37,7 +37,9 @@ pub enum RebuildError {
     Busy(String),
     /// A replay named an aggregate that has no parked event in the read model: only blocked
     /// aggregates are replayed (the others are up to date or on their way through Kafka).
-    #[error("{}/{} has no parked events in {read_model}; only blocked aggregates are replayed", .aggregate.0, .aggregate.1)]
+    #[error(
+        "{aggregate} has no parked events in {read_model}; only blocked aggregates are replayed"
+    )]
     NotBlocked {
         /// The read model.
         read_model: String,
@@ -77,8 +79,8 @@ fn item_from_row(row: &sqlx::postgres::PgRow) -> Result<Item, sqlx::Error> {
     })
 }
 
-/// The events of one aggregate with versions in `from..=to`, in version order, as the
-/// projector sees them (used to fill a version gap in what Kafka delivered).
+/// The events of one stream (tenant, aggregate type and id) with versions in `from..=to`, in
+/// version order, as the projector sees them (used to fill a version gap in what Kafka delivered).
 pub async fn aggregate_events(
     pool: &PgPool,
     key: &AggregateKey,
@@ -86,14 +88,15 @@ pub async fn aggregate_events(
     to: i64,
 ) -> Result<Vec<Item>, sqlx::Error> {
     let sql = format!(
-        "{EVENTS_SQL} WHERE aggregate_type = $1 AND aggregate_id = $2 \
+        "{EVENTS_SQL} WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $5 \
          AND version BETWEEN $3 AND $4 ORDER BY version"
     );
     let rows = sqlx::query(&sql)
-        .bind(&key.0)
-        .bind(&key.1)
+        .bind(&key.aggregate_type)
+        .bind(&key.aggregate_id)
         .bind(from)
         .bind(to)
+        .bind(&key.tenant)
         .fetch_all(pool)
         .await?;
     rows.iter().map(item_from_row).collect()
@@ -264,6 +267,8 @@ async fn rebuild_flagged(
 /// What replaying one aggregate's parked events did.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReplayReport {
+    /// Tenant of the stream.
+    pub tenant: String,
     /// Aggregate type.
     pub aggregate_type: String,
     /// Aggregate id.
@@ -309,8 +314,9 @@ pub async fn replay_parked(
             return Err(RebuildError::Interrupted);
         }
         let mut report = ReplayReport {
-            aggregate_type: key.0.clone(),
-            aggregate_id: key.1.clone(),
+            tenant: key.tenant.clone(),
+            aggregate_type: key.aggregate_type.clone(),
+            aggregate_id: key.aggregate_id.clone(),
             applied: 0,
             released: 0,
             error: None,
@@ -326,13 +332,14 @@ pub async fn replay_parked(
                 .unwrap_or(0);
             tx.rollback().await;
             let sql = format!(
-                "{EVENTS_SQL} WHERE aggregate_type = $1 AND aggregate_id = $2 AND version > $3 \
-                 ORDER BY version"
+                "{EVENTS_SQL} WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $4 \
+                 AND version > $3 ORDER BY version"
             );
             let rows = sqlx::query(&sql)
-                .bind(&key.0)
-                .bind(&key.1)
+                .bind(&key.aggregate_type)
+                .bind(&key.aggregate_id)
                 .bind(last)
+                .bind(&key.tenant)
                 .fetch_all(&stores.pool)
                 .await?;
             let items = rows
@@ -470,16 +477,11 @@ fn version_diff(
     let mut out: Vec<String> = expected
         .iter()
         .filter(|(k, v)| live.get(*k) != Some(*v))
-        .map(|((t, i), v)| {
-            format!(
-                "{t}/{i}: expected v{v}, live {:?}",
-                live.get(&(t.clone(), i.clone()))
-            )
-        })
+        .map(|(k, v)| format!("{k}: expected v{v}, live {:?}", live.get(k)))
         .chain(
             live.iter()
                 .filter(|(k, _)| !expected.contains_key(*k))
-                .map(|((t, i), v)| format!("{t}/{i}: live v{v}, not in the event store")),
+                .map(|(k, v)| format!("{k}: live v{v}, not in the event store")),
         )
         .collect();
     out.sort();
@@ -536,7 +538,7 @@ mod tests {
 
     #[test]
     fn version_diff_names_both_directions() {
-        let k = |i: &str| ("T".to_string(), i.to_string());
+        let k = |i: &str| AggregateKey::new("default", "T", i);
         let expected = HashMap::from([(k("a"), 2), (k("b"), 1)]);
         let live = HashMap::from([(k("a"), 1), (k("c"), 4)]);
         let d = version_diff(&expected, &live);

@@ -12,8 +12,42 @@ use crate::projection::{Projection, Store, Write};
 
 /// A topic partition.
 pub type Partition = (String, i32);
-/// An aggregate: type and id.
-pub type AggregateKey = (String, String);
+/// A stream as the projector keys it: tenant, aggregate type and aggregate id (the same id in two
+/// tenants is two streams, each with its own versions).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize)]
+pub struct AggregateKey {
+    /// Tenant of the stream.
+    pub tenant: String,
+    /// Aggregate type.
+    pub aggregate_type: String,
+    /// Aggregate id.
+    pub aggregate_id: String,
+}
+
+impl AggregateKey {
+    /// The stream `(tenant, aggregate_type, aggregate_id)`.
+    pub fn new(
+        tenant: impl Into<String>,
+        aggregate_type: impl Into<String>,
+        aggregate_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            tenant: tenant.into(),
+            aggregate_type: aggregate_type.into(),
+            aggregate_id: aggregate_id.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for AggregateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}",
+            self.tenant, self.aggregate_type, self.aggregate_id
+        )
+    }
+}
 
 /// One generation of a read model in its store.
 #[derive(Clone)]
@@ -77,8 +111,22 @@ pub fn pg_schema(name: &str, generation: i32) -> String {
 
 const PG_ENGINE_TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {schema}._versions (aggregate_type text NOT NULL, \
-     aggregate_id text NOT NULL, last_version bigint NOT NULL, \
-     PRIMARY KEY (aggregate_type, aggregate_id)) WITH (fillfactor = 70)",
+     aggregate_id text NOT NULL, tenant text NOT NULL DEFAULT 'default', \
+     last_version bigint NOT NULL, \
+     PRIMARY KEY (aggregate_type, aggregate_id, tenant)) WITH (fillfactor = 70)",
+    // A generation created before streams were per tenant: its version guard gets the tenant
+    // column, filled from the tenant of each stream's events (until then a stream had exactly
+    // one tenant), and the tenant joins its key. Nothing to do for a newer generation.
+    "DO $$ BEGIN \
+     IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{schema}' \
+       AND table_name = '_versions' AND column_name = 'tenant') THEN \
+       ALTER TABLE {schema}._versions ADD COLUMN tenant text NOT NULL DEFAULT 'default'; \
+       UPDATE {schema}._versions v SET tenant = e.tenant FROM events e \
+         WHERE e.aggregate_type = v.aggregate_type AND e.aggregate_id = v.aggregate_id \
+           AND e.version = 1 AND e.tenant <> v.tenant; \
+       ALTER TABLE {schema}._versions DROP CONSTRAINT _versions_pkey; \
+       ALTER TABLE {schema}._versions ADD PRIMARY KEY (aggregate_type, aggregate_id, tenant); \
+     END IF; END $$",
     "CREATE TABLE IF NOT EXISTS {schema}._offsets (topic text NOT NULL, \
      \"partition\" integer NOT NULL, next_offset bigint NOT NULL, \
      updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (topic, \"partition\")) WITH (fillfactor = 50)",
@@ -87,9 +135,10 @@ const PG_ENGINE_TABLES: &[&str] = &[
 /// Locks (and creates at version 0) the version-guard nodes of `$keys`, in the given order.
 pub const LOCK_VERSIONS_CYPHER: &str = "UNWIND $keys AS k \
      MERGE (v:ProjectorVersion{g} {key: k.key}) \
-     ON CREATE SET v.aggregate_type = k.t, v.aggregate_id = k.id, v.last_version = 0 \
+     ON CREATE SET v.tenant = k.tenant, v.aggregate_type = k.t, v.aggregate_id = k.id, \
+       v.last_version = 0 \
      SET v.locked = true REMOVE v.locked \
-     RETURN v.aggregate_type AS t, v.aggregate_id AS id, v.last_version AS last";
+     RETURN k.tenant AS tenant, k.t AS t, k.id AS id, v.last_version AS last";
 
 /// Locks (and creates at offset -1) the offset nodes of the partitions `$keys`, in the given order.
 pub const LOCK_OFFSETS_CYPHER: &str = "UNWIND $keys AS k \
@@ -100,7 +149,8 @@ pub const LOCK_OFFSETS_CYPHER: &str = "UNWIND $keys AS k \
 
 /// Stores the last applied version of each aggregate in `$rows` (never moves one back).
 pub const SAVE_VERSIONS_CYPHER: &str = "UNWIND $rows AS r MERGE (v:ProjectorVersion{g} {key: r.key}) \
-     ON CREATE SET v.aggregate_type = r.t, v.aggregate_id = r.id, v.last_version = r.v \
+     ON CREATE SET v.tenant = r.tenant, v.aggregate_type = r.t, v.aggregate_id = r.id, \
+       v.last_version = r.v \
      SET v.last_version = CASE WHEN v.last_version > r.v THEN v.last_version ELSE r.v END";
 
 /// Stores the next offset of each partition in `$rows` (never moves one back).
@@ -257,15 +307,45 @@ impl Target {
         .await
     }
 
-    /// Every entry of the version guard (for the auditor).
+    /// Every entry of the version guard (for the auditor). A Neo4j version node written before
+    /// streams were per tenant has no tenant: it counts as `default`'s.
     pub async fn versions(&self) -> Result<HashMap<AggregateKey, i64>, ApplyError> {
-        self.triples(
-            "SELECT aggregate_type, aggregate_id, last_version FROM {schema}._versions \
-             WHERE last_version > 0",
-            "MATCH (v:ProjectorVersion{g}) WHERE v.last_version > 0 \
-             RETURN v.aggregate_type AS a, v.aggregate_id AS b, v.last_version AS c",
-        )
-        .await
+        let mut out = HashMap::new();
+        match self {
+            Self::Postgres { pool, schema } => {
+                let sql = render(
+                    "SELECT tenant, aggregate_type, aggregate_id, last_version \
+                     FROM {schema}._versions WHERE last_version > 0",
+                    schema,
+                );
+                for r in sqlx::query(&sql).fetch_all(pool).await? {
+                    let key = AggregateKey::new(
+                        r.try_get::<String, _>(0)?,
+                        r.try_get::<String, _>(1)?,
+                        r.try_get::<String, _>(2)?,
+                    );
+                    out.insert(key, r.try_get(3)?);
+                }
+            }
+            Self::Neo4j { graph, g, .. } => {
+                let cypher = render(
+                    "MATCH (v:ProjectorVersion{g}) WHERE v.last_version > 0 \
+                     RETURN coalesce(v.tenant, 'default') AS tenant, v.aggregate_type AS t, \
+                       v.aggregate_id AS id, v.last_version AS last",
+                    g,
+                );
+                let mut rows = graph.execute(query(&cypher)).await?;
+                while let Some(row) = rows.next().await? {
+                    let key = AggregateKey::new(
+                        row.get::<String>("tenant").map_err(neo_de)?,
+                        row.get::<String>("t").map_err(neo_de)?,
+                        row.get::<String>("id").map_err(neo_de)?,
+                    );
+                    out.insert(key, row.get("last").map_err(neo_de)?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Rows of three columns (`a`, `b`, `c` in Cypher) as a map `(a, b) -> c`.
@@ -509,38 +589,52 @@ impl Tx {
         sorted.dedup();
         match self {
             Self::Postgres { tx, schema } => {
-                let types: Vec<&str> = sorted.iter().map(|(t, _)| t.as_str()).collect();
-                let ids: Vec<&str> = sorted.iter().map(|(_, i)| i.as_str()).collect();
+                let tenants: Vec<&str> = sorted.iter().map(|k| k.tenant.as_str()).collect();
+                let types: Vec<&str> = sorted.iter().map(|k| k.aggregate_type.as_str()).collect();
+                let ids: Vec<&str> = sorted.iter().map(|k| k.aggregate_id.as_str()).collect();
                 sqlx::query(&format!(
-                    "INSERT INTO {schema}._versions (aggregate_type, aggregate_id, last_version) \
-                     SELECT t, i, 0 FROM unnest($1::text[], $2::text[]) AS u(t, i) \
-                     ORDER BY t, i ON CONFLICT DO NOTHING"
+                    "INSERT INTO {schema}._versions (tenant, aggregate_type, aggregate_id, last_version) \
+                     SELECT n, t, i, 0 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(n, t, i) \
+                     ORDER BY t, i, n ON CONFLICT DO NOTHING"
                 ))
+                .bind(&tenants)
                 .bind(&types)
                 .bind(&ids)
                 .execute(&mut **tx)
                 .await?;
                 let rows = sqlx::query(&format!(
-                    "SELECT v.aggregate_type, v.aggregate_id, v.last_version \
-                     FROM {schema}._versions v JOIN unnest($1::text[], $2::text[]) AS u(t, i) \
-                       ON v.aggregate_type = u.t AND v.aggregate_id = u.i \
-                     ORDER BY v.aggregate_type, v.aggregate_id FOR UPDATE OF v"
+                    "SELECT v.tenant, v.aggregate_type, v.aggregate_id, v.last_version \
+                     FROM {schema}._versions v \
+                     JOIN unnest($1::text[], $2::text[], $3::text[]) AS u(n, t, i) \
+                       ON v.tenant = u.n AND v.aggregate_type = u.t AND v.aggregate_id = u.i \
+                     ORDER BY v.aggregate_type, v.aggregate_id, v.tenant FOR UPDATE OF v"
                 ))
+                .bind(&tenants)
                 .bind(&types)
                 .bind(&ids)
                 .fetch_all(&mut **tx)
                 .await?;
                 for r in rows {
-                    let v: i64 = r.get(2);
+                    let v: i64 = r.get(3);
                     if v > 0 {
-                        out.insert((r.get(0), r.get(1)), v);
+                        out.insert(
+                            AggregateKey::new(
+                                r.get::<String, _>(0),
+                                r.get::<String, _>(1),
+                                r.get::<String, _>(2),
+                            ),
+                            v,
+                        );
                     }
                 }
             }
             Self::Neo4j { txn, g, .. } => {
                 let list: Vec<Value> = sorted
                     .iter()
-                    .map(|(t, i)| json!({"key": version_key(t, i), "t": t, "id": i}))
+                    .map(|k| {
+                        json!({"key": version_key(k), "tenant": k.tenant,
+                            "t": k.aggregate_type, "id": k.aggregate_id})
+                    })
                     .collect();
                 // Setting a property takes the node's write lock until the transaction ends
                 // (the value itself is removed again in the same statement).
@@ -553,13 +647,12 @@ impl Tx {
                 while let Some(row) = rows.next(&mut **txn).await? {
                     let last: i64 = row.get("last").map_err(neo_de)?;
                     if last > 0 {
-                        out.insert(
-                            (
-                                row.get("t").map_err(neo_de)?,
-                                row.get("id").map_err(neo_de)?,
-                            ),
-                            last,
+                        let key = AggregateKey::new(
+                            row.get::<String>("tenant").map_err(neo_de)?,
+                            row.get::<String>("t").map_err(neo_de)?,
+                            row.get::<String>("id").map_err(neo_de)?,
                         );
+                        out.insert(key, last);
                     }
                 }
             }
@@ -610,17 +703,25 @@ impl Tx {
         sorted.sort();
         match self {
             Self::Postgres { tx, schema } => {
-                let types: Vec<&str> = sorted.iter().map(|((t, _), _)| t.as_str()).collect();
-                let ids: Vec<&str> = sorted.iter().map(|((_, i), _)| i.as_str()).collect();
+                let tenants: Vec<&str> = sorted.iter().map(|(k, _)| k.tenant.as_str()).collect();
+                let types: Vec<&str> = sorted
+                    .iter()
+                    .map(|(k, _)| k.aggregate_type.as_str())
+                    .collect();
+                let ids: Vec<&str> = sorted
+                    .iter()
+                    .map(|(k, _)| k.aggregate_id.as_str())
+                    .collect();
                 let vs: Vec<i64> = sorted.iter().map(|(_, v)| **v).collect();
                 sqlx::query(&format!(
-                    "INSERT INTO {schema}._versions (aggregate_type, aggregate_id, last_version) \
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) \
-                     ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
+                    "INSERT INTO {schema}._versions (aggregate_type, aggregate_id, tenant, last_version) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) \
+                     ON CONFLICT (aggregate_type, aggregate_id, tenant) DO UPDATE \
                      SET last_version = GREATEST({schema}._versions.last_version, EXCLUDED.last_version)"
                 ))
                 .bind(&types)
                 .bind(&ids)
+                .bind(&tenants)
                 .bind(&vs)
                 .execute(&mut **tx)
                 .await?;
@@ -628,7 +729,10 @@ impl Tx {
             Self::Neo4j { txn, g } => {
                 let rows: Vec<Value> = sorted
                     .iter()
-                    .map(|((t, i), v)| json!({"key": version_key(t, i), "t": t, "id": i, "v": v}))
+                    .map(|(k, v)| {
+                        json!({"key": version_key(k), "tenant": k.tenant, "t": k.aggregate_type,
+                            "id": k.aggregate_id, "v": v})
+                    })
                     .collect();
                 txn.run(
                     query(&render(SAVE_VERSIONS_CYPHER, g))
@@ -708,8 +812,15 @@ impl Tx {
     }
 }
 
-fn version_key(aggregate_type: &str, aggregate_id: &str) -> String {
-    format!("{aggregate_type}/{aggregate_id}")
+/// The key of a stream's version node: `type/id` for tenant `default` (the key every node had
+/// before streams were per tenant, so an existing graph keeps its guard), `tenant\u{1f}type/id`
+/// for any other tenant.
+fn version_key(k: &AggregateKey) -> String {
+    if k.tenant == "default" {
+        format!("{}/{}", k.aggregate_type, k.aggregate_id)
+    } else {
+        format!("{}\u{1f}{}/{}", k.tenant, k.aggregate_type, k.aggregate_id)
+    }
 }
 
 fn bolt(v: Value) -> Result<BoltType, ApplyError> {

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::FaultError;
 use crate::load::Ack;
 use crate::rig::Rig;
+use projector::target::AggregateKey;
 
 /// One row of the table.
 #[derive(Debug, Clone, Default)]
@@ -172,11 +173,11 @@ pub async fn verdict(
         let state = projector::state::ensure(&stores.pool, &**p).await?;
         let live = projector::state::target(&**p, state.generation, &stores);
         let applied = live.versions().await?;
-        for ((t, id), max) in &maxima {
-            if !p.aggregate_types().contains(&t.as_str()) {
+        for (key, max) in &maxima {
+            if !p.aggregate_types().contains(&key.aggregate_type.as_str()) {
                 continue;
             }
-            let got = applied.get(&(t.clone(), id.clone())).copied().unwrap_or(0);
+            let got = applied.get(key).copied().unwrap_or(0);
             if got < *max {
                 v.lost += max - got;
             } else if got > *max {
@@ -214,21 +215,27 @@ pub async fn lag(rig: &Rig) -> Result<i64, FaultError> {
     let stores = rig.pipeline.stores();
     let mut behind = 0;
     for p in projector::models::registry().all() {
-        let parked: HashSet<(String, String)> = sqlx::query(
-            "SELECT DISTINCT aggregate_type, aggregate_id FROM parked_events \
+        let parked: HashSet<AggregateKey> = sqlx::query(
+            "SELECT DISTINCT tenant, aggregate_type, aggregate_id FROM parked_events \
              WHERE read_model = $1 AND aggregate_id IS NOT NULL",
         )
         .bind(p.name())
         .fetch_all(admin)
         .await?
         .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| {
+            AggregateKey::new(
+                r.get::<String, _>(0),
+                r.get::<String, _>(1),
+                r.get::<String, _>(2),
+            )
+        })
         .collect();
         let state = projector::state::ensure(&stores.pool, &**p).await?;
         let live = projector::state::target(&**p, state.generation, &stores);
         let applied = live.versions().await?;
         for (key, max) in &maxima {
-            if p.aggregate_types().contains(&key.0.as_str()) && !parked.contains(key) {
+            if p.aggregate_types().contains(&key.aggregate_type.as_str()) && !parked.contains(key) {
                 behind += (max - applied.get(key).copied().unwrap_or(0)).max(0);
             }
         }
@@ -236,15 +243,22 @@ pub async fn lag(rig: &Rig) -> Result<i64, FaultError> {
     Ok(outbox + behind)
 }
 
-async fn store_maxima(rig: &Rig) -> Result<HashMap<(String, String), i64>, FaultError> {
-    Ok(
-        sqlx::query("SELECT aggregate_type, aggregate_id, max(version) FROM events GROUP BY 1, 2")
-            .fetch_all(&rig.pipeline.db.admin)
-            .await?
-            .into_iter()
-            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-            .collect(),
+async fn store_maxima(rig: &Rig) -> Result<HashMap<AggregateKey, i64>, FaultError> {
+    Ok(sqlx::query(
+        "SELECT tenant, aggregate_type, aggregate_id, max(version) FROM events GROUP BY 1, 2, 3",
     )
+    .fetch_all(&rig.pipeline.db.admin)
+    .await?
+    .into_iter()
+    .map(|r| {
+        let key = AggregateKey::new(
+            r.get::<String, _>(0),
+            r.get::<String, _>(1),
+            r.get::<String, _>(2),
+        );
+        (key, r.get(3))
+    })
+    .collect())
 }
 
 /// Parked events of every read model plus parked outbox rows.

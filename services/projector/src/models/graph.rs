@@ -3,19 +3,25 @@
 //! generation suffix, see [`crate::apply::render`]). Nested maps (classifications, enrichments,
 //! metadata) are stored as JSON text, since Neo4j properties cannot be maps.
 //!
-//! - `(:Verse {id})-[:CROSS_REFERENCE {id, type, confidence, status, method,
+//! Every node and every `CROSS_REFERENCE` carries the event envelope's `tenant` and is keyed by
+//! `(tenant, id)`: the same id in two tenants is two nodes, and every statement binds the
+//! tenant of its row, so no relationship joins nodes of two tenants.
+//!
+//! - `(:Verse {tenant, id})-[:CROSS_REFERENCE {tenant, id, type, confidence, status, method,
 //!   semantic_similarity, discovered_at, validated_at, validations, last_version,
 //!   enrichment_<key>}]->(:Verse)`; `(:Verse)-[:TYPIFIES {cross_ref_id, layer, relation,
 //!   fractal_depth, strength, identified_at, last_version}]->(:Verse)`; verse processing as
 //!   `processing_*` properties of the `Verse` named by `verse_id`.
-//! - `(:Project {id})-[:HAS_INTERVIEW]->(:Interview {id, title, source, language, status})
-//!   -[:HAS_SENTENCE]->(:Sentence {id, index, text, speaker})-[:HAS_ANALYSIS]->(:Analysis {id,
-//!   model, classification, keywords, topics, overridden})`; a user override is
-//!   `(:Analysis)-[:OVERRIDDEN_BY]->(:Override {id, fields, note, at})`, removed when cleared: the
-//!   effective classification is the override's fields over the machine's.
-//! - `(:Event {id, type, aggregate_type, aggregate_id, version, occurred_at, tenant,
+//! - `(:Project {tenant, id})-[:HAS_INTERVIEW]->(:Interview {tenant, id, title, source,
+//!   language, status})-[:HAS_SENTENCE]->(:Sentence {tenant, id, index, text, speaker})
+//!   -[:HAS_ANALYSIS]->(:Analysis {tenant, id, model, classification, keywords, topics,
+//!   overridden})`; a user override is `(:Analysis)-[:OVERRIDDEN_BY]->(:Override {tenant, id,
+//!   fields, note, at})`, removed when cleared: the effective classification is the override's
+//!   fields over the machine's.
+//! - `(:Event {tenant, id, type, aggregate_type, aggregate_id, version, occurred_at,
 //!   correlation_id})` for every event, and `(cause:Event)-[:CAUSED]->(effect:Event)` by causation
-//!   id (the cause may be a command id or an event of another aggregate).
+//!   id within the effect's tenant (the cause may be a command id or an event of another
+//!   aggregate of that tenant).
 
 use eventfold_reference::biblos::cross_reference::Event as XrefEvent;
 use eventfold_reference::biblos::verse_processing::Event as ProcessingEvent;
@@ -51,9 +57,11 @@ const RELATIONSHIPS: &[&str] = &[
 
 // Every statement below is written so that its plan does not grow with the graph (checked by
 // `EXPLAIN` in tests/it/projector_plans.rs): rows are anchored by unique-constraint seeks on
-// nodes or on `CROSS_REFERENCE.id`, relationships without a unique key are merged between bound
-// nodes (`Expand(Into)`), and no relationship MERGE carries a property that an index could
-// serve (MERGE's locking re-check then iterates that index).
+// the composite `(tenant, id)` of nodes or of `CROSS_REFERENCE` (every MERGE and MATCH names
+// both properties, so the seek is on the whole key), relationships without a unique key are
+// merged between bound nodes (`Expand(Into)`), and no relationship MERGE carries a property
+// that an index could serve (MERGE's locking re-check then iterates that index). Since both
+// ends of every relationship are bound by the row's tenant, no relationship joins two tenants.
 //
 // Every statement is also idempotent per entity: the node or relationship keeps the aggregate
 // version it last applied (`last_version`, `processing_last_version` on a verse) and a row
@@ -61,48 +69,47 @@ const RELATIONSHIPS: &[&str] = &[
 // consumer) cannot count twice. Event nodes and `CAUSED` hold only what the event itself says.
 
 const LINEAGE: &str = "UNWIND $rows AS r \
-    MERGE (e:Event{g} {id: r.event_id}) \
+    MERGE (e:Event{g} {tenant: r.tenant, id: r.event_id}) \
     SET e.type = r.type, e.aggregate_type = r.aggregate_type, e.aggregate_id = r.id, \
-        e.version = r.version, e.occurred_at = r.at, e.tenant = r.tenant, \
-        e.correlation_id = r.correlation_id \
+        e.version = r.version, e.occurred_at = r.at, e.correlation_id = r.correlation_id \
     WITH e, r WHERE r.causation_id IS NOT NULL \
-    MERGE (c:Event{g} {id: r.causation_id}) \
+    MERGE (c:Event{g} {tenant: r.tenant, id: r.causation_id}) \
     MERGE (c)-[:CAUSED{g}]->(e)";
 
 // A discovery is version 1 of its cross-reference: the relationship is created only when no
-// relationship has its id (a unique seek), never merged on `{id}`.
+// relationship has its `(tenant, id)` (a unique seek), never merged on that key.
 const XREF_DISCOVERED: &str = "UNWIND $rows AS r \
-    OPTIONAL MATCH ()-[old:CROSS_REFERENCE{g} {id: r.id}]->() \
+    OPTIONAL MATCH ()-[old:CROSS_REFERENCE{g} {tenant: r.tenant, id: r.id}]->() \
     WITH r, old WHERE old IS NULL \
-    MERGE (s:Verse{g} {id: r.source}) \
-    MERGE (t:Verse{g} {id: r.target}) \
-    CREATE (s)-[x:CROSS_REFERENCE{g} {id: r.id}]->(t) \
+    MERGE (s:Verse{g} {tenant: r.tenant, id: r.source}) \
+    MERGE (t:Verse{g} {tenant: r.tenant, id: r.target}) \
+    CREATE (s)-[x:CROSS_REFERENCE{g} {tenant: r.tenant, id: r.id}]->(t) \
     SET x.type = r.connection_type, x.confidence = r.confidence, x.status = 'discovered', \
         x.method = r.method, x.semantic_similarity = r.similarity, x.discovered_at = r.at, \
-        x.validations = 0, x.tenant = r.tenant, x.last_version = r.version";
+        x.validations = 0, x.last_version = r.version";
 
 const XREF_VALIDATED: &str = "UNWIND $rows AS r \
-    MATCH ()-[x:CROSS_REFERENCE{g} {id: r.id}]->() \
+    MATCH ()-[x:CROSS_REFERENCE{g} {tenant: r.tenant, id: r.id}]->() \
     WHERE x.last_version < r.version \
     SET x.confidence = r.confidence, x.status = r.status, x.validated_at = r.at, \
         x.validations = x.validations + 1, x.last_version = r.version";
 
 const XREF_REFINED: &str = "UNWIND $rows AS r \
-    MATCH ()-[x:CROSS_REFERENCE{g} {id: r.id}]->() \
+    MATCH ()-[x:CROSS_REFERENCE{g} {tenant: r.tenant, id: r.id}]->() \
     WHERE x.last_version < r.version \
     SET x += r.enrichments, x.confidence = r.confidence, x.refined_at = r.at, \
         x.last_version = r.version";
 
 const XREF_TOUCHED: &str = "UNWIND $rows AS r \
-    MATCH ()-[x:CROSS_REFERENCE{g} {id: r.id}]->() \
+    MATCH ()-[x:CROSS_REFERENCE{g} {tenant: r.tenant, id: r.id}]->() \
     WHERE x.last_version < r.version \
     SET x.last_version = r.version";
 
 // `TYPIFIES` has no index on purpose: its MERGE between the two bound verses is an
 // `Expand(Into)` over the few relationships between them.
 const TYPOLOGY: &str = "UNWIND $rows AS r \
-    MERGE (a:Verse{g} {id: r.type_ref}) \
-    MERGE (b:Verse{g} {id: r.antitype_ref}) \
+    MERGE (a:Verse{g} {tenant: r.tenant, id: r.type_ref}) \
+    MERGE (b:Verse{g} {tenant: r.tenant, id: r.antitype_ref}) \
     MERGE (a)-[y:TYPIFIES{g} {cross_ref_id: r.id, layer: r.layer}]->(b) \
     ON CREATE SET y.last_version = 0 \
     WITH y, r WHERE y.last_version < r.version \
@@ -112,44 +119,44 @@ const TYPOLOGY: &str = "UNWIND $rows AS r \
 // A verse is shared by cross-references and processing aggregates: the guard compares versions
 // of the processing aggregate that last wrote it only.
 const PROCESSING: &str = "UNWIND $rows AS r \
-    MERGE (v:Verse{g} {id: r.verse_id}) \
+    MERGE (v:Verse{g} {tenant: r.tenant, id: r.verse_id}) \
     WITH v, r WHERE v.processing_aggregate IS NULL OR v.processing_aggregate <> r.id \
         OR v.processing_last_version < r.version \
     SET v += r.props, v.processing_aggregate = r.id, v.processing_last_version = r.version";
 
 const INTERVIEW_CREATED: &str = "UNWIND $rows AS r \
-    MERGE (i:Interview{g} {id: r.id}) \
+    MERGE (i:Interview{g} {tenant: r.tenant, id: r.id}) \
     WITH i, r WHERE coalesce(i.last_version, 0) < r.version \
-    MERGE (p:Project{g} {id: r.project_id}) \
+    MERGE (p:Project{g} {tenant: r.tenant, id: r.project_id}) \
     SET i.title = r.title, i.source = r.source, i.language = r.language, i.status = 'created', \
-        i.metadata = r.metadata, i.tenant = r.tenant, i.created_at = r.at, \
+        i.metadata = r.metadata, i.created_at = r.at, \
         i.last_version = r.version \
     MERGE (p)-[:HAS_INTERVIEW{g}]->(i)";
 
 const INTERVIEW_CHANGED: &str = "UNWIND $rows AS r \
-    MATCH (i:Interview{g} {id: r.id}) \
+    MATCH (i:Interview{g} {tenant: r.tenant, id: r.id}) \
     WHERE coalesce(i.last_version, 0) < r.version \
     SET i += r.props, i.updated_at = r.at, i.last_version = r.version";
 
 const SENTENCE_CREATED: &str = "UNWIND $rows AS r \
-    MERGE (s:Sentence{g} {id: r.id}) \
+    MERGE (s:Sentence{g} {tenant: r.tenant, id: r.id}) \
     WITH s, r WHERE coalesce(s.last_version, 0) < r.version \
-    MERGE (i:Interview{g} {id: r.interview_id}) \
+    MERGE (i:Interview{g} {tenant: r.tenant, id: r.interview_id}) \
     SET s.index = r.index, s.text = r.text, s.speaker = r.speaker, s.start_ms = r.start_ms, \
-        s.end_ms = r.end_ms, s.tenant = r.tenant, s.last_version = r.version \
+        s.end_ms = r.end_ms, s.last_version = r.version \
     MERGE (i)-[:HAS_SENTENCE{g}]->(s)";
 
 // The sentence's `last_version` guards its analysis and override too: they change only through
 // the sentence aggregate's events.
 const SENTENCE_EDITED: &str = "UNWIND $rows AS r \
-    MATCH (s:Sentence{g} {id: r.id}) \
+    MATCH (s:Sentence{g} {tenant: r.tenant, id: r.id}) \
     WHERE coalesce(s.last_version, 0) < r.version \
     SET s.text = r.text, s.edited_by = r.editor, s.edited_at = r.at, s.last_version = r.version";
 
 const ANALYSIS_GENERATED: &str = "UNWIND $rows AS r \
-    MATCH (s:Sentence{g} {id: r.id}) \
+    MATCH (s:Sentence{g} {tenant: r.tenant, id: r.id}) \
     WHERE coalesce(s.last_version, 0) < r.version \
-    MERGE (a:Analysis{g} {id: r.id}) \
+    MERGE (a:Analysis{g} {tenant: r.tenant, id: r.id}) \
     MERGE (s)-[:HAS_ANALYSIS{g}]->(a) \
     SET a.model = r.model, a.model_version = r.model_version, \
         a.classification = r.classification, a.keywords = r.keywords, a.topics = r.topics, \
@@ -158,17 +165,17 @@ const ANALYSIS_GENERATED: &str = "UNWIND $rows AS r \
         a.last_version = r.version, s.last_version = r.version";
 
 const ANALYSIS_OVERRIDDEN: &str = "UNWIND $rows AS r \
-    MATCH (s:Sentence{g} {id: r.id}) \
+    MATCH (s:Sentence{g} {tenant: r.tenant, id: r.id}) \
     WHERE coalesce(s.last_version, 0) < r.version \
-    MERGE (a:Analysis{g} {id: r.id}) \
+    MERGE (a:Analysis{g} {tenant: r.tenant, id: r.id}) \
     MERGE (s)-[:HAS_ANALYSIS{g}]->(a) \
-    MERGE (o:Override{g} {id: r.id}) \
+    MERGE (o:Override{g} {tenant: r.tenant, id: r.id}) \
     MERGE (a)-[:OVERRIDDEN_BY{g}]->(o) \
     SET o.fields = r.fields, o.note = r.note, o.at = r.at, a.overridden = true, \
         a.last_version = r.version, s.last_version = r.version";
 
 const ANALYSIS_CLEARED: &str = "UNWIND $rows AS r \
-    MATCH (s:Sentence{g} {id: r.id}) \
+    MATCH (s:Sentence{g} {tenant: r.tenant, id: r.id}) \
     WHERE coalesce(s.last_version, 0) < r.version \
     OPTIONAL MATCH (s)-[:HAS_ANALYSIS{g}]->(a:Analysis{g}) \
     OPTIONAL MATCH (a)-[:OVERRIDDEN_BY{g}]->(o:Override{g}) \
@@ -352,19 +359,34 @@ impl Projection for Graph {
     fn setup(&self) -> Vec<String> {
         LABELS
             .iter()
-            .map(|l| {
-                format!(
-                    "CREATE CONSTRAINT {}_id{{g}} IF NOT EXISTS FOR (n:{l}{{g}}) REQUIRE n.id IS UNIQUE",
-                    l.to_lowercase()
-                )
+            .flat_map(|l| {
+                let name = l.to_lowercase();
+                [
+                    // Until this version `id` alone was unique: two tenants' nodes with the
+                    // same id could not coexist.
+                    format!("DROP CONSTRAINT {name}_id{{g}} IF EXISTS"),
+                    // Nodes written before the tenant was part of their key answer for the
+                    // default tenant (a label scan per start, in bounded transactions; nothing
+                    // matches once done). See the README, "Identity and tenants".
+                    format!(
+                        "MATCH (n:{l}{{g}}) WHERE n.tenant IS NULL \
+                         CALL {{ WITH n SET n.tenant = 'default' }} IN TRANSACTIONS OF 10000 ROWS"
+                    ),
+                    format!(
+                        "CREATE CONSTRAINT {name}_tenant_id{{g}} IF NOT EXISTS \
+                         FOR (n:{l}{{g}}) REQUIRE (n.tenant, n.id) IS UNIQUE"
+                    ),
+                ]
             })
             .chain([
-                // Until this version a plain index served `CROSS_REFERENCE.id`; a uniqueness
-                // constraint cannot be created over it, and its unique seek is what anchors the
-                // cross-reference statements.
+                // Until then a plain index, and later `id` alone, served `CROSS_REFERENCE.id`;
+                // a uniqueness constraint cannot be created over the index, and the unique seek
+                // on `(tenant, id)` is what anchors the cross-reference statements. Its
+                // relationships always carried `tenant`.
                 "DROP INDEX cross_reference_id{g} IF EXISTS".to_owned(),
-                "CREATE CONSTRAINT cross_reference_id_unique{g} IF NOT EXISTS \
-                 FOR ()-[x:CROSS_REFERENCE{g}]-() REQUIRE x.id IS UNIQUE"
+                "DROP CONSTRAINT cross_reference_id_unique{g} IF EXISTS".to_owned(),
+                "CREATE CONSTRAINT cross_reference_tenant_id{g} IF NOT EXISTS \
+                 FOR ()-[x:CROSS_REFERENCE{g}]-() REQUIRE (x.tenant, x.id) IS UNIQUE"
                     .to_owned(),
             ])
             .collect()
@@ -439,13 +461,13 @@ impl Projection for Graph {
             "MATCH (n:Sentence{g}) RETURN {label: 'Sentence', props: properties(n)} AS row",
             "MATCH (n:Analysis{g}) RETURN {label: 'Analysis', props: properties(n)} AS row",
             "MATCH (n:Override{g}) RETURN {label: 'Override', props: properties(n)} AS row",
-            "MATCH (a)-[r:CROSS_REFERENCE{g}]->(b) RETURN {type: 'CROSS_REFERENCE', from: a.id, to: b.id, props: properties(r)} AS row",
-            "MATCH (a)-[r:TYPIFIES{g}]->(b) RETURN {type: 'TYPIFIES', from: a.id, to: b.id, props: properties(r)} AS row",
-            "MATCH (a)-[r:CAUSED{g}]->(b) RETURN {type: 'CAUSED', from: a.id, to: b.id} AS row",
-            "MATCH (a)-[r:HAS_INTERVIEW{g}]->(b) RETURN {type: 'HAS_INTERVIEW', from: a.id, to: b.id} AS row",
-            "MATCH (a)-[r:HAS_SENTENCE{g}]->(b) RETURN {type: 'HAS_SENTENCE', from: a.id, to: b.id} AS row",
-            "MATCH (a)-[r:HAS_ANALYSIS{g}]->(b) RETURN {type: 'HAS_ANALYSIS', from: a.id, to: b.id} AS row",
-            "MATCH (a)-[r:OVERRIDDEN_BY{g}]->(b) RETURN {type: 'OVERRIDDEN_BY', from: a.id, to: b.id} AS row",
+            "MATCH (a)-[r:CROSS_REFERENCE{g}]->(b) RETURN {type: 'CROSS_REFERENCE', from: [a.tenant, a.id], to: [b.tenant, b.id], props: properties(r)} AS row",
+            "MATCH (a)-[r:TYPIFIES{g}]->(b) RETURN {type: 'TYPIFIES', from: [a.tenant, a.id], to: [b.tenant, b.id], props: properties(r)} AS row",
+            "MATCH (a)-[r:CAUSED{g}]->(b) RETURN {type: 'CAUSED', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
+            "MATCH (a)-[r:HAS_INTERVIEW{g}]->(b) RETURN {type: 'HAS_INTERVIEW', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
+            "MATCH (a)-[r:HAS_SENTENCE{g}]->(b) RETURN {type: 'HAS_SENTENCE', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
+            "MATCH (a)-[r:HAS_ANALYSIS{g}]->(b) RETURN {type: 'HAS_ANALYSIS', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
+            "MATCH (a)-[r:OVERRIDDEN_BY{g}]->(b) RETURN {type: 'OVERRIDDEN_BY', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
         ]
     }
 }
@@ -521,23 +543,51 @@ mod tests {
     }
 
     #[test]
+    fn every_node_and_cross_reference_is_bound_by_the_rows_tenant_and_id() {
+        for key in STATEMENT_KEYS {
+            let s = Graph.statement(key).unwrap();
+            for l in LABELS.iter().chain(&["CROSS_REFERENCE"]) {
+                for (i, _) in s.match_indices(&format!(":{l}{{g}} {{")) {
+                    let rest = &s[i + l.len() + 6..];
+                    assert!(
+                        rest.starts_with("tenant: r.tenant, id: "),
+                        "{key}: `{l}` not keyed by (tenant, id): {rest}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_dump_names_relationship_ends_by_tenant_and_id() {
+        for q in Graph.dump().into_iter().filter(|q| q.contains(")-[r:")) {
+            assert!(
+                q.contains("from: [a.tenant, a.id], to: [b.tenant, b.id]"),
+                "{q}"
+            );
+        }
+    }
+
+    const STATEMENT_KEYS: [&str; 14] = [
+        "lineage",
+        "xref_discovered",
+        "xref_validated",
+        "xref_refined",
+        "xref_touched",
+        "typology",
+        "processing",
+        "interview_created",
+        "interview_changed",
+        "sentence_created",
+        "sentence_edited",
+        "analysis_generated",
+        "analysis_overridden",
+        "analysis_cleared",
+    ];
+
+    #[test]
     fn every_statement_names_its_labels_with_the_generation_suffix() {
-        for key in [
-            "lineage",
-            "xref_discovered",
-            "xref_validated",
-            "xref_refined",
-            "xref_touched",
-            "typology",
-            "processing",
-            "interview_created",
-            "interview_changed",
-            "sentence_created",
-            "sentence_edited",
-            "analysis_generated",
-            "analysis_overridden",
-            "analysis_cleared",
-        ] {
+        for key in STATEMENT_KEYS {
             let s = Graph.statement(key).unwrap();
             for l in LABELS.iter().chain(RELATIONSHIPS) {
                 for (i, _) in s.match_indices(&format!(":{l}")) {

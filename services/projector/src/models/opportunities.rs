@@ -15,7 +15,7 @@ pub struct Opportunities;
 
 const SETUP: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {schema}.opportunities (
-        aggregate_id          text PRIMARY KEY,
+        aggregate_id          text NOT NULL,
         tenant                text NOT NULL,
         opportunity_id        text NOT NULL,
         title                 text NOT NULL,
@@ -31,13 +31,23 @@ const SETUP: &[&str] = &[
         archived_reason       text,
         created_at            timestamptz NOT NULL,
         updated_at            timestamptz NOT NULL,
-        last_version          bigint NOT NULL
+        last_version          bigint NOT NULL,
+        PRIMARY KEY (tenant, aggregate_id)
     ) WITH (fillfactor = 70)",
+    // A generation created before streams were per tenant was keyed by the id alone.
+    "DO $$ BEGIN \
+     IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+       JOIN pg_namespace n ON n.oid = c.relnamespace \
+       WHERE n.nspname = '{schema}' AND c.relname = 'opportunities' AND i.indisprimary \
+         AND i.indnatts = 1) THEN \
+       ALTER TABLE {schema}.opportunities DROP CONSTRAINT opportunities_pkey; \
+       ALTER TABLE {schema}.opportunities ADD PRIMARY KEY (tenant, aggregate_id); \
+     END IF; END $$",
     "CREATE INDEX IF NOT EXISTS opportunities_type ON {schema}.opportunities (ai_solution_type, created_at)",
     "CREATE INDEX IF NOT EXISTS opportunities_created ON {schema}.opportunities (created_at, aggregate_id)",
     "CREATE INDEX IF NOT EXISTS opportunities_status ON {schema}.opportunities (status)",
     "CREATE TABLE IF NOT EXISTS {schema}.users (
-        aggregate_id           text PRIMARY KEY,
+        aggregate_id           text NOT NULL,
         tenant                 text NOT NULL,
         user_id                text NOT NULL,
         email                  text NOT NULL,
@@ -49,8 +59,17 @@ const SETUP: &[&str] = &[
         deactivation_reason    text,
         registered_at          timestamptz NOT NULL,
         updated_at             timestamptz NOT NULL,
-        last_version           bigint NOT NULL
+        last_version           bigint NOT NULL,
+        PRIMARY KEY (tenant, aggregate_id)
     ) WITH (fillfactor = 70)",
+    "DO $$ BEGIN \
+     IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+       JOIN pg_namespace n ON n.oid = c.relnamespace \
+       WHERE n.nspname = '{schema}' AND c.relname = 'users' AND i.indisprimary \
+         AND i.indnatts = 1) THEN \
+       ALTER TABLE {schema}.users DROP CONSTRAINT users_pkey; \
+       ALTER TABLE {schema}.users ADD PRIMARY KEY (tenant, aggregate_id); \
+     END IF; END $$",
 ];
 
 const OPP_CREATED: &str = "INSERT INTO {schema}.opportunities (aggregate_id, tenant, opportunity_id, \
@@ -62,29 +81,29 @@ const OPP_CREATED: &str = "INSERT INTO {schema}.opportunities (aggregate_id, ten
      FROM jsonb_to_recordset($1) AS r(id text, tenant text, opportunity_id text, title text, \
        description text, ai_solution_type text, ai_solution_category text, \
        market_size_estimate bigint, confidence_score float8, at timestamptz, version bigint) \
-     ON CONFLICT (aggregate_id) DO NOTHING";
+     ON CONFLICT (tenant, aggregate_id) DO NOTHING";
 
 const OPP_UPDATED: &str = "UPDATE {schema}.opportunities o SET \
        title = coalesce(r.title, o.title), description = coalesce(r.description, o.description), \
        market_size_estimate = coalesce(r.market_size_estimate, o.market_size_estimate), \
        confidence_score = coalesce(r.confidence_score, o.confidence_score), \
        updated_at = r.at, last_version = r.version \
-     FROM jsonb_to_recordset($1) AS r(id text, title text, description text, \
+     FROM jsonb_to_recordset($1) AS r(id text, tenant text, title text, description text, \
        market_size_estimate bigint, confidence_score float8, at timestamptz, version bigint) \
-     WHERE o.aggregate_id = r.id AND o.last_version < r.version";
+     WHERE o.tenant = r.tenant AND o.aggregate_id = r.id AND o.last_version < r.version";
 
 const OPP_VALIDATED: &str = "UPDATE {schema}.opportunities o SET status = 'validated', \
        validation_count = o.validation_count + 1, \
        validation_score_sum = o.validation_score_sum + r.score, last_validator_id = r.validator_id, \
        updated_at = r.at, last_version = r.version \
-     FROM jsonb_to_recordset($1) AS r(id text, score float8, validator_id text, at timestamptz, \
+     FROM jsonb_to_recordset($1) AS r(id text, tenant text, score float8, validator_id text, at timestamptz, \
        version bigint) \
-     WHERE o.aggregate_id = r.id AND o.last_version < r.version";
+     WHERE o.tenant = r.tenant AND o.aggregate_id = r.id AND o.last_version < r.version";
 
 const OPP_ARCHIVED: &str = "UPDATE {schema}.opportunities o SET status = 'archived', \
        archived_reason = r.reason, updated_at = r.at, last_version = r.version \
-     FROM jsonb_to_recordset($1) AS r(id text, reason text, at timestamptz, version bigint) \
-     WHERE o.aggregate_id = r.id AND o.last_version < r.version";
+     FROM jsonb_to_recordset($1) AS r(id text, tenant text, reason text, at timestamptz, version bigint) \
+     WHERE o.tenant = r.tenant AND o.aggregate_id = r.id AND o.last_version < r.version";
 
 const USER_REGISTERED: &str = "INSERT INTO {schema}.users (aggregate_id, tenant, user_id, email, \
        display_name, expertise_domains, user_preferences, notification_settings, active, \
@@ -94,7 +113,7 @@ const USER_REGISTERED: &str = "INSERT INTO {schema}.users (aggregate_id, tenant,
      FROM jsonb_to_recordset($1) AS r(id text, tenant text, user_id text, email text, \
        display_name text, expertise_domains jsonb, user_preferences jsonb, \
        notification_settings jsonb, at timestamptz, version bigint) \
-     ON CONFLICT (aggregate_id) DO NOTHING";
+     ON CONFLICT (tenant, aggregate_id) DO NOTHING";
 
 const USER_UPDATED: &str = "UPDATE {schema}.users u SET \
        display_name = coalesce(r.display_name, u.display_name), \
@@ -102,14 +121,14 @@ const USER_UPDATED: &str = "UPDATE {schema}.users u SET \
        user_preferences = coalesce(r.user_preferences, u.user_preferences), \
        notification_settings = coalesce(r.notification_settings, u.notification_settings), \
        updated_at = r.at, last_version = r.version \
-     FROM jsonb_to_recordset($1) AS r(id text, display_name text, expertise_domains jsonb, \
+     FROM jsonb_to_recordset($1) AS r(id text, tenant text, display_name text, expertise_domains jsonb, \
        user_preferences jsonb, notification_settings jsonb, at timestamptz, version bigint) \
-     WHERE u.aggregate_id = r.id AND u.last_version < r.version";
+     WHERE u.tenant = r.tenant AND u.aggregate_id = r.id AND u.last_version < r.version";
 
 const USER_DEACTIVATED: &str = "UPDATE {schema}.users u SET active = false, \
        deactivation_reason = r.reason, updated_at = r.at, last_version = r.version \
-     FROM jsonb_to_recordset($1) AS r(id text, reason text, at timestamptz, version bigint) \
-     WHERE u.aggregate_id = r.id AND u.last_version < r.version";
+     FROM jsonb_to_recordset($1) AS r(id text, tenant text, reason text, at timestamptz, version bigint) \
+     WHERE u.tenant = r.tenant AND u.aggregate_id = r.id AND u.last_version < r.version";
 
 /// The envelope fields every row carries.
 fn base(e: &ProjectedEvent) -> serde_json::Map<String, Value> {

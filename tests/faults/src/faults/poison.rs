@@ -23,6 +23,7 @@ use super::{AFTERMATH, PROCESS_BOUND, Run};
 use crate::FaultError;
 use crate::rig::{Rig, RigOptions};
 use crate::verdict::{Verdict, lag, verdict};
+use projector::target::AggregateKey;
 
 /// The poison kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,9 +347,9 @@ async fn candidates(
                 && v >= 2
                 && (!settled
                     || maxima.get(id) == Some(&v)
-                        && applied
-                            .iter()
-                            .all(|m| m.get(&(aggregate_type.to_string(), id.clone())) == Some(&v)))
+                        && applied.iter().all(|m| {
+                            m.get(&AggregateKey::new(&env.tenant, aggregate_type, id)) == Some(&v)
+                        }))
         })
         .map(|(id, (env, value, partition))| (id, env, value, partition))
         .collect();
@@ -360,7 +361,7 @@ async fn candidates(
 async fn applied_versions(
     rig: &Rig,
     aggregate_type: &str,
-) -> Result<Vec<HashMap<(String, String), i64>>, FaultError> {
+) -> Result<Vec<HashMap<AggregateKey, i64>>, FaultError> {
     let stores = rig.pipeline.stores();
     let mut out = Vec::new();
     for p in projector::models::registry().all() {
@@ -474,7 +475,7 @@ async fn refusal_outcome(
     base: i64,
 ) -> Result<bool, FaultError> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let key = ("CrossReference".to_string(), id.to_string());
+    let key = AggregateKey::new("default", "CrossReference", id);
     loop {
         let parked: Option<String> =
             sqlx::query_scalar("SELECT reason FROM parked_events WHERE event_id = $1 LIMIT 1")
@@ -568,7 +569,7 @@ async fn check_parked(
         .bind(&i.aggregate_id)
         .fetch_one(admin)
         .await?;
-        let key = (i.aggregate_type.clone(), i.aggregate_id.clone());
+        let key = AggregateKey::new("default", &i.aggregate_type, &i.aggregate_id);
         let stores = rig.pipeline.stores();
         for p in projector::models::registry().all() {
             if !p.aggregate_types().contains(&i.aggregate_type.as_str()) {
