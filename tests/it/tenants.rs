@@ -463,6 +463,41 @@ async fn the_read_api_shows_each_tenant_only_its_own_rows() {
     }
     let report = p.audit("opportunities").await;
     assert!(report.is_clean(), "{report:?}");
+
+    // The database enforces it too: as the read API's role, row-level security shows one
+    // tenant's rows, and a query that names no tenant is refused rather than shown every row.
+    for (tenant, want) in [("tenant-a", 4), ("tenant-b", 3)] {
+        let mut tx = p.db.admin.begin().await.unwrap();
+        sqlx::query(
+            "SELECT set_config('role', 'eventfold_reader', true), \
+                    set_config('eventfold.tenant', $1, true)",
+        )
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM rm_opportunities_g1.opportunities WHERE aggregate_id LIKE 'opp-%'",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        assert_eq!(n, want, "{tenant}");
+    }
+    let mut tx = p.db.admin.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE eventfold_reader")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let unnamed =
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM rm_opportunities_g1.opportunities")
+            .fetch_one(&mut *tx)
+            .await;
+    assert!(
+        unnamed.is_err(),
+        "rows shown to a query that named no tenant: {unnamed:?}"
+    );
+    drop(tx);
     projector.stop().await;
     relay.stop().await;
     api.shutdown.trigger();

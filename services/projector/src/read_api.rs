@@ -57,6 +57,23 @@ pub fn router(pool: PgPool, state: watch::Receiver<ModelState>) -> axum::Router 
         })
 }
 
+/// A read-only transaction as `eventfold_reader` for `tenant`: the tables' row-level security then
+/// shows that tenant's rows only (the queries filter by tenant as well, for their indexes).
+async fn as_tenant(
+    pool: &PgPool,
+    tenant: &str,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "SELECT set_config('role', 'eventfold_reader', true), \
+                set_config('eventfold.tenant', $1, true)",
+    )
+    .bind(tenant)
+    .execute(&mut *tx)
+    .await?;
+    Ok(tx)
+}
+
 fn unavailable(e: sqlx::Error) -> Response {
     match &e {
         // The read model has not been created yet (no event consumed): nothing to read.
@@ -151,20 +168,24 @@ async fn list(
          ORDER BY created_at, aggregate_id LIMIT $11) t",
         r.schema()
     );
-    let rows: Result<Vec<Value>, _> = sqlx::query_scalar(&sql)
-        .bind(&f.status)
-        .bind(&f.ai_solution_type)
-        .bind(&f.ai_solution_category)
-        .bind(f.min_confidence)
-        .bind(&principal.tenant)
-        .bind(&f.q)
-        .bind(f.created_from)
-        .bind(f.created_to)
-        .bind(after.as_ref().map(|(t, _)| *t))
-        .bind(after.as_ref().map(|(_, id)| id.clone()))
-        .bind(limit)
-        .fetch_all(&r.pool)
-        .await;
+    let rows: Result<Vec<Value>, _> = async {
+        let mut tx = as_tenant(&r.pool, &principal.tenant).await?;
+        sqlx::query_scalar(&sql)
+            .bind(&f.status)
+            .bind(&f.ai_solution_type)
+            .bind(&f.ai_solution_category)
+            .bind(f.min_confidence)
+            .bind(&principal.tenant)
+            .bind(&f.q)
+            .bind(f.created_from)
+            .bind(f.created_to)
+            .bind(after.as_ref().map(|(t, _)| *t))
+            .bind(after.as_ref().map(|(_, id)| id.clone()))
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+    }
+    .await;
     match rows {
         Ok(items) => {
             let next = (items.len() as i64 == limit)
@@ -211,12 +232,15 @@ async fn user(State(r): State<Read>, principal: Principal, Path(id): Path<String
 /// The JSON row `sql` returns for `id` of `tenant`, or 404 `unknown_<what>` (also for another
 /// tenant's row).
 async fn by_id(r: &Read, sql: &str, id: &str, tenant: &str, what: &'static str) -> Response {
-    match sqlx::query_scalar::<_, Value>(sql)
-        .bind(id)
-        .bind(tenant)
-        .fetch_optional(&r.pool)
-        .await
-    {
+    let row = async {
+        let mut tx = as_tenant(&r.pool, tenant).await?;
+        sqlx::query_scalar::<_, Value>(sql)
+            .bind(id)
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await
+    };
+    match row.await {
         Ok(Some(v)) => Json(v).into_response(),
         Ok(None) => problem(
             StatusCode::NOT_FOUND,
@@ -251,11 +275,14 @@ async fn stats(State(r): State<Read>, principal: Principal) -> Response {
            'users', (SELECT count(*) FROM {schema}.users WHERE tenant = $1), \
            'active_users', (SELECT count(*) FROM {schema}.users WHERE tenant = $1 AND active))"
     );
-    match sqlx::query_scalar::<_, Value>(&sql)
-        .bind(&principal.tenant)
-        .fetch_one(&r.pool)
-        .await
-    {
+    let computed = async {
+        let mut tx = as_tenant(&r.pool, &principal.tenant).await?;
+        sqlx::query_scalar::<_, Value>(&sql)
+            .bind(&principal.tenant)
+            .fetch_one(&mut *tx)
+            .await
+    };
+    match computed.await {
         Ok(v) => {
             if let Ok(mut cache) = r.stats.lock() {
                 cache.retain(|_, (at, _)| at.elapsed() < STATS_TTL);

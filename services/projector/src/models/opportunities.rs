@@ -70,6 +70,24 @@ const SETUP: &[&str] = &[
        ALTER TABLE {schema}.users DROP CONSTRAINT users_pkey; \
        ALTER TABLE {schema}.users ADD PRIMARY KEY (tenant, aggregate_id); \
      END IF; END $$",
+    // Row-level security for the read API's role: one tenant's rows, named per request by
+    // `eventfold.tenant` (an unset tenant is an error, never every row). The projectors write as
+    // the tables' owner, which the policies do not filter.
+    "GRANT USAGE ON SCHEMA {schema} TO eventfold_reader",
+    "GRANT SELECT ON {schema}.opportunities, {schema}.users TO eventfold_reader",
+    "ALTER TABLE {schema}.opportunities ENABLE ROW LEVEL SECURITY",
+    "ALTER TABLE {schema}.users ENABLE ROW LEVEL SECURITY",
+    "DO $$ BEGIN \
+     IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = '{schema}' \
+       AND tablename = 'opportunities' AND policyname = 'tenant_rows') THEN \
+       CREATE POLICY tenant_rows ON {schema}.opportunities FOR SELECT TO eventfold_reader \
+         USING (tenant = current_setting('eventfold.tenant')); \
+     END IF; \
+     IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = '{schema}' \
+       AND tablename = 'users' AND policyname = 'tenant_rows') THEN \
+       CREATE POLICY tenant_rows ON {schema}.users FOR SELECT TO eventfold_reader \
+         USING (tenant = current_setting('eventfold.tenant')); \
+     END IF; END $$",
 ];
 
 const OPP_CREATED: &str = "INSERT INTO {schema}.opportunities (aggregate_id, tenant, opportunity_id, \
