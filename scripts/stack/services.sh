@@ -74,6 +74,14 @@ migrate() {
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$role') THEN
         CREATE ROLE $role LOGIN PASSWORD '$role' IN ROLE $group;
       END IF; END \$\$" >/dev/null || die "cannot create the login role $role"
+    # Server-side bounds per role: a runaway statement or a transaction left open by a stuck
+    # client ends on its own. Not for the projector: a rebuild streams the whole event store in
+    # one statement and transaction, and its apply transactions set their own statement_timeout.
+    if [[ "$svc" != projector ]]; then
+      psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qc "ALTER ROLE $role SET statement_timeout = '30s'" \
+        -c "ALTER ROLE $role SET idle_in_transaction_session_timeout = '60s'" >/dev/null \
+        || die "cannot set the timeouts of $role"
+    fi
   done
 }
 

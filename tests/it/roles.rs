@@ -84,3 +84,28 @@ async fn each_service_role_is_refused_what_its_service_never_does() {
     )
     .await;
 }
+
+/// The login roles `make up` gives the command service and the relay carry server-side bounds: a
+/// runaway statement or a transaction a stuck client left open ends on its own.
+#[tokio::test]
+async fn the_stacks_service_roles_have_statement_and_idle_transaction_timeouts() {
+    let stack = Stack::from_env().await;
+    for role in ["ef_command_service", "ef_outbox_relay"] {
+        let pool = PgPool::connect(&stack.role_url(role, None))
+            .await
+            .unwrap_or_else(|e| panic!("connect as {role} (started by make up): {e}"));
+        let statement: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let idle: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            (statement.as_str(), idle.as_str()),
+            ("30s", "1min"),
+            "{role}"
+        );
+    }
+}
