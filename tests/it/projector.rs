@@ -41,14 +41,6 @@ fn assert_clean(report: &projector::rebuild::AuditReport) {
     );
 }
 
-async fn graph_count(p: &Pipeline, cypher: &str) -> i64 {
-    let graph = p.stack.neo4j.graph().expect("graph");
-    let q = cypher.replace("{g}", &p.suffix);
-    let mut rows = graph.execute(neo4rs::query(&q)).await.expect("cypher");
-    let row = rows.next().await.expect("row").expect("one row");
-    row.get::<i64>("n").expect("n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn commands_over_http_reach_both_read_models_and_duplicates_change_nothing() {
     let stack = Stack::from_env().await;
@@ -174,11 +166,8 @@ async fn commands_over_http_reach_both_read_models_and_duplicates_change_nothing
     assert_clean(&p.audit("opportunities").await);
     assert_clean(&p.audit("graph").await);
     assert_eq!(
-        graph_count(
-            &p,
-            "MATCH (:Verse{g})-[r:CROSS_REFERENCE{g}]->(:Verse{g}) RETURN count(r) AS n"
-        )
-        .await,
+        p.graph_count("MATCH (:Verse{g})-[r:CROSS_REFERENCE{g}]->(:Verse{g}) RETURN count(r) AS n")
+            .await,
         20
     );
     assert!(p.parked("opportunities").await.is_empty());

@@ -504,15 +504,6 @@ async fn the_read_api_shows_each_tenant_only_its_own_rows() {
     p.drop_all().await;
 }
 
-/// One row of `cypher` on the pipeline's graph (`{g}` is its label suffix), column `n`.
-async fn graph_count(p: &eventfold_tests::pipeline::Pipeline, cypher: &str) -> i64 {
-    let graph = p.stack.neo4j.graph().expect("graph");
-    let q = cypher.replace("{g}", &p.suffix);
-    let mut rows = graph.execute(neo4rs::query(&q)).await.expect("cypher");
-    let row = rows.next().await.expect("row").expect("one row");
-    row.get::<i64>("n").expect("n")
-}
-
 /// Two tenants through Kafka to the Neo4j graph: the same cross-reference id between the same
 /// verses, the same interview, project and sentence ids, and commands with the same causation id
 /// are separate nodes and relationships per tenant (two `CROSS_REFERENCE` between two separate
@@ -602,11 +593,11 @@ async fn the_same_ids_in_two_tenants_are_separate_nodes_of_the_graph() {
         "Override",
     ] {
         let (nodes, tenants) = (
-            graph_count(&p, &format!("MATCH (n:{label}{{g}}) RETURN count(n) AS n")).await,
-            graph_count(
-                &p,
-                &format!("MATCH (n:{label}{{g}}) RETURN count(DISTINCT n.tenant) AS n"),
-            )
+            p.graph_count(&format!("MATCH (n:{label}{{g}}) RETURN count(n) AS n"))
+                .await,
+            p.graph_count(&format!(
+                "MATCH (n:{label}{{g}}) RETURN count(DISTINCT n.tenant) AS n"
+            ))
             .await,
         );
         let verses = if label == "Verse" { 2 } else { 1 };
@@ -621,7 +612,7 @@ async fn the_same_ids_in_two_tenants_are_separate_nodes_of_the_graph() {
              (t:Verse{{g}} {{id: 'JHN.1.1', tenant: '{tenant}'}}) \
              WHERE x.validations = {n} RETURN count(x) AS n"
         );
-        assert_eq!(graph_count(&p, &q).await, 1, "{tenant}: {q}");
+        assert_eq!(p.graph_count(&q).await, 1, "{tenant}: {q}");
         let q = format!(
             "MATCH (:Project{{g}} {{tenant: '{tenant}', id: 'proj-shared'}}) \
              -[:HAS_INTERVIEW{{g}}]->(i:Interview{{g}} {{tenant: '{tenant}', title: '{tenant}'}}) \
@@ -630,13 +621,13 @@ async fn the_same_ids_in_two_tenants_are_separate_nodes_of_the_graph() {
              -[:OVERRIDDEN_BY{{g}}]->(o:Override{{g}} {{tenant: '{tenant}'}}) \
              WHERE o.fields CONTAINS '{tenant}' RETURN count(*) AS n"
         );
-        assert_eq!(graph_count(&p, &q).await, 1, "{tenant}: {q}");
+        assert_eq!(p.graph_count(&q).await, 1, "{tenant}: {q}");
         // The shared causation id is a cause node per tenant, causing only its tenant's events.
         let q = format!(
             "MATCH (c:Event{{g}} {{tenant: '{tenant}', id: '{cause}'}})-[:CAUSED{{g}}]->(e) \
              WHERE e.tenant = '{tenant}' RETURN count(e) AS n"
         );
-        assert_eq!(graph_count(&p, &q).await, 1 + n + 4, "{tenant}: {q}");
+        assert_eq!(p.graph_count(&q).await, 1 + n + 4, "{tenant}: {q}");
     }
     // Every label of the read model (not the projector's own bookkeeping nodes).
     let nodes = [
@@ -651,35 +642,29 @@ async fn the_same_ids_in_two_tenants_are_separate_nodes_of_the_graph() {
     .map(|l| format!("{l}{{g}}"))
     .join("|");
     assert_eq!(
-        graph_count(
-            &p,
-            "MATCH (:Verse{g})-[r:CROSS_REFERENCE{g}]->(:Verse{g}) RETURN count(r) AS n"
-        )
+        p.graph_count("MATCH (:Verse{g})-[r:CROSS_REFERENCE{g}]->(:Verse{g}) RETURN count(r) AS n")
+            .await,
+        2
+    );
+    assert_eq!(
+        p.graph_count(&format!(
+            "MATCH (c:Event{{g}} {{id: '{cause}'}}) RETURN count(c) AS n"
+        ))
         .await,
         2
     );
     assert_eq!(
-        graph_count(
-            &p,
-            &format!("MATCH (c:Event{{g}} {{id: '{cause}'}}) RETURN count(c) AS n")
-        )
-        .await,
-        2
-    );
-    assert_eq!(
-        graph_count(
-            &p,
-            &format!("MATCH (a:{nodes})-[r]->(b) WHERE a.tenant <> b.tenant RETURN count(r) AS n")
-        )
+        p.graph_count(&format!(
+            "MATCH (a:{nodes})-[r]->(b) WHERE a.tenant <> b.tenant RETURN count(r) AS n"
+        ))
         .await,
         0,
         "a relationship joins two tenants"
     );
     assert_eq!(
-        graph_count(
-            &p,
-            &format!("MATCH (n:{nodes}) WHERE n.tenant IS NULL RETURN count(n) AS n")
-        )
+        p.graph_count(&format!(
+            "MATCH (n:{nodes}) WHERE n.tenant IS NULL RETURN count(n) AS n"
+        ))
         .await,
         0,
         "a graph node without a tenant"

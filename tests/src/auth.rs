@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use eventfold_auth::{
     AuthSettings, Authenticator, IssuerSettings, JWKS_FILE_NAME, JwksSource, JwtSettings,
-    KEY_FILE_NAME, LocalIssuer, TokenRequest, unix_now,
+    KEY_FILE_NAME, LocalIssuer, unix_now,
 };
 use eventfold_runtime::Env;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -83,18 +83,14 @@ pub fn token(tenant: &str, scopes: &[&str]) -> String {
 
 /// A valid token for `subject` of `actor_kind` (`user`, `agent`, `system`).
 pub fn token_as(subject: &str, actor_kind: &str, tenant: &str, scopes: &[&str]) -> String {
-    let s = settings();
-    issuer()
-        .issue(&TokenRequest {
-            issuer: s.issuer,
-            audience: s.audience,
-            subject: subject.into(),
-            tenant: tenant.into(),
-            actor_kind: actor_kind.into(),
-            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-            ttl: Duration::from_secs(3600),
-        })
-        .expect("issue a token")
+    let request = settings().request(
+        subject,
+        actor_kind,
+        tenant,
+        scopes,
+        Duration::from_secs(3600),
+    );
+    issuer().issue(&request).expect("issue a token")
 }
 
 /// An HTTP client that sends `Authorization: Bearer <token(tenant, scopes)>` on every request.

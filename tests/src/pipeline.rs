@@ -196,6 +196,16 @@ impl Pipeline {
         }
     }
 
+    /// The one row's column `n` of `cypher` on this pipeline's graph (`{g}` stands for its label
+    /// suffix), e.g. a `count(...) AS n`.
+    pub async fn graph_count(&self, cypher: &str) -> i64 {
+        let graph = self.stack.neo4j.graph().expect("graph");
+        let q = cypher.replace("{g}", &self.suffix);
+        let mut rows = graph.execute(neo4rs::query(&q)).await.expect("cypher");
+        let row = rows.next().await.expect("row").expect("one row");
+        row.get::<i64>("n").expect("n")
+    }
+
     /// `eventfold audit <name>` on this pipeline.
     pub async fn audit(&self, name: &str) -> AuditReport {
         self.audit_with(&Self::model(name)).await

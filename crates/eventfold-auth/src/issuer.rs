@@ -51,6 +51,26 @@ impl IssuerSettings {
             audience: env.string("AUTH_AUDIENCE", "eventfold"),
         }
     }
+
+    /// A request for a token of this issuer and audience.
+    pub fn request(
+        &self,
+        subject: &str,
+        actor_kind: &str,
+        tenant: &str,
+        scopes: &[&str],
+        ttl: Duration,
+    ) -> TokenRequest {
+        TokenRequest {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            subject: subject.to_owned(),
+            tenant: tenant.to_owned(),
+            actor_kind: actor_kind.to_owned(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            ttl,
+        }
+    }
 }
 
 /// `${EVENTFOLD_CACHE:-$HOME/.cache/eventfold}/auth`: where `make up` keeps the issuer's keys.

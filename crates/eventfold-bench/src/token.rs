@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use eventfold_auth::{AuthError, LocalIssuer, TokenRequest, scope};
+use eventfold_auth::{AuthError, LocalIssuer, scope};
 
 use crate::config::{BenchConfig, TokenSource};
 
@@ -27,15 +27,8 @@ pub fn bearer(source: &TokenSource, ttl: Duration) -> Result<String, AuthError> 
         TokenSource::Given(token) => return Ok(token.clone()),
         TokenSource::Issuer(settings) => settings,
     };
-    LocalIssuer::load(&settings.key_file)?.issue(&TokenRequest {
-        issuer: settings.issuer.clone(),
-        audience: settings.audience.clone(),
-        subject: SUBJECT.into(),
-        tenant: TENANT.into(),
-        actor_kind: "system".into(),
-        scopes: SCOPES.iter().map(|s| (*s).to_owned()).collect(),
-        ttl,
-    })
+    LocalIssuer::load(&settings.key_file)?
+        .issue(&settings.request(SUBJECT, "system", TENANT, &SCOPES, ttl))
 }
 
 /// How long a minted token must stay valid: every timed run of the run, plus a margin.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use eventfold_auth::{IssuerSettings, JWKS_FILE_NAME, LocalIssuer, TokenRequest, scope};
+use eventfold_auth::{IssuerSettings, JWKS_FILE_NAME, LocalIssuer, scope};
 use eventfold_runtime::Env;
 
 use crate::cli::{Outcome, UsageError};
@@ -92,15 +92,15 @@ pub fn run(args: TokenArgs, env: &Env) -> Result<Outcome, UsageError> {
         None => {
             let issuer = LocalIssuer::load(&settings.key_file)
                 .map_err(|e| UsageError(format!("{e} (create it with `eventfold token init`)")))?;
-            let request = TokenRequest {
-                issuer: settings.issuer,
-                audience: settings.audience,
-                subject: args.sub,
-                tenant: args.tenant.unwrap_or_default(),
-                actor_kind: args.actor_kind,
-                scopes: expand_scopes(&args.scopes),
-                ttl: Duration::from_secs(args.ttl),
-            };
+            let scopes = expand_scopes(&args.scopes);
+            let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            let request = settings.request(
+                &args.sub,
+                &args.actor_kind,
+                args.tenant.as_deref().unwrap_or_default(),
+                &scopes,
+                Duration::from_secs(args.ttl),
+            );
             issuer
                 .issue(&request)
                 .map(printed)

@@ -34,15 +34,6 @@ const SETUP: &[&str] = &[
         last_version          bigint NOT NULL,
         PRIMARY KEY (tenant, aggregate_id)
     ) WITH (fillfactor = 70)",
-    // A generation created before streams were per tenant was keyed by the id alone.
-    "DO $$ BEGIN \
-     IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
-       JOIN pg_namespace n ON n.oid = c.relnamespace \
-       WHERE n.nspname = '{schema}' AND c.relname = 'opportunities' AND i.indisprimary \
-         AND i.indnatts = 1) THEN \
-       ALTER TABLE {schema}.opportunities DROP CONSTRAINT opportunities_pkey; \
-       ALTER TABLE {schema}.opportunities ADD PRIMARY KEY (tenant, aggregate_id); \
-     END IF; END $$",
     "CREATE INDEX IF NOT EXISTS opportunities_type ON {schema}.opportunities (ai_solution_type, created_at)",
     "CREATE INDEX IF NOT EXISTS opportunities_created ON {schema}.opportunities (created_at, aggregate_id)",
     "CREATE INDEX IF NOT EXISTS opportunities_status ON {schema}.opportunities (status)",
@@ -62,14 +53,6 @@ const SETUP: &[&str] = &[
         last_version           bigint NOT NULL,
         PRIMARY KEY (tenant, aggregate_id)
     ) WITH (fillfactor = 70)",
-    "DO $$ BEGIN \
-     IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
-       JOIN pg_namespace n ON n.oid = c.relnamespace \
-       WHERE n.nspname = '{schema}' AND c.relname = 'users' AND i.indisprimary \
-         AND i.indnatts = 1) THEN \
-       ALTER TABLE {schema}.users DROP CONSTRAINT users_pkey; \
-       ALTER TABLE {schema}.users ADD PRIMARY KEY (tenant, aggregate_id); \
-     END IF; END $$",
     // Row-level security for the read API's role: one tenant's rows, named per request by
     // `eventfold.tenant` (an unset tenant is an error, never every row). The projectors write as
     // the tables' owner, which the policies do not filter.
@@ -89,6 +72,17 @@ const SETUP: &[&str] = &[
          USING (tenant = current_setting('eventfold.tenant')); \
      END IF; END $$",
 ];
+
+/// Re-keys `{table}` of a generation created before streams were per tenant (keyed by the id
+/// alone) by `(tenant, aggregate_id)`.
+const REKEY: &str = "DO $$ BEGIN \
+     IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+       JOIN pg_namespace n ON n.oid = c.relnamespace \
+       WHERE n.nspname = '{schema}' AND c.relname = '{table}' AND i.indisprimary \
+         AND i.indnatts = 1) THEN \
+       ALTER TABLE {schema}.{table} DROP CONSTRAINT {table}_pkey; \
+       ALTER TABLE {schema}.{table} ADD PRIMARY KEY (tenant, aggregate_id); \
+     END IF; END $$";
 
 const OPP_CREATED: &str = "INSERT INTO {schema}.opportunities (aggregate_id, tenant, opportunity_id, \
        title, description, ai_solution_type, ai_solution_category, market_size_estimate, \
@@ -183,7 +177,11 @@ impl Projection for Opportunities {
     }
 
     fn setup(&self) -> Vec<String> {
-        SETUP.iter().map(|s| s.to_string()).collect()
+        SETUP
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["opportunities", "users"].map(|t| REKEY.replace("{table}", t)))
+            .collect()
     }
 
     fn reset(&self) -> Vec<String> {
