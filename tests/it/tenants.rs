@@ -465,9 +465,17 @@ async fn the_read_api_shows_each_tenant_only_its_own_rows() {
     assert!(report.is_clean(), "{report:?}");
 
     // The database enforces it too: as the read API's role, row-level security shows one
-    // tenant's rows, and a query that names no tenant is refused rather than shown every row.
+    // tenant's rows, and a query that names no tenant is refused rather than shown every row or
+    // none, on a session that never named one and on one whose earlier transactions did (the
+    // setting then reads as an empty string). One connection runs all of them, in order.
+    let mut conn = p.db.admin.acquire().await.unwrap();
+    let fresh = count_naming_no_tenant(&mut conn).await;
+    assert!(
+        fresh.is_err(),
+        "rows shown to a session that never named a tenant: {fresh:?}"
+    );
     for (tenant, want) in [("tenant-a", 4), ("tenant-b", 3)] {
-        let mut tx = p.db.admin.begin().await.unwrap();
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
         sqlx::query(
             "SELECT set_config('role', 'eventfold_reader', true), \
                     set_config('eventfold.tenant', $1, true)",
@@ -482,26 +490,31 @@ async fn the_read_api_shows_each_tenant_only_its_own_rows() {
         .fetch_one(&mut *tx)
         .await
         .unwrap();
+        tx.commit().await.unwrap();
         assert_eq!(n, want, "{tenant}");
     }
-    let mut tx = p.db.admin.begin().await.unwrap();
-    sqlx::query("SET LOCAL ROLE eventfold_reader")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let unnamed =
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM rm_opportunities_g1.opportunities")
-            .fetch_one(&mut *tx)
-            .await;
-    assert!(
-        unnamed.is_err(),
-        "rows shown to a query that named no tenant: {unnamed:?}"
-    );
-    drop(tx);
+    let emptied = count_naming_no_tenant(&mut conn).await;
+    match &emptied {
+        Err(sqlx::Error::Database(d)) => assert_eq!(d.code().as_deref(), Some("42501"), "{d}"),
+        other => panic!("rows shown to a query that named no tenant after one that did: {other:?}"),
+    }
+    drop(conn);
     projector.stop().await;
     relay.stop().await;
     api.shutdown.trigger();
     p.drop_all().await;
+}
+
+/// Counts the generation-1 opportunities as the read API's role in a transaction that names no
+/// tenant.
+async fn count_naming_no_tenant(c: &mut sqlx::PgConnection) -> Result<i64, sqlx::Error> {
+    let mut tx = sqlx::Connection::begin(c).await?;
+    sqlx::query("SET LOCAL ROLE eventfold_reader")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query_scalar("SELECT count(*) FROM rm_opportunities_g1.opportunities")
+        .fetch_one(&mut *tx)
+        .await
 }
 
 /// Two tenants through Kafka to the Neo4j graph: the same cross-reference id between the same

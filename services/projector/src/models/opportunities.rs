@@ -54,8 +54,9 @@ const SETUP: &[&str] = &[
         PRIMARY KEY (tenant, aggregate_id)
     ) WITH (fillfactor = 70)",
     // Row-level security for the read API's role: one tenant's rows, named per request by
-    // `eventfold.tenant` (an unset tenant is an error, never every row). The projectors write as
-    // the tables' owner, which the policies do not filter.
+    // `eventfold.tenant` through `eventfold_request_tenant()` (an unset or emptied tenant is an
+    // error, never every row). The projectors write as the tables' owner, which the policies do
+    // not filter.
     "GRANT USAGE ON SCHEMA {schema} TO eventfold_reader",
     "GRANT SELECT ON {schema}.opportunities, {schema}.users TO eventfold_reader",
     "ALTER TABLE {schema}.opportunities ENABLE ROW LEVEL SECURITY",
@@ -64,12 +65,22 @@ const SETUP: &[&str] = &[
      IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = '{schema}' \
        AND tablename = 'opportunities' AND policyname = 'tenant_rows') THEN \
        CREATE POLICY tenant_rows ON {schema}.opportunities FOR SELECT TO eventfold_reader \
-         USING (tenant = current_setting('eventfold.tenant')); \
+         USING (tenant = eventfold_request_tenant()); \
+     ELSIF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = '{schema}' \
+       AND tablename = 'opportunities' AND policyname = 'tenant_rows' \
+       AND qual LIKE '%eventfold_request_tenant%') THEN \
+       ALTER POLICY tenant_rows ON {schema}.opportunities \
+         USING (tenant = eventfold_request_tenant()); \
      END IF; \
      IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = '{schema}' \
        AND tablename = 'users' AND policyname = 'tenant_rows') THEN \
        CREATE POLICY tenant_rows ON {schema}.users FOR SELECT TO eventfold_reader \
-         USING (tenant = current_setting('eventfold.tenant')); \
+         USING (tenant = eventfold_request_tenant()); \
+     ELSIF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = '{schema}' \
+       AND tablename = 'users' AND policyname = 'tenant_rows' \
+       AND qual LIKE '%eventfold_request_tenant%') THEN \
+       ALTER POLICY tenant_rows ON {schema}.users \
+         USING (tenant = eventfold_request_tenant()); \
      END IF; END $$",
 ];
 
