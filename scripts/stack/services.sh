@@ -75,14 +75,15 @@ migrate() {
         CREATE ROLE $role LOGIN PASSWORD '$role' IN ROLE $group;
       END IF; END \$\$" >/dev/null || die "cannot create the login role $role"
     # Server-side bounds per role: a runaway statement or a transaction left open by a stuck
-    # client ends on its own. Not for the projector: a rebuild streams the whole event store in
-    # one statement and transaction, and its apply transactions set their own statement_timeout.
-    if [[ "$svc" != projector ]]; then
-      psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qc "ALTER ROLE $role SET statement_timeout = '30s'" \
-        -c "ALTER ROLE $role SET idle_in_transaction_session_timeout = '60s'" >/dev/null \
-        || die "cannot set the timeouts of $role"
-    fi
+    # client ends on its own. A projector's rebuild streams the event store in one statement and
+    # lifts statement_timeout for that transaction only.
+    psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qc "ALTER ROLE $role SET statement_timeout = '30s'" \
+      -c "ALTER ROLE $role SET idle_in_transaction_session_timeout = '60s'" >/dev/null \
+      || die "cannot set the timeouts of $role"
   done
+  # The local projector runs every read model: it holds each read model's role.
+  psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qc "SELECT eventfold_grant_read_models('ef_projector')" \
+    >/dev/null || die "cannot grant the read models' roles to ef_projector"
 }
 
 # Creates the local token issuer's key pair (or keeps the existing one) before any service reads

@@ -156,6 +156,29 @@ pub async fn login_role(admin: &sqlx::PgPool, name: &str, group: &str) {
     tx.commit().await.expect("commit");
 }
 
+/// Declares the test kit's own PostgreSQL read model (`confidence`) and grants the role of every
+/// declared read model to `login`, as `make up` does for the stack's projector. Roles are
+/// cluster-wide: this runs in the stack's database, serialized by an advisory lock there.
+pub async fn grant_read_models(stack: &Stack, login: &str) {
+    let admin = stack.admin_pool().await;
+    let mut tx = admin.begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock(771002)")
+        .execute(&mut *tx)
+        .await
+        .expect("lock");
+    sqlx::query("SELECT eventfold_declare_read_model('confidence')")
+        .execute(&mut *tx)
+        .await
+        .expect("declare the confidence read model");
+    sqlx::query("SELECT eventfold_grant_read_models($1)")
+        .bind(login)
+        .execute(&mut *tx)
+        .await
+        .expect("grant the read models' roles");
+    tx.commit().await.expect("commit");
+    admin.close().await;
+}
+
 /// Runs `scripts/stack/<script>.sh <action>` (e.g. `kafka`, `stop`), asserting it succeeds.
 pub fn stack_script(script: &str, action: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

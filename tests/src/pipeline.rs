@@ -26,7 +26,8 @@ pub struct Pipeline {
     pub group_prefix: String,
     /// Neo4j label suffix of this test's graph.
     pub suffix: String,
-    /// `DATABASE_URL` of the projector login role (member of `eventfold_projector` only).
+    /// `DATABASE_URL` of the projector login role (member of `eventfold_projector` and of every
+    /// read model's role).
     pub projector_url: String,
     /// The stack.
     pub stack: Stack,
@@ -37,6 +38,7 @@ impl Pipeline {
     pub async fn create(stack: &Stack) -> Self {
         let db = RelayDb::create(stack).await;
         crate::login_role(&db.admin, "ef_test_projector", "eventfold_projector").await;
+        crate::grant_read_models(stack, "ef_test_projector").await;
         crate::login_role(&db.admin, "ef_test_writer", "eventfold_writer").await;
         let suffix = format!("_t{:08x}", fastrand::u32(..));
         Self {

@@ -120,6 +120,11 @@ pub async fn replay_all(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *tx)
         .await?;
+    // The replay streams the whole event store in this one statement: the login role's
+    // statement_timeout, which bounds every other statement of the projector, does not apply.
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
     let sql = format!("{EVENTS_SQL} WHERE aggregate_type = ANY($1) ORDER BY position");
     let mut rows = sqlx::query(&sql).bind(&types).fetch(&mut *tx);
     let mut total = Outcome::default();

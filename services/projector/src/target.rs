@@ -109,6 +109,12 @@ pub fn pg_schema(name: &str, generation: i32) -> String {
     format!("rm_{name}_g{generation}")
 }
 
+/// The PostgreSQL role that owns every generation of read model `name` (declared by a migration
+/// with `eventfold_declare_read_model`).
+pub fn read_model_role(name: &str) -> String {
+    format!("eventfold_rm_{name}")
+}
+
 const PG_ENGINE_TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {schema}._versions (aggregate_type text NOT NULL, \
      aggregate_id text NOT NULL, tenant text NOT NULL DEFAULT 'default', \
@@ -190,15 +196,15 @@ impl Target {
                     .execute(&mut *tx)
                     .await?;
                 // Whoever sets it up (a projector, or `eventfold rebuild` as another role), the
-                // generation belongs to the projectors' group role, so every projector can use it.
-                sqlx::query(
-                    "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'eventfold_projector') \
-                     AND pg_has_role('eventfold_projector', 'MEMBER') THEN \
-                     SET LOCAL ROLE eventfold_projector; END IF; END $$",
-                )
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                // generation belongs to the read model's role: the schema is created by the
+                // migration role's function (projectors hold no CREATE on the database), and the
+                // tables by that role, so every projector granted the read model can use them.
+                sqlx::query("SELECT eventfold_create_read_model_schema($1, $2)")
+                    .bind(p.name())
+                    .bind(schema)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(&format!("SET LOCAL ROLE {}", read_model_role(p.name())))
                     .execute(&mut *tx)
                     .await?;
                 for s in PG_ENGINE_TABLES
