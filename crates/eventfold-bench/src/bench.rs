@@ -17,7 +17,7 @@ use crate::in_process::InProcess;
 use crate::peer::{self, Peer};
 use crate::report::{self, HTTP, HTTP_NOAUTH, HydrationRow, IN_PROCESS, PEER, Phase, Row};
 use crate::token;
-use crate::workload::{self, Target};
+use crate::workload::{self, Measurement, Target};
 
 /// Name of the snapshot hydration row.
 const SNAPSHOT: &str = "eventfold with snapshot";
@@ -153,10 +153,18 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<()> {
             .await?;
             phase.rows.push((IN_PROCESS, row));
         }
-        for (name, setup) in &http {
-            let row = match setup {
-                Ok((target, ids)) => {
-                    timed(
+        // The HTTP rows (auth on, auth off) run in alternating rounds, ABBA: on, off, off, on,
+        // ... and each row sums its rounds, so that a shared machine's drift falls on both.
+        let mut sums: Vec<Option<Measurement>> = http.iter().map(|_| None).collect();
+        for round in 0..config.auth_rounds {
+            let order: Vec<usize> = if round % 2 == 0 {
+                (0..http.len()).collect()
+            } else {
+                (0..http.len()).rev().collect()
+            };
+            for i in order {
+                if let Ok((target, ids)) = &http[i].1 {
+                    let Row::Measured(m) = timed(
                         &admin,
                         Some(target.clone()),
                         ids.clone(),
@@ -164,8 +172,21 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<()> {
                         config.duration,
                     )
                     .await?
+                    else {
+                        continue;
+                    };
+                    match &mut sums[i] {
+                        Some(sum) => sum.absorb(m),
+                        none => *none = Some(m),
+                    }
                 }
-                Err(why) => Row::Skipped(why.clone()),
+            }
+        }
+        for ((name, setup), sum) in http.iter().zip(sums) {
+            let row = match (setup, sum) {
+                (Err(why), _) => Row::Skipped(why.clone()),
+                (Ok(_), Some(m)) => Row::Measured(m),
+                (Ok(_), None) => Row::Skipped("not measured".into()),
             };
             phase.rows.push((name, row));
         }
@@ -337,7 +358,9 @@ async fn print_facts(
     {
         println!(
             "- HTTP target with auth off: {url} (AUTH_MODE=disabled, no token sent), compared with \
-             the HTTP target at every worker count"
+             the HTTP target at every worker count; the two rows alternate in {} rounds each \
+             (on, off, off, on, ...) and each row sums its rounds",
+            config.auth_rounds
         );
     }
     println!(

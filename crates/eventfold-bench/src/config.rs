@@ -58,6 +58,11 @@ const FLAGS: &[(&str, &str, &str)] = &[
         "BENCH_HTTP_NOAUTH_URL",
         "command-service with AUTH_MODE=disabled; unset skips that row",
     ),
+    (
+        "--auth-rounds",
+        "BENCH_AUTH_ROUNDS",
+        "alternating runs of each HTTP row per worker count, auth on and off (2)",
+    ),
 ];
 
 /// Variables without a flag (a token does not belong on a command line, where `ps` shows it).
@@ -118,6 +123,9 @@ pub struct BenchConfig {
     pub http_token: TokenSource,
     /// A command-service with authentication disabled, driven the same way for comparison.
     pub http_noauth_url: Option<String>,
+    /// Runs of each HTTP row per worker count, alternating auth on and off (ABBA order), so that
+    /// drift of a shared machine falls on both rows alike.
+    pub auth_rounds: usize,
     /// The in-process command bus, configured by the command service's variables.
     pub bus: eventfold_postgres::BusConfig,
 }
@@ -198,6 +206,7 @@ impl BenchConfig {
             http_url: base_url(env, "BENCH_HTTP_URL")?,
             http_token,
             http_noauth_url: base_url(env, "BENCH_HTTP_NOAUTH_URL")?,
+            auth_rounds: positive(env, "BENCH_AUTH_ROUNDS", 2)?,
             bus: eventfold_postgres::BusConfig::from_env(env)?,
         })
     }

@@ -168,6 +168,20 @@ impl Measurement {
         }
     }
 
+    /// Adds `other` (a further run of the same target) to this one.
+    pub fn absorb(&mut self, other: Measurement) {
+        self.applied += other.applied;
+        self.conflicts += other.conflicts;
+        self.failed += other.failed;
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure;
+        }
+        self.elapsed += other.elapsed;
+        self.latency
+            .add(&other.latency)
+            .expect("histograms with the same bounds");
+    }
+
     /// Applied commands per second.
     pub fn per_second(&self) -> f64 {
         self.applied as f64 / self.elapsed.as_secs_f64()
