@@ -342,6 +342,20 @@ def run(scenario, docs, values, defaults=None):
         cs_labels = next((pod_labels[d["metadata"]["name"]] for d in deployments if component(d) == "command-service"), {})
         c.ok(matches(s["spec"]["selector"], cs_labels), f"{name_of(s)}: selector does not match the command-service pods")
         c.ok(any(p.get("targetPort") == "http" for p in s["spec"]["ports"]), f"{name_of(s)}: must target the http port")
+    # the read API: one Service per read model selecting exactly that read model's pods, http only
+    read_apis = [s for s in public_svcs if component(s) == "projector"]
+    projectors = [d for d in deployments if component(d) == "projector"]
+    if values["projector"].get("service", {}).get("enabled"):
+        c.ok(len(read_apis) == len(projectors),
+             f"one read API Service per read model expected ({len(projectors)}), found {len(read_apis)}")
+        for s in read_apis:
+            selected = [d["metadata"]["name"] for d in projectors
+                        if matches(s["spec"]["selector"], pod_labels[d["metadata"]["name"]])]
+            c.ok(len(selected) == 1, f"{name_of(s)}: selects the pods of {len(selected)} read models, expected 1")
+            c.ok([p.get("targetPort") for p in s["spec"]["ports"]] == ["http"],
+                 f"{name_of(s)}: must expose only the http port, found {s['spec']['ports']}")
+    else:
+        c.ok(not read_apis, f"projector.service.enabled is false, yet {len(read_apis)} read API Services are rendered")
 
     # --- no secret in a ConfigMap
     passwords = collect_passwords(values)
@@ -441,7 +455,7 @@ def check_auth(c, cn, data, ctr, spec, configmaps, values):
 
 
 def check_network_policy(c, p, comp, values):
-    """Ingress only to the API (command-service) and admin ports from the named peers; egress only to
+    """Ingress only to the API (command-service, the projectors' read API) and admin ports from the named peers; egress only to
     DNS and the workload's dependencies on their ports (plus networkPolicy.extraEgress)."""
     n = name_of(p)
     allowed_from = values["adminPlane"]["allowedFrom"]
@@ -454,7 +468,9 @@ def check_network_policy(c, p, comp, values):
                 c.ok(comp in ADMIN_PORT and rule.get("from") == allowed_from,
                      f"{n}: the admin port may only be reached from adminPlane.allowedFrom, found {rule.get('from')}")
             else:
-                c.ok(port == "http" and comp == "command-service", f"{n}: ingress to port {port} is not allowed")
+                read_api = comp == "projector" and values["projector"].get("service", {}).get("enabled")
+                c.ok(port == "http" and (comp == "command-service" or read_api),
+                     f"{n}: ingress to port {port} is not allowed")
     if not allowed_from:
         c.ok(not any(pt.get("port") == "admin" for r in p["spec"].get("ingress", []) for pt in r.get("ports", [])),
              f"{n}: adminPlane.allowedFrom is empty, yet the admin port admits peers")
@@ -544,6 +560,7 @@ MUTATIONS = [
     ("secret key missing", lambda d: next(x["object"] for x in d if x["object"]["kind"] == "Secret" and "helm.sh/hook" not in x["object"]["metadata"].get("annotations", {}))["data"].clear(), "does not have"),
     ("probe on the public port", lambda d: _ctr(_first(d, "Deployment", "command-service"))["livenessProbe"]["httpGet"].update(port="http"), "livenessProbe must GET /healthz on the admin port"),
     ("admin Service missing", lambda d: d.remove(next(x for x in d if x["object"]["kind"] == "Service" and x["object"]["metadata"]["labels"].get("eventfold.io/plane") == "admin")), "exactly one admin Service"),
+    ("read API Service over every read model", lambda d: next(x["object"] for x in d if x["object"]["kind"] == "Service" and x["object"]["metadata"]["labels"].get("app.kubernetes.io/component") == "projector" and x["object"]["metadata"]["labels"].get("eventfold.io/plane") != "admin")["spec"]["selector"].pop("eventfold.io/read-model"), "read models, expected 1"),
     ("admin port on the public Service", lambda d: _public_service(d)["spec"]["ports"].append({"name": "admin", "port": 9080, "targetPort": "admin"}), "public Service exposes the admin port"),
     ("auth disabled", lambda d: _first(d, "ConfigMap", "outbox-relay")["data"].update(AUTH_MODE="disabled"), "AUTH_MODE must be jwt"),
     ("two JWKS sources", lambda d: _first(d, "ConfigMap", "projector")["data"].update(AUTH_JWKS_URL="https://x/jwks", AUTH_JWKS_FILE="/etc/eventfold/auth/jwks.json"), "exactly one of AUTH_JWKS_URL and AUTH_JWKS_FILE"),

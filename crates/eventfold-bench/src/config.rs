@@ -46,7 +46,7 @@ const FLAGS: &[(&str, &str, &str)] = &[
     (
         "--database-url",
         "BENCH_DATABASE_URL",
-        "maintenance database; bench databases are created beside it",
+        "maintenance database, required; bench databases are created beside it",
     ),
     (
         "--http-url",
@@ -179,10 +179,8 @@ impl BenchConfig {
                 "expected peer, eventfold, http or hydration",
             ));
         }
-        let url = env.string(
-            "BENCH_DATABASE_URL",
-            "postgres://eventfold:eventfold@127.0.0.1:5432/postgres",
-        );
+        // No compiled-in credentials: `make bench` passes the stack's server.
+        let url = env.required("BENCH_DATABASE_URL")?;
         let admin = url.parse::<PgConnectOptions>().map_err(|e| {
             invalid(
                 "BENCH_DATABASE_URL",
@@ -281,9 +279,23 @@ fn invalid(var: &str, value: &str, reason: &str) -> SettingsError {
 mod tests {
     use super::*;
 
+    /// The configuration from `pairs` (with a `BENCH_DATABASE_URL`, which has no default) and
+    /// `args`.
     fn parse(pairs: &[(&str, &str)], args: &[&str]) -> Result<BenchConfig, String> {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        BenchConfig::from_env_and_args(Env::from_pairs(pairs.iter().copied()), &args)
+        let mut env = Env::from_pairs([("BENCH_DATABASE_URL", "postgres://127.0.0.1:5432/postgres")]);
+        for (var, value) in pairs {
+            env.set(*var, *value);
+        }
+        BenchConfig::from_env_and_args(env, &args)
+    }
+
+    #[test]
+    fn needs_a_database_url_since_no_credentials_are_compiled_in() {
+        let err = BenchConfig::from_env_and_args(Env::from_pairs::<_, &str, &str>([]), &[])
+            .err()
+            .expect("refused");
+        assert!(err.contains("BENCH_DATABASE_URL"), "{err}");
     }
 
     #[test]
