@@ -2,7 +2,8 @@
 //! never does, on the stack's event store database (migrated by `make up`), and each PostgreSQL
 //! read model's generations belong to that read model's role.
 
-use eventfold_tests::{Pipeline, Stack, login_role};
+use eventfold_tests::pipeline::Pipeline;
+use eventfold_tests::{Stack, login_role};
 use projector::apply::ApplyError;
 use projector::models::opportunities::Opportunities;
 use projector::target::{Target, pg_schema, read_model_role};
@@ -134,7 +135,10 @@ async fn a_read_models_generations_belong_to_its_role_whoever_sets_them_up() {
         pool: projector.clone(),
         schema: by_projector.clone(),
     };
-    target.setup(&Opportunities).await.expect("set up as the projector");
+    target
+        .setup(&Opportunities)
+        .await
+        .expect("set up as the projector");
     let owned = owners(&p.db.admin, &by_projector).await;
     assert!(owned.iter().all(|o| *o == role), "{owned:?}");
     for table in ["opportunities", "_versions"] {
@@ -145,12 +149,15 @@ async fn a_read_models_generations_belong_to_its_role_whoever_sets_them_up() {
     }
 
     // Another projector's login (say, the graph's): in the projectors' group, without the role.
-    login_role(&p.db.admin, "ef_test_graph_projector", "eventfold_projector").await;
-    let other = PgPool::connect(
-        &stack.role_url("ef_test_graph_projector", Some(&p.db.name)),
+    login_role(
+        &p.db.admin,
+        "ef_test_graph_projector",
+        "eventfold_projector",
     )
-    .await
-    .unwrap();
+    .await;
+    let other = PgPool::connect(&stack.role_url("ef_test_graph_projector", Some(&p.db.name)))
+        .await
+        .unwrap();
     refused(
         &other,
         "a projector without the read model's role",
@@ -179,7 +186,10 @@ async fn a_read_models_generations_belong_to_its_role_whoever_sets_them_up() {
         e => panic!("not a halt: {e}"),
     }
 
-    target.drop_all(&Opportunities).await.expect("drop as the projector");
+    target
+        .drop_all(&Opportunities)
+        .await
+        .expect("drop as the projector");
     Target::Postgres {
         pool: projector.clone(),
         schema: by_operator,
