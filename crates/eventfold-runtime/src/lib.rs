@@ -8,6 +8,7 @@
 pub mod limits;
 pub mod ops;
 pub mod problem;
+mod serve;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -221,21 +221,30 @@ pub struct Routes {
 struct Listener {
     listener: tokio::net::TcpListener,
     router: Router,
+    header_read_timeout: Duration,
 }
 
 impl Listener {
-    async fn bind(addr: SocketAddr, router: Router) -> std::io::Result<Self> {
+    async fn bind(
+        addr: SocketAddr,
+        router: Router,
+        header_read_timeout: Duration,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
         let router = router
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed);
-        Ok(Self { listener, router })
+        Ok(Self {
+            listener,
+            router,
+            header_read_timeout,
+        })
     }
 
     /// Serves until `shutdown` fires (letting requests in flight finish), then fires `shutdown`
-    /// itself, so that a listener ending on an I/O error stops the other one and the workers.
+    /// itself, so that a listener that stops stops the other one and the workers.
     async fn serve(
         self,
         service: &'static str,
@@ -244,15 +253,15 @@ impl Listener {
     ) -> std::io::Result<()> {
         let addr = self.listener.local_addr()?;
         tracing::info!(service, plane, %addr, "listening");
-        let stop = shutdown.clone();
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { stop.wait().await })
-            .await;
-        if let Err(e) = &served {
-            tracing::error!(service, plane, error = %e, "listener failed");
-        }
+        crate::serve::serve(
+            self.listener,
+            self.router,
+            self.header_read_timeout,
+            shutdown.clone(),
+        )
+        .await;
         shutdown.trigger();
-        served
+        Ok(())
     }
 }
 
@@ -278,8 +287,9 @@ impl Server {
         let admin = routes.admin.merge(ops.admin_router());
         Ok(Self {
             service,
-            public: Listener::bind(settings.http_addr, public).await?,
-            admin: Listener::bind(settings.admin_addr, admin).await?,
+            public: Listener::bind(settings.http_addr, public, settings.header_read_timeout)
+                .await?,
+            admin: Listener::bind(settings.admin_addr, admin, settings.header_read_timeout).await?,
             workers: Vec::new(),
         })
     }
@@ -482,6 +492,111 @@ mod tests {
         }
         shutdown.trigger();
         running.await.unwrap().unwrap();
+    }
+
+    /// Writes `sent` on a new connection to `addr`, then nothing; returns how long the server
+    /// took to close the connection, and what it wrote before closing.
+    async fn stall_after(addr: SocketAddr, sent: &[u8]) -> (Duration, Vec<u8>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let started = tokio::time::Instant::now();
+        tcp.write_all(sent).await.unwrap();
+        let mut answer = Vec::new();
+        // EOF or a reset both mean the server closed the connection.
+        let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer))
+            .await
+            .expect("the server closes a stalled connection");
+        (started.elapsed(), answer)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stalls_in_its_request_head_is_disconnected_after_the_header_read_timeout()
+     {
+        let timeout = Duration::from_millis(500);
+        let mut settings = settings();
+        settings.header_read_timeout = timeout;
+        let routes = Routes {
+            public: Router::new().route("/v1/things", get(|| async { "things" })),
+            admin: Router::new(),
+        };
+        let server = Server::bind("test", &settings, &Ops::new("test"), routes)
+            .await
+            .unwrap();
+        let (public, admin) = (server.local_addr().unwrap(), server.admin_addr().unwrap());
+        let shutdown = Shutdown::new();
+        let running = tokio::spawn(server.run_until_stopped(shutdown.clone()));
+
+        for (addr, sent) in [
+            (
+                public,
+                &b"GET /v1/things HTTP/1.1\r\nHost: x\r\nX-Slow: "[..],
+            ),
+            (public, &b"GET /v1/thi"[..]),
+            (public, &b""[..]),
+            (admin, &b"GET /healthz HTTP/1.1\r\n"[..]),
+        ] {
+            let (took, answer) = stall_after(addr, sent).await;
+            let sent = String::from_utf8_lossy(sent);
+            assert!(answer.is_empty(), "{sent:?} got an answer: {answer:?}");
+            assert!(
+                took >= timeout - Duration::from_millis(50) && took < timeout * 3,
+                "{sent:?} closed after {took:?}, timeout {timeout:?}"
+            );
+        }
+
+        // A head that arrives in pieces, all within the timeout, is served.
+        let (_, answer) = {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut tcp = tokio::net::TcpStream::connect(public).await.unwrap();
+            for piece in [
+                "GET /v1/things HTTP/1.1\r\n",
+                "Host: x\r\n",
+                "Connection: close\r\n\r\n",
+            ] {
+                tcp.write_all(piece.as_bytes()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let mut answer = Vec::new();
+            tcp.read_to_end(&mut answer).await.unwrap();
+            ((), String::from_utf8(answer).unwrap())
+        };
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("things"), "{answer}");
+        let http = reqwest::Client::new();
+        assert_eq!(fetch(&http, public, "/v1/things").await.0, 200);
+        assert_eq!(fetch(&http, admin, "/healthz").await.0, 200);
+
+        shutdown.trigger();
+        running.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_half_sent_request_holds_up_shutdown_no_longer_than_the_header_read_timeout() {
+        use tokio::io::AsyncWriteExt;
+        let timeout = Duration::from_millis(800);
+        let mut settings = settings();
+        settings.header_read_timeout = timeout;
+        let server = Server::bind("test", &settings, &Ops::new("test"), Routes::default())
+            .await
+            .unwrap();
+        let public = server.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let running = tokio::spawn(server.run_until_stopped(shutdown.clone()));
+        let mut slow = tokio::net::TcpStream::connect(public).await.unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost")
+            .await
+            .unwrap();
+        // An idle connection closes at once on shutdown.
+        let _idle = tokio::net::TcpStream::connect(public).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = tokio::time::Instant::now();
+        shutdown.trigger();
+        tokio::time::timeout(timeout * 3, running)
+            .await
+            .expect("the server stops once the half-sent request times out")
+            .unwrap()
+            .unwrap();
+        assert!(started.elapsed() < timeout * 3, "{:?}", started.elapsed());
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// A setting that is missing or cannot be parsed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -112,10 +113,15 @@ pub struct ServiceSettings {
     pub admin_addr: SocketAddr,
     /// `LOG_FORMAT`: `text` (default) or `json`.
     pub log_format: crate::telemetry::LogFormat,
+    /// `HTTP_HEADER_READ_TIMEOUT_SECONDS`: how long either listener waits for a request's line and
+    /// headers (and an idle keep-alive connection for its next request) before it closes the
+    /// connection (default 10).
+    pub header_read_timeout: Duration,
 }
 
 impl ServiceSettings {
-    /// Reads `HTTP_ADDR` (default `127.0.0.1:<default_port>`), `ADMIN_ADDR` and `LOG_FORMAT`.
+    /// Reads `HTTP_ADDR` (default `127.0.0.1:<default_port>`), `ADMIN_ADDR`, `LOG_FORMAT` and
+    /// `HTTP_HEADER_READ_TIMEOUT_SECONDS`.
     pub fn from_env(env: &Env, default_port: u16) -> Result<Self, SettingsError> {
         let http_addr = env.parse(
             "HTTP_ADDR",
@@ -141,10 +147,19 @@ impl ServiceSettings {
                     .into(),
             });
         }
+        let header_read_timeout: u64 = env.parse("HTTP_HEADER_READ_TIMEOUT_SECONDS", 10)?;
+        if header_read_timeout == 0 {
+            return Err(SettingsError::Invalid {
+                var: "HTTP_HEADER_READ_TIMEOUT_SECONDS".into(),
+                value: "0".into(),
+                reason: "expected a positive number".into(),
+            });
+        }
         Ok(Self {
             http_addr,
             admin_addr,
             log_format: env.parse("LOG_FORMAT", crate::telemetry::LogFormat::Text)?,
+            header_read_timeout: Duration::from_secs(header_read_timeout),
         })
     }
 }
@@ -264,6 +279,21 @@ mod tests {
         let env = Env::from_pairs([("ADMIN_ADDR", "nowhere")]);
         let err = ServiceSettings::from_env(&env, 8080).unwrap_err();
         assert!(err.to_string().contains("ADMIN_ADDR"), "{err}");
+    }
+
+    #[test]
+    fn the_header_read_timeout_defaults_to_10_seconds_and_refuses_zero() {
+        let s = ServiceSettings::from_env(&Env::default(), 8080).unwrap();
+        assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+        let env = Env::from_pairs([("HTTP_HEADER_READ_TIMEOUT_SECONDS", "3")]);
+        let s = ServiceSettings::from_env(&env, 8080).unwrap();
+        assert_eq!(s.header_read_timeout, Duration::from_secs(3));
+        let env = Env::from_pairs([("HTTP_HEADER_READ_TIMEOUT_SECONDS", "0")]);
+        let err = ServiceSettings::from_env(&env, 8080).unwrap_err();
+        assert!(
+            err.to_string().contains("HTTP_HEADER_READ_TIMEOUT_SECONDS"),
+            "{err}"
+        );
     }
 
     #[test]
