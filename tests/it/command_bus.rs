@@ -1,10 +1,11 @@
 //! The group-commit command bus on the real PostgreSQL: batched concurrent commands, a stale cache
 //! (another process wrote) corrected by retrying, bad commands that do not fail their batch,
-//! idempotent command ids under concurrency, and snapshots.
+//! idempotent command ids under concurrency, snapshots, and the cache's byte bound.
 
 use std::time::Duration;
 
 use eventfold_domain::{Aggregate, DomainError};
+use eventfold_postgres::bus::BusMetrics;
 use eventfold_postgres::{
     BusConfig, CommandBus, EventStore, HandleError, Handled, SnapshotPolicy, hydrate,
 };
@@ -393,4 +394,65 @@ async fn a_cache_smaller_than_a_batch_still_decides_every_command() {
         send(&bus, id, validate()).await.unwrap();
         assert!(versions(&store, id).await.len() >= 2);
     }
+}
+
+/// The value of `name{labels}` in `registry`, as Prometheus text has it.
+fn metric(registry: &prometheus::Registry, name_and_labels: &str) -> f64 {
+    use prometheus::Encoder;
+    let mut text = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&registry.gather(), &mut text)
+        .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name_and_labels} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_state_over_the_cache_byte_bound_is_not_cached_and_its_commands_still_succeed() {
+    let store = store().await;
+    let run = |cache_bytes: usize| {
+        let store = store.clone();
+        async move {
+            let registry = prometheus::Registry::new();
+            let bus = CommandBus::<CrossReference>::start(
+                store.clone(),
+                BusConfig {
+                    writers: 1,
+                    cache_bytes,
+                    snapshots: NO_SNAPSHOTS,
+                    metrics: Some(BusMetrics::register(&registry).unwrap()),
+                    ..BusConfig::default()
+                },
+            );
+            let id = unique("bytes");
+            send(&bus, &id, discover()).await.unwrap();
+            for _ in 0..3 {
+                send(&bus, &id, validate()).await.unwrap();
+            }
+            assert_eq!(versions(&store, &id).await, vec![1, 2, 3, 4]);
+            let t = "{aggregate_type=\"CrossReference\"";
+            (
+                metric(&registry, &format!("aggregate_cache_bytes{t}}}")),
+                metric(&registry, &format!("aggregate_cache_entries{t}}}")),
+                metric(
+                    &registry,
+                    &format!("aggregate_cache_total{t},result=\"hit\"}}"),
+                ),
+            )
+        }
+    };
+    // With room, the one state is cached after its first command and hit by the next three.
+    let (bytes, entries, hits) = run(1 << 20).await;
+    assert_eq!((entries, hits), (1.0, 3.0));
+    assert!(
+        (200.0..2000.0).contains(&bytes),
+        "{bytes} bytes for one state"
+    );
+    // A bound below any state of it: nothing is cached, every command loads, all succeed.
+    let (small_bytes, small_entries, small_hits) = run(64).await;
+    assert_eq!((small_bytes, small_entries, small_hits), (0.0, 0.0, 0.0));
 }

@@ -19,7 +19,6 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use eventfold_domain::Aggregate;
-use lru::LruCache;
 use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
 use tokio::sync::{mpsc, oneshot};
@@ -28,6 +27,7 @@ use uuid::Uuid;
 
 use crate::repository::{self, HandleError, Handled, Prepared, RetryPolicy};
 use crate::snapshot::SnapshotPolicy;
+use crate::state_cache::{CacheGauges, StateCache};
 use crate::store::{BatchError, CommandMeta, CommandWrite, EventStore, shard_key};
 
 /// How the bus batches, caches, retries and snapshots.
@@ -41,6 +41,9 @@ pub struct BusConfig {
     pub in_flight: usize,
     /// Aggregates kept in memory, over all writers.
     pub cache_capacity: usize,
+    /// Estimated bytes of aggregate state kept in memory, over all writers (see [`BusMetrics`]'
+    /// `aggregate_cache_bytes` for what is counted).
+    pub cache_bytes: usize,
     /// Retries of a command whose aggregate moved underneath it.
     pub retry: RetryPolicy,
     /// When to write snapshots.
@@ -51,7 +54,8 @@ pub struct BusConfig {
 
 impl BusConfig {
     /// Reads `COMMAND_WRITERS`, `COMMAND_MAX_BATCH`, `COMMAND_IN_FLIGHT`, `AGGREGATE_CACHE_SIZE`,
-    /// `COMMAND_RETRY_ATTEMPTS`, `COMMAND_RETRY_BASE_MS`, `SNAPSHOT_EVERY` and `SNAPSHOT_KEEP`.
+    /// `AGGREGATE_CACHE_BYTES`, `COMMAND_RETRY_ATTEMPTS`, `COMMAND_RETRY_BASE_MS`,
+    /// `SNAPSHOT_EVERY` and `SNAPSHOT_KEEP`.
     pub fn from_env(
         env: &eventfold_runtime::Env,
     ) -> Result<Self, eventfold_runtime::SettingsError> {
@@ -61,6 +65,7 @@ impl BusConfig {
             max_batch: positive(env, "COMMAND_MAX_BATCH", d.max_batch)?,
             in_flight: positive(env, "COMMAND_IN_FLIGHT", d.in_flight)?,
             cache_capacity: positive(env, "AGGREGATE_CACHE_SIZE", d.cache_capacity)?,
+            cache_bytes: positive(env, "AGGREGATE_CACHE_BYTES", d.cache_bytes)?,
             retry: RetryPolicy {
                 max_attempts: positive(
                     env,
@@ -107,6 +112,9 @@ impl Default for BusConfig {
             // (smaller batches); more may pay where commits wait on slower storage.
             in_flight: 1,
             cache_capacity: 100_000,
+            // Per aggregate type: the six reference types hold at most 192 MiB together, well
+            // within the chart's 512 MiB limit of a command-service pod.
+            cache_bytes: 32 << 20,
             retry: RetryPolicy::default(),
             snapshots: SnapshotPolicy::default(),
             metrics: None,
@@ -120,6 +128,8 @@ pub struct BusMetrics {
     batch_size: prometheus::HistogramVec,
     commands: prometheus::IntCounterVec,
     cache: prometheus::IntCounterVec,
+    cache_bytes: prometheus::IntGaugeVec,
+    cache_entries: prometheus::IntGaugeVec,
     snapshots: prometheus::IntCounterVec,
 }
 
@@ -144,9 +154,22 @@ impl BusMetrics {
         let cache = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
                 "aggregate_cache_total",
-                "Aggregate state lookups by result (hit, miss, stale)",
+                "Aggregate state lookups by result (hit, miss, stale), and states too large to \
+                 cache (too_large)",
             ),
             &["aggregate_type", "result"],
+        )?;
+        let cache_bytes = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "aggregate_cache_bytes",
+                "Estimated bytes of the cached aggregate states: per entry its fixed size, its key's \
+                 strings and its state's serialized JSON length",
+            ),
+            &["aggregate_type"],
+        )?;
+        let cache_entries = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new("aggregate_cache_entries", "Cached aggregate states"),
+            &["aggregate_type"],
         )?;
         let snapshots = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
@@ -158,11 +181,15 @@ impl BusMetrics {
         registry.register(Box::new(batch_size.clone()))?;
         registry.register(Box::new(commands.clone()))?;
         registry.register(Box::new(cache.clone()))?;
+        registry.register(Box::new(cache_bytes.clone()))?;
+        registry.register(Box::new(cache_entries.clone()))?;
         registry.register(Box::new(snapshots.clone()))?;
         Ok(Self {
             batch_size,
             commands,
             cache,
+            cache_bytes,
+            cache_entries,
             snapshots,
         })
     }
@@ -189,6 +216,12 @@ impl Counters {
                 .with_label_values(&[self.aggregate_type, result])
                 .inc_by(n);
         }
+    }
+    fn cache_gauges(&self) -> Option<CacheGauges> {
+        self.metrics.as_ref().map(|m| CacheGauges {
+            bytes: m.cache_bytes.with_label_values(&[self.aggregate_type]),
+            entries: m.cache_entries.with_label_values(&[self.aggregate_type]),
+        })
     }
     fn snapshot(&self, outcome: &str) {
         if let Some(m) = &self.metrics {
@@ -268,6 +301,7 @@ impl<A: Aggregate> CommandBus<A> {
     pub fn start(store: EventStore, config: BusConfig) -> Self {
         let writers = config.writers.max(1);
         let per_writer = (config.cache_capacity / writers).max(1);
+        let bytes_per_writer = (config.cache_bytes / writers).max(1);
         let counters = Counters {
             metrics: config.metrics.clone(),
             aggregate_type: A::TYPE,
@@ -278,7 +312,11 @@ impl<A: Aggregate> CommandBus<A> {
                 let (tx, rx) = mpsc::channel(config.max_batch.max(1) * 4);
                 let writer = Writer::<A> {
                     store: store.clone(),
-                    cache: LruCache::new(NonZeroUsize::new(per_writer).expect("at least 1")),
+                    cache: StateCache::new(
+                        NonZeroUsize::new(per_writer).expect("at least 1"),
+                        bytes_per_writer,
+                        counters.cache_gauges(),
+                    ),
                     max_batch: config.max_batch.max(1),
                     in_flight: config.in_flight.max(1),
                     retry: config.retry,
@@ -343,6 +381,37 @@ struct Cached<A> {
     version: i64,
 }
 
+/// An estimate of the memory one cached stream takes: the entry's fixed size (key, state, the
+/// LRU's links and map slot), the key's strings and the length of the state as JSON. JSON is the
+/// one measure of a state's heap (its strings and collections) that every aggregate offers (it
+/// is `Serialize` for snapshots), and counting it writes no text anywhere. It over-counts numbers
+/// and field names and misses spare capacity: an estimate within a small factor, not an exact
+/// size. A state that cannot be serialized counts as too large to cache.
+fn entry_bytes<A: Aggregate>(stream: &Stream, state: &A) -> usize {
+    let mut json = ByteCount(0);
+    if serde_json::to_writer(&mut json, state).is_err() {
+        return usize::MAX;
+    }
+    std::mem::size_of::<(Stream, Cached<A>, usize)>()
+        + 4 * std::mem::size_of::<usize>()
+        + stream.tenant.len()
+        + stream.id.len()
+        + json.0
+}
+
+/// A writer that only counts the bytes written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// States of a batch's streams, and which of them were just loaded from the store.
 type Loaded<A> = (HashMap<Stream, Cached<A>>, HashSet<Stream>);
 
@@ -383,7 +452,7 @@ type Landed<A> = (
 /// running batch waits for it).
 struct Writer<A: Aggregate> {
     store: EventStore,
-    cache: LruCache<Stream, Cached<A>>,
+    cache: StateCache<Stream, Cached<A>>,
     max_batch: usize,
     in_flight: usize,
     retry: RetryPolicy,
@@ -654,7 +723,7 @@ impl<A: Aggregate> Writer<A> {
                     d.job.answer(Ok(handled));
                 }
                 for (id, state) in pending {
-                    self.cache.put(id, state);
+                    self.cache_put(id, state);
                 }
                 Vec::new()
             }
@@ -717,7 +786,7 @@ impl<A: Aggregate> Writer<A> {
             match loaded.remove(stream) {
                 Some(Ok((state, version))) => {
                     let cached = Cached { state, version };
-                    self.cache.put(stream.clone(), cached.clone());
+                    self.cache_put(stream.clone(), cached.clone());
                     base.insert(stream.clone(), cached);
                 }
                 Some(Err(e)) => {
@@ -875,6 +944,15 @@ impl<A: Aggregate> Writer<A> {
             }));
         }
         Ok(out)
+    }
+
+    /// Caches `state` within the cache's bounds; a state too large for them is left out (the next
+    /// command of its aggregate loads it again).
+    fn cache_put(&mut self, stream: Stream, state: Cached<A>) {
+        let bytes = entry_bytes(&stream, &state.state);
+        if !self.cache.put(stream, state, bytes) {
+            self.counters.cache("too_large", 1);
+        }
     }
 
     fn snapshot(&self, stream: &Stream, cached: &Cached<A>) {
