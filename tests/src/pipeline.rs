@@ -215,7 +215,14 @@ impl Pipeline {
 
     /// [`Pipeline::audit`] for any projection.
     pub async fn audit_with(&self, p: &Arc<dyn Projection>) -> AuditReport {
-        projector::rebuild::audit(p, &self.stores(), Duration::from_secs(30), &Shutdown::new())
+        self.audit_of(p, None).await
+    }
+
+    /// `eventfold audit <p> [--tenant <tenant>]` on this pipeline.
+    pub async fn audit_of(&self, p: &Arc<dyn Projection>, tenant: Option<&str>) -> AuditReport {
+        let stores = self.stores();
+        let wait = Duration::from_secs(30);
+        projector::rebuild::audit(p, &stores, tenant, wait, &Shutdown::new())
             .await
             .expect("audit runs")
     }

@@ -37,10 +37,14 @@ pub enum Command {
         #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         batch: u32,
     },
-    /// Compare a read model with a from-scratch replay of the event store (exit 1 on a difference).
+    /// Compare a read model with a from-scratch replay of the event store, tenant by tenant; one
+    /// line per tenant and one for the total (exit 1 on a difference).
     Audit {
         /// Read model name.
         read_model: String,
+        /// Only this tenant: replay its events, compare its rows and versions.
+        #[arg(long)]
+        tenant: Option<String>,
         /// Seconds to wait for the live read model to catch up before comparing.
         #[arg(long, default_value_t = 60)]
         wait_secs: u64,
@@ -210,8 +214,12 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Outcome, UsageError> {
         }
         Command::Audit {
             read_model,
+            tenant,
             wait_secs,
-        } => return projections::audit(env, &read_model, Duration::from_secs(wait_secs)).await,
+        } => {
+            let wait = Duration::from_secs(wait_secs);
+            return projections::audit(env, &read_model, tenant.as_deref(), wait).await;
+        }
         Command::Parked(ParkedCommand::List { read_model }) => {
             return projections::list(env, &read_model).await;
         }

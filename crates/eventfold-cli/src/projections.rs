@@ -64,28 +64,102 @@ pub async fn rebuild(env: &Env, name: &str, batch: usize) -> Result<Outcome, Usa
     })
 }
 
-/// `eventfold audit <read-model>`: exit 0 when clean, 1 with the differences.
-pub async fn audit(env: &Env, name: &str, wait: Duration) -> Result<Outcome, UsageError> {
+/// `eventfold audit <read-model> [--tenant T]`: one line per tenant and one for the total on
+/// standard output, the differences found on standard error; exit 0 when every tenant is clean,
+/// 1 otherwise. A tenant that is not a valid tenant id, or that has no events, rows or versions
+/// in the read model (a misspelt name would otherwise audit clean), is a usage error (exit 2).
+pub async fn audit(
+    env: &Env,
+    name: &str,
+    tenant: Option<&str>,
+    wait: Duration,
+) -> Result<Outcome, UsageError> {
     let p = model(name)?;
+    if let Some(t) = tenant
+        && !eventfold_auth::valid_tenant(t)
+    {
+        return Err(UsageError(format!(
+            "--tenant `{t}`: expected 1-64 characters of A-Z a-z 0-9 - _ ."
+        )));
+    }
     let stores = stores(env, 2000)?;
     let shutdown = Shutdown::on_signals();
-    Ok(match rebuild::audit(&p, &stores, wait, &shutdown).await {
-        Ok(r) => Outcome {
-            ok: r.is_clean(),
-            out: vec![json_line(&r)],
-            err: if r.is_clean() {
-                vec![]
+    let r = match rebuild::audit(&p, &stores, tenant, wait, &shutdown).await {
+        Ok(r) => r,
+        Err(e) => return Ok(failed(e)),
+    };
+    if let Some(t) = tenant
+        && r.tenant(t)
+            .is_none_or(|a| a.events == 0 && a.live_rows == 0 && a.expected_rows == 0 && a.clean)
+    {
+        return Err(UsageError(format!(
+            "--tenant `{t}`: no events, rows or versions of this tenant in {name}"
+        )));
+    }
+    let mut out: Vec<String> = r
+        .tenants
+        .iter()
+        .map(|t| {
+            let who = if t.tenant.is_empty() {
+                "(no tenant)".to_owned()
             } else {
-                vec![format!(
-                    "{name}: {} rows missing or different, {} unexpected, {} version mismatches",
-                    r.missing_count,
-                    r.unexpected_count,
-                    r.version_mismatches.len()
-                )]
-            },
-        },
-        Err(e) => failed(e),
+                format!("tenant {}", t.tenant)
+            };
+            audit_line(
+                &who,
+                t.clean,
+                t.events,
+                t.live_rows,
+                t.expected_rows,
+                [
+                    t.missing_count,
+                    t.unexpected_count,
+                    t.version_mismatch_count,
+                ],
+            )
+        })
+        .collect();
+    out.push(audit_line(
+        "total",
+        r.is_clean(),
+        r.events,
+        r.live_rows,
+        r.expected_rows,
+        [
+            r.missing_count,
+            r.unexpected_count,
+            r.version_mismatch_count,
+        ],
+    ));
+    let err = r
+        .missing
+        .iter()
+        .map(|m| format!("missing or different: {m}"))
+        .chain(r.unexpected.iter().map(|u| format!("unexpected: {u}")))
+        .chain(r.version_mismatches.iter().map(|v| format!("version: {v}")))
+        .collect();
+    Ok(Outcome {
+        ok: r.is_clean(),
+        out,
+        err,
     })
+}
+
+/// One line of the audit: `<who>: clean|NOT CLEAN, <n> events, rows <live> live / <expected>
+/// expected, <m> missing or different, <u> unexpected, <v> version mismatches`.
+fn audit_line(
+    who: &str,
+    clean: bool,
+    events: usize,
+    live: usize,
+    expected: usize,
+    [missing, unexpected, versions]: [usize; 3],
+) -> String {
+    let verdict = if clean { "clean" } else { "NOT CLEAN" };
+    format!(
+        "{who}: {verdict}, {events} events, rows {live} live / {expected} expected, \
+         {missing} missing or different, {unexpected} unexpected, {versions} version mismatches"
+    )
 }
 
 /// `eventfold parked list <read-model>`: one JSON line per parked event.

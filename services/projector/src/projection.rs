@@ -106,9 +106,12 @@ pub trait Projection: Send + Sync + 'static {
     fn statement(&self, key: &str) -> Option<&'static str>;
     /// The writes for `event`, without I/O; empty for an event that does not concern it.
     fn writes(&self, event: &ProjectedEvent) -> Result<Vec<Write>, HandlerError>;
-    /// Queries that list the whole read model for `eventfold audit`, each returning one text
-    /// column (PostgreSQL) or field (Neo4j) named `row` per entity, e.g. a JSON text of every
-    /// stored property; the rows of two generations are compared as sorted multisets.
+    /// Queries that list the whole read model for `eventfold audit`, each returning per entity
+    /// a text column (PostgreSQL) or field (Neo4j) named `row`, e.g. a JSON text of every stored
+    /// property, and one named `tenant`, the tenant the entity belongs to; the rows of two
+    /// generations are compared, tenant by tenant, as sorted multisets. `eventfold audit
+    /// --tenant` keeps one tenant's rows (`WHERE tenant = ..` around each query), so a read
+    /// model must keep tenants apart: no entity may be written by events of two tenants.
     fn dump(&self) -> Vec<&'static str>;
     /// Neo4j: every node label it writes (without `{g}`), so that a rebuilt generation can be
     /// relabelled to the live one. Empty for PostgreSQL.

@@ -1,7 +1,7 @@
 //! Working from the event store (the authority): rebuilding a read model, replaying parked
 //! events, and auditing a read model against a from-scratch replay.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,20 @@ pub async fn replay_all(
     batch: usize,
     shutdown: &Shutdown,
 ) -> Result<Outcome, RebuildError> {
+    Ok(replay_events(processor, pool, batch, None, shutdown)
+        .await?
+        .0)
+}
+
+/// [`replay_all`] of `tenant`'s events only (every tenant's when `None`); also how many events
+/// of each tenant it read.
+async fn replay_events(
+    processor: &Processor,
+    pool: &PgPool,
+    batch: usize,
+    tenant: Option<&str>,
+    shutdown: &Shutdown,
+) -> Result<(Outcome, BTreeMap<String, usize>), RebuildError> {
     let types: Vec<String> = processor
         .projection
         .aggregate_types()
@@ -125,13 +139,24 @@ pub async fn replay_all(
     sqlx::query("SET LOCAL statement_timeout = 0")
         .execute(&mut *tx)
         .await?;
-    let sql = format!("{EVENTS_SQL} WHERE aggregate_type = ANY($1) ORDER BY position");
-    let mut rows = sqlx::query(&sql).bind(&types).fetch(&mut *tx);
+    let only_tenant = if tenant.is_some() {
+        " AND tenant = $2"
+    } else {
+        ""
+    };
+    let sql = format!("{EVENTS_SQL} WHERE aggregate_type = ANY($1){only_tenant} ORDER BY position");
+    let mut query = sqlx::query(&sql).bind(&types);
+    if let Some(t) = tenant {
+        query = query.bind(t);
+    }
+    let mut rows = query.fetch(&mut *tx);
     let mut total = Outcome::default();
+    let mut per_tenant: BTreeMap<String, usize> = BTreeMap::new();
     let mut buf = Vec::with_capacity(batch);
     loop {
         let row = rows.try_next().await?;
         if let Some(r) = &row {
+            *per_tenant.entry(r.try_get("tenant")?).or_default() += 1;
             buf.push(item_from_row(r)?);
         }
         if buf.len() >= batch || (row.is_none() && !buf.is_empty()) {
@@ -150,7 +175,7 @@ pub async fn replay_all(
     }
     drop(rows);
     tx.commit().await?;
-    Ok(total)
+    Ok((total, per_tenant))
 }
 
 /// What a rebuild did.
@@ -375,11 +400,13 @@ pub async fn replay_parked(
     Ok(reports)
 }
 
-/// What the auditor found.
+/// What the auditor found, in all and per tenant.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AuditReport {
     /// Read model.
     pub read_model: String,
+    /// The one tenant audited, or `None` for all of them.
+    pub tenant: Option<String>,
     /// Events replayed into the scratch generation.
     pub events: usize,
     /// Entities (dump rows) in the live read model.
@@ -396,21 +423,55 @@ pub struct AuditReport {
     pub unexpected_count: usize,
     /// Aggregates whose applied version differs (live vs replay), at most 20.
     pub version_mismatches: Vec<String>,
+    /// Number of version mismatches in all.
+    pub version_mismatch_count: usize,
+    /// The same counts for each tenant met (in events, rows or versions), by tenant name; rows
+    /// that name no tenant are counted under `""`.
+    pub tenants: Vec<TenantAudit>,
 }
 
 impl AuditReport {
     /// True when live equals the replay.
     pub fn is_clean(&self) -> bool {
-        self.missing_count == 0 && self.unexpected_count == 0 && self.version_mismatches.is_empty()
+        self.missing_count == 0 && self.unexpected_count == 0 && self.version_mismatch_count == 0
+    }
+
+    /// The audit of `tenant`, if it was met.
+    pub fn tenant(&self, tenant: &str) -> Option<&TenantAudit> {
+        self.tenants.iter().find(|t| t.tenant == tenant)
     }
 }
 
+/// What the auditor found for one tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TenantAudit {
+    /// The tenant.
+    pub tenant: String,
+    /// Its events replayed.
+    pub events: usize,
+    /// Its rows in the live read model.
+    pub live_rows: usize,
+    /// Its rows in the replay.
+    pub expected_rows: usize,
+    /// Its rows the live model lacks or has differently.
+    pub missing_count: usize,
+    /// Its live rows the replay does not have.
+    pub unexpected_count: usize,
+    /// Its streams whose applied version differs.
+    pub version_mismatch_count: usize,
+    /// True when its rows and versions equal the replay's.
+    pub clean: bool,
+}
+
 /// Replays the event store into a scratch generation and compares it with the live read model
-/// (rows and applied versions). Waits up to `wait` for the live model to catch up with the
-/// snapshot before comparing; the scratch generation is dropped afterwards.
+/// (rows and applied versions), tenant by tenant. Waits up to `wait` for the live model to catch
+/// up with the snapshot before comparing; the scratch generation is dropped afterwards. With
+/// `tenant`, only that tenant's events are replayed and only its rows and versions compared:
+/// sound because a read model keeps tenants apart (see [`Projection::dump`]).
 pub async fn audit(
     p: &Arc<dyn Projection>,
     stores: &Stores,
+    tenant: Option<&str>,
     wait: Duration,
     shutdown: &Shutdown,
 ) -> Result<AuditReport, RebuildError> {
@@ -430,7 +491,7 @@ pub async fn audit(
         },
     };
     scratch.setup(&**p).await?;
-    let result = audit_into(p, stores, &live, &scratch, wait, shutdown).await;
+    let result = audit_into(p, stores, &live, &scratch, tenant, wait, shutdown).await;
     let dropped = scratch.drop_all(&**p).await;
     let report = result?;
     dropped?;
@@ -442,51 +503,97 @@ async fn audit_into(
     stores: &Stores,
     live: &Target,
     scratch: &Target,
+    tenant: Option<&str>,
     wait: Duration,
     shutdown: &Shutdown,
 ) -> Result<AuditReport, RebuildError> {
     let parking = Parking::dry_run(stores.pool.clone(), p.name());
     let processor = stores.processor(p, scratch.clone(), parking, Mode::Consume);
-    let outcome = replay_all(&processor, &stores.pool, stores.batch, shutdown).await?;
-    let expected_versions = scratch.versions().await?;
+    let (outcome, events) =
+        replay_events(&processor, &stores.pool, stores.batch, tenant, shutdown).await?;
+    let expected_versions = scratch.versions_of(tenant).await?;
     let deadline = Instant::now() + wait;
     let mut mismatches;
     loop {
-        let live_versions = live.versions().await?;
+        let live_versions = live.versions_of(tenant).await?;
         mismatches = version_diff(&expected_versions, &live_versions);
         if mismatches.is_empty() || Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let expected = scratch.dump(&**p).await?;
-    let actual = live.dump(&**p).await?;
-    let (missing, unexpected) = multiset_diff(&expected, &actual);
-    Ok(AuditReport {
+    let expected = by_tenant(scratch.dump(&**p, tenant).await?);
+    let actual = by_tenant(live.dump(&**p, tenant).await?);
+
+    let mut names: BTreeSet<&str> = events.keys().map(String::as_str).collect();
+    names.extend(expected.keys().map(String::as_str));
+    names.extend(actual.keys().map(String::as_str));
+    names.extend(mismatches.iter().map(|(t, _)| t.as_str()));
+    names.extend(tenant);
+    let none = Vec::new();
+    let mut report = AuditReport {
         read_model: p.name().into(),
+        tenant: tenant.map(str::to_owned),
         events: outcome.applied + outcome.parked + outcome.skipped,
-        live_rows: actual.len(),
-        expected_rows: expected.len(),
-        missing_count: missing.len(),
-        unexpected_count: unexpected.len(),
-        missing: missing.into_iter().take(20).collect(),
-        unexpected: unexpected.into_iter().take(20).collect(),
-        version_mismatches: mismatches.into_iter().take(20).collect(),
-    })
+        ..AuditReport::default()
+    };
+    for name in names {
+        let expected = expected.get(name).unwrap_or(&none);
+        let actual = actual.get(name).unwrap_or(&none);
+        let (missing, unexpected) = multiset_diff(expected, actual);
+        let versions = mismatches.iter().filter(|(t, _)| t == name).count();
+        report.tenants.push(TenantAudit {
+            tenant: name.to_owned(),
+            events: events.get(name).copied().unwrap_or(0),
+            live_rows: actual.len(),
+            expected_rows: expected.len(),
+            missing_count: missing.len(),
+            unexpected_count: unexpected.len(),
+            version_mismatch_count: versions,
+            clean: missing.is_empty() && unexpected.is_empty() && versions == 0,
+        });
+        report.live_rows += actual.len();
+        report.expected_rows += expected.len();
+        report.missing_count += missing.len();
+        report.unexpected_count += unexpected.len();
+        report.missing.extend(missing);
+        report.unexpected.extend(unexpected);
+    }
+    report.missing.truncate(20);
+    report.unexpected.truncate(20);
+    report.version_mismatch_count = mismatches.len();
+    report.version_mismatches = mismatches.into_iter().take(20).map(|(_, m)| m).collect();
+    Ok(report)
 }
 
+/// Sorted `(tenant, row)` pairs as each tenant's sorted rows.
+fn by_tenant(rows: Vec<(String, String)>) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (tenant, row) in rows {
+        out.entry(tenant).or_default().push(row);
+    }
+    out
+}
+
+/// The streams whose applied versions differ, as `(tenant, description)`, sorted.
 fn version_diff(
     expected: &HashMap<AggregateKey, i64>,
     live: &HashMap<AggregateKey, i64>,
-) -> Vec<String> {
-    let mut out: Vec<String> = expected
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = expected
         .iter()
         .filter(|(k, v)| live.get(*k) != Some(*v))
-        .map(|(k, v)| format!("{k}: expected v{v}, live {:?}", live.get(k)))
+        .map(|(k, v)| {
+            let m = format!("{k}: expected v{v}, live {:?}", live.get(k));
+            (k.tenant.clone(), m)
+        })
         .chain(
             live.iter()
                 .filter(|(k, _)| !expected.contains_key(*k))
-                .map(|(k, v)| format!("{k}: live v{v}, not in the event store")),
+                .map(|(k, v)| {
+                    let m = format!("{k}: live v{v}, not in the event store");
+                    (k.tenant.clone(), m)
+                }),
         )
         .collect();
     out.sort();
@@ -548,5 +655,6 @@ mod tests {
         let live = HashMap::from([(k("a"), 1), (k("c"), 4)]);
         let d = version_diff(&expected, &live);
         assert_eq!(d.len(), 3, "{d:?}");
+        assert!(d.iter().all(|(t, _)| t == "default"), "{d:?}");
     }
 }

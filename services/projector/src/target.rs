@@ -316,15 +316,24 @@ impl Target {
     /// Every entry of the version guard (for the auditor). A Neo4j version node written before
     /// streams were per tenant has no tenant: it counts as `default`'s.
     pub async fn versions(&self) -> Result<HashMap<AggregateKey, i64>, ApplyError> {
+        self.versions_of(None).await
+    }
+
+    /// The entries of the version guard of `tenant`'s streams (every tenant's when `None`).
+    pub async fn versions_of(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<HashMap<AggregateKey, i64>, ApplyError> {
         let mut out = HashMap::new();
         match self {
             Self::Postgres { pool, schema } => {
                 let sql = render(
                     "SELECT tenant, aggregate_type, aggregate_id, last_version \
-                     FROM {schema}._versions WHERE last_version > 0",
+                     FROM {schema}._versions \
+                     WHERE last_version > 0 AND ($1::text IS NULL OR tenant = $1)",
                     schema,
                 );
-                for r in sqlx::query(&sql).fetch_all(pool).await? {
+                for r in sqlx::query(&sql).bind(tenant).fetch_all(pool).await? {
                     let key = AggregateKey::new(
                         r.try_get::<String, _>(0)?,
                         r.try_get::<String, _>(1)?,
@@ -336,11 +345,14 @@ impl Target {
             Self::Neo4j { graph, g, .. } => {
                 let cypher = render(
                     "MATCH (v:ProjectorVersion{g}) WHERE v.last_version > 0 \
+                       AND ($tenant IS NULL OR coalesce(v.tenant, 'default') = $tenant) \
                      RETURN coalesce(v.tenant, 'default') AS tenant, v.aggregate_type AS t, \
                        v.aggregate_id AS id, v.last_version AS last",
                     g,
                 );
-                let mut rows = graph.execute(query(&cypher)).await?;
+                let mut rows = graph
+                    .execute(query(&cypher).param("tenant", tenant))
+                    .await?;
                 while let Some(row) = rows.next().await? {
                     let key = AggregateKey::new(
                         row.get::<String>("tenant").map_err(neo_de)?,
@@ -387,26 +399,51 @@ impl Target {
         Ok(out)
     }
 
-    /// The rows of every dump query, each as JSON text, sorted.
-    pub async fn dump(&self, p: &dyn Projection) -> Result<Vec<String>, ApplyError> {
+    /// The rows of every dump query as `(tenant, JSON text)`, sorted (a row that names no tenant
+    /// has `""`); only `tenant`'s rows when given.
+    pub async fn dump(
+        &self,
+        p: &dyn Projection,
+        tenant: Option<&str>,
+    ) -> Result<Vec<(String, String)>, ApplyError> {
         let mut out = Vec::new();
         for (i, q) in p.dump().into_iter().enumerate() {
             match self {
                 Self::Postgres { pool, schema } => {
-                    let rows = sqlx::query(&render(q, schema)).fetch_all(pool).await?;
+                    let q = render(q, schema);
+                    let rows = match tenant {
+                        None => sqlx::query(&q).fetch_all(pool).await?,
+                        Some(t) => {
+                            // A plain subquery: PostgreSQL pushes the filter down to the table.
+                            let q =
+                                format!("SELECT tenant, row FROM ({q}) AS dump WHERE tenant = $1");
+                            sqlx::query(&q).bind(t).fetch_all(pool).await?
+                        }
+                    };
                     for r in rows {
+                        let owner: Option<String> = r.try_get("tenant")?;
                         let text: String = r.try_get("row")?;
                         // Re-serialise so that key order and spacing do not matter.
                         let v: Value = serde_json::from_str(&text)
                             .map_err(|e| ApplyError::Refused(format!("dump row: {e}")))?;
-                        out.push(format!("{i}:{v}"));
+                        out.push((owner.unwrap_or_default(), format!("{i}:{v}")));
                     }
                 }
                 Self::Neo4j { graph, g, .. } => {
-                    let mut rows = graph.execute(query(&render(q, g))).await?;
+                    let q = render(q, g);
+                    let q = match tenant {
+                        None => query(&q),
+                        Some(t) => query(&format!(
+                            "CALL {{ {q} }} WITH tenant, row WHERE tenant = $tenant \
+                             RETURN tenant, row"
+                        ))
+                        .param("tenant", t),
+                    };
+                    let mut rows = graph.execute(q).await?;
                     while let Some(row) = rows.next().await? {
+                        let owner: Option<String> = row.get("tenant").map_err(neo_de)?;
                         let v: Value = row.get("row").map_err(neo_de)?;
-                        out.push(format!("{i}:{}", unsuffix(v, g)));
+                        out.push((owner.unwrap_or_default(), format!("{i}:{}", unsuffix(v, g))));
                     }
                 }
             }

@@ -185,10 +185,10 @@ pub async fn verdict(
             }
         }
         let report =
-            projector::rebuild::audit(p, &stores, Duration::from_secs(10), &Shutdown::new())
+            projector::rebuild::audit(p, &stores, None, Duration::from_secs(10), &Shutdown::new())
                 .await?;
         v.duplicated += (report.missing_count + report.unexpected_count) as i64;
-        v.order += report.version_mismatches.len() as i64;
+        v.order += report.version_mismatch_count as i64;
         if !report.is_clean() {
             v.notes.push(format!(
                 "audit {}: missing {:?} unexpected {:?} versions {:?}",

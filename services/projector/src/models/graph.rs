@@ -454,20 +454,20 @@ impl Projection for Graph {
 
     fn dump(&self) -> Vec<&'static str> {
         vec![
-            "MATCH (n:Verse{g}) RETURN {label: 'Verse', props: properties(n)} AS row",
-            "MATCH (n:Event{g}) RETURN {label: 'Event', props: properties(n)} AS row",
-            "MATCH (n:Project{g}) RETURN {label: 'Project', props: properties(n)} AS row",
-            "MATCH (n:Interview{g}) RETURN {label: 'Interview', props: properties(n)} AS row",
-            "MATCH (n:Sentence{g}) RETURN {label: 'Sentence', props: properties(n)} AS row",
-            "MATCH (n:Analysis{g}) RETURN {label: 'Analysis', props: properties(n)} AS row",
-            "MATCH (n:Override{g}) RETURN {label: 'Override', props: properties(n)} AS row",
-            "MATCH (a)-[r:CROSS_REFERENCE{g}]->(b) RETURN {type: 'CROSS_REFERENCE', from: [a.tenant, a.id], to: [b.tenant, b.id], props: properties(r)} AS row",
-            "MATCH (a)-[r:TYPIFIES{g}]->(b) RETURN {type: 'TYPIFIES', from: [a.tenant, a.id], to: [b.tenant, b.id], props: properties(r)} AS row",
-            "MATCH (a)-[r:CAUSED{g}]->(b) RETURN {type: 'CAUSED', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
-            "MATCH (a)-[r:HAS_INTERVIEW{g}]->(b) RETURN {type: 'HAS_INTERVIEW', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
-            "MATCH (a)-[r:HAS_SENTENCE{g}]->(b) RETURN {type: 'HAS_SENTENCE', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
-            "MATCH (a)-[r:HAS_ANALYSIS{g}]->(b) RETURN {type: 'HAS_ANALYSIS', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
-            "MATCH (a)-[r:OVERRIDDEN_BY{g}]->(b) RETURN {type: 'OVERRIDDEN_BY', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
+            "MATCH (n:Verse{g}) RETURN n.tenant AS tenant, {label: 'Verse', props: properties(n)} AS row",
+            "MATCH (n:Event{g}) RETURN n.tenant AS tenant, {label: 'Event', props: properties(n)} AS row",
+            "MATCH (n:Project{g}) RETURN n.tenant AS tenant, {label: 'Project', props: properties(n)} AS row",
+            "MATCH (n:Interview{g}) RETURN n.tenant AS tenant, {label: 'Interview', props: properties(n)} AS row",
+            "MATCH (n:Sentence{g}) RETURN n.tenant AS tenant, {label: 'Sentence', props: properties(n)} AS row",
+            "MATCH (n:Analysis{g}) RETURN n.tenant AS tenant, {label: 'Analysis', props: properties(n)} AS row",
+            "MATCH (n:Override{g}) RETURN n.tenant AS tenant, {label: 'Override', props: properties(n)} AS row",
+            "MATCH (a)-[r:CROSS_REFERENCE{g}]->(b) RETURN a.tenant AS tenant, {type: 'CROSS_REFERENCE', from: [a.tenant, a.id], to: [b.tenant, b.id], props: properties(r)} AS row",
+            "MATCH (a)-[r:TYPIFIES{g}]->(b) RETURN a.tenant AS tenant, {type: 'TYPIFIES', from: [a.tenant, a.id], to: [b.tenant, b.id], props: properties(r)} AS row",
+            "MATCH (a)-[r:CAUSED{g}]->(b) RETURN a.tenant AS tenant, {type: 'CAUSED', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
+            "MATCH (a)-[r:HAS_INTERVIEW{g}]->(b) RETURN a.tenant AS tenant, {type: 'HAS_INTERVIEW', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
+            "MATCH (a)-[r:HAS_SENTENCE{g}]->(b) RETURN a.tenant AS tenant, {type: 'HAS_SENTENCE', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
+            "MATCH (a)-[r:HAS_ANALYSIS{g}]->(b) RETURN a.tenant AS tenant, {type: 'HAS_ANALYSIS', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
+            "MATCH (a)-[r:OVERRIDDEN_BY{g}]->(b) RETURN a.tenant AS tenant, {type: 'OVERRIDDEN_BY', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
         ]
     }
 }
@@ -555,6 +555,17 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn every_dump_query_names_the_tenant_of_its_row() {
+        for q in Graph.dump() {
+            let owner = if q.contains(")-[r:") { "a" } else { "n" };
+            assert!(
+                q.contains(&format!("RETURN {owner}.tenant AS tenant, ")),
+                "{q}"
+            );
         }
     }
 

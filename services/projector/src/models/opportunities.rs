@@ -282,8 +282,8 @@ impl Projection for Opportunities {
 
     fn dump(&self) -> Vec<&'static str> {
         vec![
-            "SELECT row_to_json(o)::text AS row FROM {schema}.opportunities o",
-            "SELECT row_to_json(u)::text AS row FROM {schema}.users u",
+            "SELECT o.tenant, row_to_json(o)::text AS row FROM {schema}.opportunities o",
+            "SELECT u.tenant, row_to_json(u)::text AS row FROM {schema}.users u",
         ]
     }
 }
