@@ -41,8 +41,8 @@ pub struct BusConfig {
     pub in_flight: usize,
     /// Aggregates kept in memory, over all writers.
     pub cache_capacity: usize,
-    /// Estimated bytes of aggregate state kept in memory, over all writers (see [`BusMetrics`]'
-    /// `aggregate_cache_bytes` for what is counted).
+    /// Estimated bytes of aggregate state kept in memory, over all writers: per entry its fixed
+    /// size, its key's strings and its state's JSON length.
     pub cache_bytes: usize,
     /// Retries of a command whose aggregate moved underneath it.
     pub retry: RetryPolicy,
