@@ -39,6 +39,10 @@ pub(crate) async fn serve(
             accepted = axum::serve::Listener::accept(&mut listener) => accepted,
             () = shutdown.wait() => break,
         };
+        // Answers leave at once rather than waiting for the client's ACK (Nagle).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
         let connection = http.serve_connection(
             TokioIo::new(stream),
             TowerToHyperService::new(router.clone()),
