@@ -6,14 +6,21 @@
 //! happen while the record is read).
 //!
 //! Subjects follow TopicRecordNameStrategy: `<topic>-<record full name>`, so every version of an
-//! event type is a version of one subject. Schema ids are cached for the life of the codec (ids
+//! event type is a version of one subject. The codec never registers a schema: `eventfold schemas
+//! register` does, before any service starts (`make up`, CI, the test kit, the Helm hook Job); the
+//! codec only looks ids up (the registry's "is this schema under this subject" call when
+//! encoding, the schema by id when decoding). Schema ids are cached for the life of the codec (ids
 //! never change); registry calls go through `schema_registry_converter`.
 //!
-//! Errors: a registry that cannot be reached or answers 5xx is [`CodecError::RegistryUnavailable`],
-//! the only retryable error (never a reason to park a record or to drop it); every other error
-//! says what is wrong with the record (unknown magic byte, unknown schema id, truncated body,
-//! schema unknown to this build, no upcaster path) and names the subject, schema id and byte
-//! offset where known.
+//! Errors fall in three kinds. A registry that cannot be reached or answers 5xx is
+//! [`CodecError::RegistryUnavailable`], the only retryable error. A schema that is not registered
+//! ([`CodecError::NotRegistered`]) or credentials the registry refuses
+//! ([`CodecError::RegistryUnauthorized`]) are configuration errors
+//! ([`CodecError::is_configuration`]): no record causes them, so they halt the work until an
+//! operator fixes the setup. Neither kind is ever a reason to park a record or to drop it. Every
+//! other error says what is wrong with the record (unknown magic byte, unknown schema id,
+//! truncated body, schema unknown to this build, no upcaster path) and names the subject, schema
+//! id and byte offset where known.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -21,10 +28,10 @@ use std::sync::{Arc, RwLock};
 use apache_avro::Schema;
 use eventfold_domain::{DomainEvent, PreparedUpcast, StoredEventError, UpcastError, Upcasters};
 use schema_registry_converter::async_impl::schema_registry::{
-    SrSettings, get_all_subjects, get_schema_by_id, post_schema,
+    SrSettings, get_all_subjects, get_schema_by_id, perform_sr_call,
 };
 use schema_registry_converter::error::SRCError;
-use schema_registry_converter::schema_registry_common::{RawError, SchemaType, SuppliedSchema};
+use schema_registry_converter::schema_registry_common::{RawError, SrCall};
 use serde_json::Value;
 
 use crate::catalog::{Catalog, SchemaFile};
@@ -50,13 +57,46 @@ pub fn subject_for(topic: &str, fullname: &str) -> String {
 /// Why a record could not be encoded or decoded.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CodecError {
-    /// The registry could not be reached, failed (5xx, timeout, 429) or refused the credentials
-    /// (401, 403): retry later, never park.
+    /// The registry could not be reached or failed (5xx, timeout, 429): retry later, never park.
     #[error("schema registry unavailable ({context}): {message}")]
     RegistryUnavailable {
         /// The subject or schema id being resolved.
         context: String,
         /// The transport or status error.
+        message: String,
+    },
+    /// The registry refused the credentials (401, 403): a configuration error (wrong or missing
+    /// `SCHEMA_REGISTRY_USERNAME` / `SCHEMA_REGISTRY_PASSWORD`, or an account without read access
+    /// to the subject). Halt until fixed, never park.
+    #[error(
+        "schema registry refused the credentials with {status} ({context}): check \
+         SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD and the account's read access; \
+         registry said: {message}"
+    )]
+    RegistryUnauthorized {
+        /// The subject or schema id being resolved.
+        context: String,
+        /// 401 or 403.
+        status: u16,
+        /// The registry's message.
+        message: String,
+    },
+    /// The schema of an event is not registered under its subject: a configuration error (the
+    /// deployment skipped `eventfold schemas register`, or registered another topic prefix).
+    /// Halt until registered, never park.
+    #[error(
+        "schema {fullname} v{version} is not registered under subject {subject}: run \
+         `eventfold schemas register` (EVENTFOLD_TOPIC_PREFIX = the services' KAFKA_TOPIC_PREFIX); \
+         registry said: {message}"
+    )]
+    NotRegistered {
+        /// The subject looked up.
+        subject: String,
+        /// The record's full name.
+        fullname: String,
+        /// The local version of the schema.
+        version: u32,
+        /// The registry's answer (error code 40401 subject not found, 40403 schema not found).
         message: String,
     },
     /// The registry refused the schema itself (e.g. incompatible with the subject's versions).
@@ -145,6 +185,16 @@ impl CodecError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::RegistryUnavailable { .. })
     }
+
+    /// True for a configuration error (a schema not registered, credentials refused): no record
+    /// causes it, so the work halts (logged, `/readyz`, a metric) and is retried until an operator
+    /// fixes the setup; the record is never parked or dropped.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            Self::NotRegistered { .. } | Self::RegistryUnauthorized { .. }
+        )
+    }
 }
 
 /// A decoded record: the JSON payload as the writer wrote it, and where it came from.
@@ -220,8 +270,8 @@ impl AvroCodec {
         &self.catalog
     }
 
-    /// Encodes `payload` of `event_type` at `version` for `topic`: registers the schema under its
-    /// subject on first use (idempotent; the registry returns the existing id) and caches the id.
+    /// Encodes `payload` of `event_type` at `version` for `topic`: looks the schema's id up under
+    /// its subject on first use ([`AvroCodec::schema_id`]) and caches it.
     pub async fn encode(
         &self,
         topic: &str,
@@ -229,35 +279,52 @@ impl AvroCodec {
         version: u32,
         payload: &Value,
     ) -> Result<Vec<u8>, CodecError> {
-        let file =
-            self.catalog
-                .get(event_type, version)
-                .ok_or_else(|| CodecError::NoLocalSchema {
-                    event_type: event_type.into(),
-                    version,
-                })?;
+        let file = self.local(event_type, version)?;
         let id = self.schema_id(topic, file).await?;
         let mut out = Vec::with_capacity(256);
         encode_with(id, file, payload, &mut out)?;
         Ok(out)
     }
 
-    /// The registry id of `file` under `topic`'s subject (cached; registers on first use).
+    /// The registry id of `event_type` at `version` under `topic`'s subject, as
+    /// [`AvroCodec::encode`] would use it (e.g. to check a whole batch before sending any of it).
+    pub async fn lookup(
+        &self,
+        topic: &str,
+        event_type: &str,
+        version: u32,
+    ) -> Result<u32, CodecError> {
+        let file = self.local(event_type, version)?;
+        self.schema_id(topic, file).await
+    }
+
+    fn local(&self, event_type: &str, version: u32) -> Result<&SchemaFile, CodecError> {
+        self.catalog
+            .get(event_type, version)
+            .ok_or_else(|| CodecError::NoLocalSchema {
+                event_type: event_type.into(),
+                version,
+            })
+    }
+
+    /// The registry id of `file` under `topic`'s subject, cached. It is looked up with the
+    /// registry's "is this schema registered under this subject" call (`POST
+    /// /subjects/{subject}`), never registered: a schema that is not there is
+    /// [`CodecError::NotRegistered`].
     pub async fn schema_id(&self, topic: &str, file: &SchemaFile) -> Result<u32, CodecError> {
         let subject = subject_for(topic, &file.fullname);
         let key = (subject, file.version);
         if let Some(id) = self.ids.read().ok().and_then(|m| m.get(&key).copied()) {
             return Ok(id);
         }
-        let supplied = SuppliedSchema::new(
-            Some(file.fullname.clone()),
-            SchemaType::Avro,
-            file.text.clone(),
-        );
-        let registered = post_schema(&self.settings, key.0.clone(), supplied)
+        let body = serde_json::json!({ "schemaType": "AVRO", "schema": file.text }).to_string();
+        let found = perform_sr_call(&self.settings, SrCall::PostForVersion(&key.0, &body))
             .await
-            .map_err(|e| classify(e, &key.0, None))?;
-        let id = registered.id;
+            .map_err(|e| classify_lookup(e, &key.0, file))?;
+        let id = found.id.ok_or_else(|| CodecError::RegistryRefused {
+            context: key.0.clone(),
+            message: "the lookup answer carries no schema id".into(),
+        })?;
         if let Ok(mut m) = self.ids.write() {
             m.insert(key, id);
         }
@@ -500,28 +567,46 @@ fn decode_latest_with(
     }
 }
 
-/// Sorts a `schema_registry_converter` error into retryable and not.
+/// The HTTP status of a registry error response, if it was one.
+fn status_of(e: &SRCError) -> Option<u16> {
+    let (_, rest) = e.error.rsplit_once("status ")?;
+    rest.get(..3)?.parse().ok()
+}
+
+/// The error in one line: what failed and the registry's own code and message, if any.
+fn describe(e: &SRCError) -> String {
+    match &e.cause {
+        Some(cause) => format!("{}: {cause}", e.error),
+        None => e.error.clone(),
+    }
+}
+
+/// Sorts a `schema_registry_converter` error into retryable (the registry is failing),
+/// configuration (credentials refused) and the record's own (everything else).
 fn classify(e: SRCError, context: &str, id: Option<u32>) -> CodecError {
     use std::error::Error as _;
     let raw = e.source().and_then(|s| s.downcast_ref::<RawError>());
     let transport = e
         .source()
         .is_some_and(|s| s.downcast_ref::<reqwest::Error>().is_some());
-    // Not the record's fault: the registry is failing, overloaded, or refuses our credentials
-    // (a configuration problem to fix and retry, never a reason to park records).
-    let server_error = e
-        .error
-        .rsplit("status ")
-        .next()
-        .and_then(|s| s.get(..3))
-        .and_then(|s| s.parse::<u16>().ok())
-        .is_some_and(|s| s >= 500 || matches!(s, 401 | 403 | 408 | 429));
-    let message = e.to_string();
+    let status = status_of(&e);
+    let message = describe(&e);
+    if let Some(status @ (401 | 403)) = status {
+        // Not the record's fault and not transient: wrong or missing credentials, or an account
+        // without access to this subject. Retrying silently would hide it for ever.
+        return CodecError::RegistryUnauthorized {
+            context: context.into(),
+            status,
+            message,
+        };
+    }
     if let (Some(schema_id), Some(raw)) = (id, raw)
         && raw.error_code == 40403
     {
         return CodecError::UnknownSchemaId { schema_id };
     }
+    // Not the record's fault either: the registry is failing or overloaded.
+    let server_error = status.is_some_and(|s| s >= 500 || matches!(s, 408 | 429));
     if e.retriable || transport || server_error {
         return CodecError::RegistryUnavailable {
             context: context.into(),
@@ -532,6 +617,20 @@ fn classify(e: SRCError, context: &str, id: Option<u32>) -> CodecError {
         context: context.into(),
         message,
     }
+}
+
+/// Sorts the error of a lookup of `file` under `subject`: a 404 (error code 40401, subject not
+/// found, or 40403, schema not found) is [`CodecError::NotRegistered`]; the rest as [`classify`].
+fn classify_lookup(e: SRCError, subject: &str, file: &SchemaFile) -> CodecError {
+    if status_of(&e) == Some(404) {
+        return CodecError::NotRegistered {
+            subject: subject.into(),
+            fullname: file.fullname.clone(),
+            version: file.version,
+            message: describe(&e),
+        };
+    }
+    classify(e, subject, None)
 }
 
 /// Encoding and decoding with a schema id already known, without the registry (tests, benches,
@@ -647,7 +746,7 @@ mod tests {
     }
 
     #[test]
-    fn sorts_registry_failures_into_retryable_and_not() {
+    fn sorts_registry_failures_into_retryable_configuration_and_the_records_own() {
         let status = |code: u16| {
             SRCError::new(
                 &format!("HTTP request to schema registry failed with status {code}"),
@@ -655,8 +754,19 @@ mod tests {
                 false,
             )
         };
-        for code in [500, 502, 503, 401, 403, 429] {
-            assert!(classify(status(code), "s", None).is_retryable(), "{code}");
+        for code in [500, 502, 503, 408, 429] {
+            let e = classify(status(code), "s", None);
+            assert!(e.is_retryable() && !e.is_configuration(), "{code}: {e}");
+        }
+        // Refused credentials are the operator's to fix: never retried silently, never parked.
+        for code in [401, 403] {
+            let e = classify(status(code), "s", None);
+            assert!(
+                matches!(e, CodecError::RegistryUnauthorized { status, .. } if status == code),
+                "{code}: {e}"
+            );
+            assert!(e.is_configuration() && !e.is_retryable(), "{code}");
+            assert!(e.to_string().contains("SCHEMA_REGISTRY_USERNAME"), "{e}");
         }
         for code in [409, 422] {
             let e = classify(status(code), "s", None);
@@ -664,18 +774,46 @@ mod tests {
                 matches!(e, CodecError::RegistryRefused { .. }),
                 "{code}: {e}"
             );
+            assert!(!e.is_retryable() && !e.is_configuration(), "{code}");
         }
-        let raw: RawError =
-            serde_json::from_value(json!({"error_code": 40403, "message": "Schema not found"}))
-                .unwrap();
-        let not_found = SRCError::non_retryable_with_cause(
-            raw,
-            "HTTP request to schema registry failed with status 404 Not Found",
-        );
+        let raw = |code: u32, message: &str| -> RawError {
+            serde_json::from_value(json!({"error_code": code, "message": message})).unwrap()
+        };
+        let not_found = |code: u32, message: &str| {
+            SRCError::non_retryable_with_cause(
+                raw(code, message),
+                "HTTP request to schema registry failed with status 404 Not Found",
+            )
+        };
         assert!(matches!(
-            classify(not_found, "id 7", Some(7)),
+            classify(not_found(40403, "Schema not found"), "id 7", Some(7)),
             CodecError::UnknownSchemaId { schema_id: 7 }
         ));
+        // A lookup by subject that finds nothing: the schema is not registered (a configuration
+        // error naming the subject and the command to run), whether the subject is missing
+        // (40401) or only this version (40403).
+        let c = catalog();
+        let file = c.get("OpportunityArchived", 1).unwrap();
+        for (code, message) in [(40401, "Subject not found"), (40403, "Schema not found")] {
+            let e = classify_lookup(not_found(code, message), "t-x", file);
+            assert!(
+                matches!(&e, CodecError::NotRegistered { subject, version: 1, .. } if subject == "t-x"),
+                "{e}"
+            );
+            assert!(e.is_configuration() && !e.is_retryable());
+            let text = e.to_string();
+            assert!(
+                text.contains("t-x")
+                    && text.contains("eventfold schemas register")
+                    && text.contains(&code.to_string()),
+                "{text}"
+            );
+        }
+        assert!(matches!(
+            classify_lookup(status(401), "t-x", file),
+            CodecError::RegistryUnauthorized { status: 401, .. }
+        ));
+        assert!(classify_lookup(status(503), "t-x", file).is_retryable());
     }
 
     /// A codec that knows every catalog schema under topic `t` (ids from 1000, in catalog order)

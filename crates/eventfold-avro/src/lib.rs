@@ -5,8 +5,11 @@
 //! - [`plan`]: the Avro body of a record read and written straight from and to the event's JSON
 //!   payload (open JSON fields travel as JSON text).
 //! - [`codec`]: the Confluent wire format (magic byte, schema id, body), TopicRecordNameStrategy
-//!   subjects, cached schema ids, typed errors (a registry outage is the only retryable one).
-//! - [`registry`]: registry settings and the REST calls beyond encoding (compatibility, probes).
+//!   subjects, schema ids looked up (never registered) and cached, typed errors (a registry outage
+//!   is the only retryable one; a schema not registered and refused credentials are configuration
+//!   errors).
+//! - [`registry`]: registry settings and the REST calls beyond encoding (registration for
+//!   `eventfold schemas register`, compatibility, probes).
 //!
 //! It speaks the Confluent REST API through `SCHEMA_REGISTRY_URL` only, so any registry with that API
 //! serves. Domain code never depends on this crate; this crate depends on `eventfold-domain` only

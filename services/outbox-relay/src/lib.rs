@@ -144,6 +144,7 @@ pub async fn build(settings: Settings) -> std::io::Result<Server> {
         .with_check(settings.kafka.readiness_check())
         .with_check(registry.readiness_check());
     let metrics = metrics::RelayMetrics::register(ops.registry());
+    let ops = ops.with_check(publishing_check(metrics.halt.clone()));
     let catalog = Catalog::embedded().map_err(std::io::Error::other)?;
     let sr = settings
         .registry
@@ -169,6 +170,16 @@ pub async fn build(settings: Settings) -> std::io::Result<Server> {
     };
     let server = Server::bind(SERVICE, &settings.service, &ops, routes).await?;
     Ok(server.with_worker(move |shutdown| relay.run(shutdown)))
+}
+
+/// `/readyz` check `publishing`: fails, naming the reason (the subject whose schema is not
+/// registered, the registry's refusal of the credentials), while publishing is halted by a
+/// configuration error.
+pub fn publishing_check(halt: metrics::Halt) -> eventfold_runtime::ReadinessCheck {
+    eventfold_runtime::ReadinessCheck::new("publishing", move || {
+        let halt = halt.clone();
+        async move { halt.check() }
+    })
 }
 
 #[cfg(test)]

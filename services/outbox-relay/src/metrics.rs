@@ -1,5 +1,7 @@
 //! The relay's Prometheus metrics (prefix `eventfold_relay_`).
 
+use std::sync::{Arc, Mutex};
+
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -37,6 +39,38 @@ pub struct RelayMetrics {
     pub dlt_pending: IntGauge,
     /// Dead-letter copies acknowledged by Kafka.
     pub dlt_sent: IntCounter,
+    /// 1 while publishing is halted by a configuration error, labelled by its kind
+    /// (`schema_not_registered`, `registry_unauthorized`) and the subject concerned.
+    pub halted: IntGaugeVec,
+    /// Why publishing is halted now (for `/readyz` and the logs).
+    pub halt: Halt,
+}
+
+/// Why publishing is halted now, shared with the `/readyz` check `publishing`.
+#[derive(Debug, Clone, Default)]
+pub struct Halt(Arc<Mutex<Option<String>>>);
+
+impl Halt {
+    /// Records `reason`; true when publishing was not halted before.
+    pub fn set(&self, reason: &str) -> bool {
+        let mut h = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        h.replace(reason.to_owned()).is_none()
+    }
+
+    /// Clears the halt; true when publishing was halted.
+    pub fn clear(&self) -> bool {
+        let mut h = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        h.take().is_some()
+    }
+
+    /// `Err("halted: <reason>")` while halted, `Ok` otherwise.
+    pub fn check(&self) -> Result<(), String> {
+        let h = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match &*h {
+            Some(reason) => Err(format!("halted: {reason}")),
+            None => Ok(()),
+        }
+    }
 }
 
 impl RelayMetrics {
@@ -124,6 +158,15 @@ impl RelayMetrics {
                 "Dead-letter copies of parked rows acknowledged by Kafka",
             )
             .expect("static metric"),
+            halted: IntGaugeVec::new(
+                Opts::new(
+                    "relay_halted",
+                    "1 while publishing is halted by a configuration error (schema not registered, registry credentials refused)",
+                ),
+                &["reason", "subject"],
+            )
+            .expect("static metric"),
+            halt: Halt::default(),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.published.clone()),
@@ -141,10 +184,67 @@ impl RelayMetrics {
             Box::new(m.outbox_parked.clone()),
             Box::new(m.dlt_pending.clone()),
             Box::new(m.dlt_sent.clone()),
+            Box::new(m.halted.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("relay metrics registered once");
         }
         m
+    }
+
+    /// Marks publishing halted for `reason` (`kind` and `subject` label the gauge); true when it
+    /// was not halted before.
+    pub fn halt(&self, kind: &str, subject: &str, reason: &str) -> bool {
+        self.halted.reset();
+        self.halted.with_label_values(&[kind, subject]).set(1);
+        self.halt.set(reason)
+    }
+
+    /// Clears a halt; true when publishing was halted.
+    pub fn resume(&self) -> bool {
+        let was = self.halt.clear();
+        if was {
+            self.halted.reset();
+        }
+        was
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_halt_names_its_reason_and_subject_until_cleared() {
+        let registry = Registry::new();
+        let m = RelayMetrics::register(&registry);
+        assert_eq!(m.halt.check(), Ok(()));
+        assert!(m.halt(
+            "schema_not_registered",
+            "t.X-a.B",
+            "schema a.B v1 is not registered"
+        ));
+        assert!(!m.halt(
+            "schema_not_registered",
+            "t.X-a.B",
+            "schema a.B v1 is not registered"
+        ));
+        assert_eq!(
+            m.halt.check(),
+            Err("halted: schema a.B v1 is not registered".into())
+        );
+        let g = m
+            .halted
+            .with_label_values(&["schema_not_registered", "t.X-a.B"]);
+        assert_eq!(g.get(), 1);
+        assert!(m.resume());
+        assert!(!m.resume());
+        assert_eq!(m.halt.check(), Ok(()));
+        let halted = registry.gather();
+        let halted = halted.iter().find(|f| f.name() == "relay_halted");
+        assert!(
+            halted.is_none_or(|f| f.get_metric().is_empty()),
+            "{halted:?}"
+        );
     }
 }

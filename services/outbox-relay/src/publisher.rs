@@ -2,13 +2,21 @@
 //! idempotent producer (Kafka's murmur2 partitioner, key = aggregate id), wait for every ack, and
 //! hand them to the [`Deleter`]. A failure before the acks leaves the rows in place: they are
 //! published again (at-least-once).
+//!
+//! The relay never registers a schema (`eventfold schemas register` does, before it starts). A
+//! batch whose schemas are not all registered, or whose lookup the registry refuses (401, 403),
+//! halts publishing: nothing of it is sent, parked or deleted; the relay logs the reason once,
+//! shows it in `/readyz` (check `publishing`) and `eventfold_relay_halted{reason,subject}`, and
+//! tries the batch again with back-off, resuming by itself once the setup is fixed. Halting the
+//! whole relay, not only the event type concerned, keeps every aggregate's order and cannot be
+//! missed: a schema that is not registered is a broken deployment, not a bad event.
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventfold_avro::{AvroCodec, topic_for};
+use eventfold_avro::{AvroCodec, CodecError, topic_for};
 use eventfold_kafka::{KafkaError, KafkaSettings};
 use eventfold_postgres::PgSettings;
 use eventfold_runtime::Shutdown;
@@ -58,7 +66,11 @@ pub struct Relay {
 pub enum PublishError {
     /// The registry could not be reached.
     #[error("registry: {0}")]
-    Registry(eventfold_avro::CodecError),
+    Registry(CodecError),
+    /// A configuration error no event causes (a schema not registered, registry credentials
+    /// refused): publishing halts until it is fixed.
+    #[error("halted: {0}")]
+    Halted(CodecError),
     /// A topic could not be created.
     #[error(transparent)]
     Topic(#[from] KafkaError),
@@ -161,6 +173,8 @@ impl Relay {
             }
             if owned.is_empty() {
                 drop(owned);
+                // Nothing of ours waits to be published: nothing is halted either.
+                self.resume();
                 discard(&mut ahead).await;
                 self.settle(&mut in_flight, &mut deleter, shutdown).await;
                 deleter.flush().await;
@@ -224,7 +238,10 @@ impl Relay {
                 None
             } else {
                 match self.send(&p, &owned, batch.rows, &mut topics).await {
-                    Ok(sent) => Some(sent),
+                    Ok(sent) => {
+                        self.resume();
+                        Some(sent)
+                    }
                     Err(e) => {
                         self.failed(&e, &p, &mut producer);
                         drop(owned);
@@ -335,12 +352,73 @@ impl Relay {
 
     /// Counts a failed batch and drops a producer that hit a fatal error.
     fn failed(&self, e: &PublishError, p: &FutureProducer, producer: &mut Option<FutureProducer>) {
-        tracing::warn!(error = %e, "batch not published; retrying");
+        match e {
+            PublishError::Halted(cause) => self.halt(cause),
+            _ => tracing::warn!(error = %e, "batch not published; retrying"),
+        }
         self.metrics.errors.with_label_values(&[stage(e)]).inc();
         if p.client().fatal_error().is_some() {
             tracing::warn!("producer hit a fatal error: creating a new one");
             *producer = None;
         }
+    }
+
+    /// Marks publishing halted by `cause` (gauge, `/readyz`, an error log line when it starts).
+    fn halt(&self, cause: &CodecError) {
+        let (kind, subject) = match cause {
+            CodecError::NotRegistered { subject, .. } => {
+                ("schema_not_registered", subject.as_str())
+            }
+            CodecError::RegistryUnauthorized { context, .. } => {
+                ("registry_unauthorized", context.as_str())
+            }
+            _ => ("configuration", ""),
+        };
+        if self.metrics.halt(kind, subject, &cause.to_string()) {
+            tracing::error!(
+                error = %cause, reason = kind, subject,
+                "publishing halted: the outbox rows stay and are published, in order, once this is fixed"
+            );
+        } else {
+            tracing::warn!(error = %cause, reason = kind, subject, "publishing still halted");
+        }
+    }
+
+    /// Clears a halt after a batch went out (or when nothing of ours waits).
+    fn resume(&self) {
+        if self.metrics.resume() {
+            tracing::info!("publishing resumed");
+        }
+    }
+
+    /// Looks up the schema id of every event type and version of `rows` before any is sent: a
+    /// schema that is not registered or credentials the registry refuses halt the whole batch
+    /// (nothing sent, so no duplicates later; nothing parked). A row's own problem (no local
+    /// schema) is left for [`Relay::send`] to park.
+    async fn resolve(&self, rows: &[OutboxRow]) -> Result<(), PublishError> {
+        let mut seen: HashSet<(&str, &str, i32)> = HashSet::new();
+        for row in rows.iter().filter(|r| r.blocked_by.is_none()) {
+            let env = &row.envelope;
+            let key = (
+                env.aggregate_type.as_str(),
+                env.event_type.as_str(),
+                env.schema_version,
+            );
+            if !seen.insert(key) {
+                continue;
+            }
+            let topic = topic_for(&self.config.topic_prefix, &env.aggregate_type);
+            match self
+                .codec
+                .lookup(&topic, &env.event_type, env.schema_version as u32)
+                .await
+            {
+                Err(e) if e.is_configuration() => return Err(PublishError::Halted(e)),
+                Err(e) if e.is_retryable() => return Err(PublishError::Registry(e)),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Parks what cannot be published and hands the rest to the producer (without waiting).
@@ -351,6 +429,7 @@ impl Relay {
         rows: Vec<OutboxRow>,
         topics: &mut HashSet<String>,
     ) -> Result<Sent, PublishError> {
+        self.resolve(&rows).await?;
         let epoch = |shard: i32| owned.get(&shard).copied().unwrap_or_default();
         // Aggregates with a parked row: their later rows wait behind it, in order.
         let mut blocked: HashMap<(&str, &str), i64> = HashMap::new();
@@ -392,6 +471,7 @@ impl Relay {
                 .await;
             let problem = match &encoded {
                 Err(e) if e.is_retryable() => return Err(PublishError::Registry(e.clone())),
+                Err(e) if e.is_configuration() => return Err(PublishError::Halted(e.clone())),
                 Err(e) => Some(("encode", e.to_string())),
                 Ok(bytes) if bytes.len() > MAX_RECORD_BYTES => Some((
                     "too_large",
@@ -548,6 +628,7 @@ impl Sent {
 fn stage(e: &PublishError) -> &'static str {
     match e {
         PublishError::Registry(_) => "registry",
+        PublishError::Halted(_) => "halted",
         PublishError::Topic(_) => "topic",
         PublishError::Kafka(_) => "kafka",
         PublishError::Database(_) => "park",

@@ -18,6 +18,7 @@ use rdkafka::types::RDKafkaRespErr;
 use tokio::sync::watch;
 
 use crate::engine::{Item, Processor, backoff, decode};
+use crate::metrics::Cause;
 use crate::state::ModelState;
 use crate::target::Partition;
 
@@ -287,7 +288,7 @@ async fn consume(
                     }
                 },
             };
-            let Some(items) = decode_all(codec, &batch, name, shutdown).await else {
+            let Some(items) = decode_all(codec, &batch, processor, shutdown).await else {
                 return Ok(());
             };
             items
@@ -305,7 +306,7 @@ async fn consume(
             },
             async {
                 let batch = prefetch(&consumer, settings.batch_size, &applied).await;
-                decode_all(codec, &batch, name, shutdown).await
+                decode_all(codec, &batch, processor, shutdown).await
             }
         );
         let Some(outcome) = outcome else {
@@ -440,13 +441,18 @@ const RECREATE_AFTER: Duration = Duration::from_secs(15);
 /// How often the lag per partition is reported.
 const LAG_EVERY: Duration = Duration::from_secs(5);
 
-/// Decodes `batch` in order, waiting out an unreachable registry; `None` on shutdown.
+/// Decodes `batch` in order, waiting out an unreachable registry; `None` on shutdown. A registry
+/// that refuses the credentials (401, 403) halts the read model (error log, `/readyz`,
+/// `eventfold_projector_halted`) until a retry succeeds: nothing is parked for it, since no
+/// record is at fault.
 async fn decode_all(
     codec: &AvroCodec,
     batch: &[OwnedMessage],
-    name: &str,
+    processor: &Processor,
     shutdown: &Shutdown,
 ) -> Option<Vec<Item>> {
+    let name = processor.projection.name();
+    let metrics = processor.metrics.as_ref();
     let mut items: Vec<Item> = Vec::with_capacity(batch.len());
     for msg in batch {
         let mut attempt = 0;
@@ -456,16 +462,40 @@ async fn decode_all(
                     items.push(item);
                     break;
                 }
+                Err(e) if e.is_configuration() => {
+                    let first = match metrics {
+                        Some(m) => m.halt(name, Cause::Registry, &e.to_string()),
+                        None => attempt == 0,
+                    };
+                    if first {
+                        tracing::error!(
+                            read_model = name, error = %e,
+                            "read model halted: the schema registry refuses the credentials; retrying until it is fixed"
+                        );
+                    } else {
+                        tracing::warn!(read_model = name, error = %e, attempt, "read model still halted");
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(read_model = name, error = %e, "registry unavailable; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff(attempt)) => {}
-                        _ = shutdown.wait() => return None,
-                    }
-                    attempt += 1;
                 }
             }
+            if let Some(m) = metrics {
+                m.retries.with_label_values(&[name, "registry"]).inc();
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff(attempt)) => {}
+                _ = shutdown.wait() => return None,
+            }
+            attempt += 1;
         }
+    }
+    // Once per batch: every record of it was read, so the registry accepts the credentials.
+    if !batch.is_empty() && metrics.is_some_and(|m| m.resume(name, Cause::Registry)) {
+        tracing::info!(
+            read_model = name,
+            "the schema registry accepts the credentials again; read model resumed"
+        );
     }
     Some(items)
 }

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventfold_avro::AvroCodec;
+use eventfold_avro::{AvroCodec, CodecError};
 use eventfold_kafka::Envelope;
 use eventfold_runtime::Shutdown;
 use rdkafka::Message;
 use rdkafka::message::{Headers, OwnedMessage};
 
 use crate::apply::ApplyError;
-use crate::metrics::ProjectorMetrics;
+use crate::metrics::{Cause, ProjectorMetrics};
 use crate::parking::{Origin, Parking, Reason, ToPark};
 use crate::projection::{ProjectedEvent, Projection, Write, waves};
 use crate::target::{AggregateKey, Partition, Target, Tx};
@@ -47,8 +47,10 @@ impl Item {
 }
 
 /// Reads a consumed record: envelope from the headers, payload decoded and upcast to the latest
-/// version. `Err` only when the registry is unreachable (retry, never park).
-pub async fn decode(codec: &AvroCodec, msg: &OwnedMessage) -> Result<Item, String> {
+/// version. `Err` only for what is not the record's fault: the registry is unreachable
+/// ([`CodecError::is_retryable`], retry) or refuses the credentials
+/// ([`CodecError::is_configuration`], halt and retry); never park for either.
+pub async fn decode(codec: &AvroCodec, msg: &OwnedMessage) -> Result<Item, CodecError> {
     let origin = Origin {
         record: Some((msg.topic().to_owned(), msg.partition(), msg.offset())),
         key: msg.key().map(<[u8]>::to_vec),
@@ -77,7 +79,7 @@ pub async fn decode(codec: &AvroCodec, msg: &OwnedMessage) -> Result<Item, Strin
             }
             (Some(value), Some(upcasters)) => {
                 match codec.decode_latest(msg.topic(), value, upcasters).await {
-                    Err(e) if e.is_retryable() => return Err(e.to_string()),
+                    Err(e) if e.is_retryable() || e.is_configuration() => return Err(e),
                     Err(e) => Err(fail(Some(envelope), e.to_string())),
                     Ok(d) if *d.event_type != envelope.event_type => {
                         let e = format!(
@@ -273,10 +275,7 @@ impl Processor {
         let name = self.projection.name();
         self.count_retry("halted");
         let first = match &self.metrics {
-            Some(m) => {
-                m.halted.with_label_values(&[name]).set(1);
-                m.halts.set(name, &format!("{code} {reason}"))
-            }
+            Some(m) => m.halt(name, Cause::Store, &format!("{code} {reason}")),
             None => attempt == 0,
         };
         if first {
@@ -300,9 +299,8 @@ impl Processor {
     /// Clears a halt after a successful transaction.
     fn resume(&self) {
         if let Some(m) = &self.metrics
-            && m.halts.clear(self.projection.name())
+            && m.resume(self.projection.name(), Cause::Store)
         {
-            m.halted.with_label_values(&[self.projection.name()]).set(0);
             tracing::info!(read_model = self.projection.name(), "read model resumed");
         }
     }

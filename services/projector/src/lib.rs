@@ -208,7 +208,8 @@ fn rebuilding_check(pool: sqlx::PgPool, names: Vec<&'static str>) -> ReadinessCh
 }
 
 /// `/readyz` check `halted`: fails, naming the reason, while a read model this process runs is
-/// halted by a store error (permission, read-only transaction, missing table).
+/// halted by a store error (permission, read-only transaction, missing table) or by a schema
+/// registry that refuses the credentials.
 pub fn halted_check(halts: metrics::Halts) -> ReadinessCheck {
     ReadinessCheck::new("halted", move || {
         let halts = halts.clone();

@@ -20,7 +20,8 @@ pub struct ProjectorMetrics {
     pub visible_seconds: HistogramVec,
     /// Parked events not yet replayed or discarded.
     pub parked: IntGaugeVec,
-    /// Batches that failed and were retried, by kind (`transient`, `refused`).
+    /// Batches that failed and were retried, by kind (`transient`, `refused`, `timeout`,
+    /// `halted`), and records whose decoding was retried (`registry`).
     pub retries: IntCounterVec,
     /// 1 while a rebuild of the read model runs.
     pub rebuilding: IntGaugeVec,
@@ -31,8 +32,9 @@ pub struct ProjectorMetrics {
     pub behind_log_start: IntGaugeVec,
     /// Dead-letter copies of parked events not yet acknowledged by Kafka.
     pub dlt_pending: IntGaugeVec,
-    /// 1 while the read model is halted by a store error no event can cause (permission,
-    /// read-only, missing table); see [`Halts`] for the reason.
+    /// 1 while the read model is halted by an error no event can cause: in the store
+    /// (permission, read-only, missing table) or at the registry (credentials refused); see
+    /// [`Halts`] for the reason.
     pub halted: IntGaugeVec,
     /// Batches split in two after their transaction timed out.
     pub splits: IntCounterVec,
@@ -40,24 +42,41 @@ pub struct ProjectorMetrics {
     pub halts: Halts,
 }
 
+/// What halted a read model: an error no event causes, in its store or at the schema registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cause {
+    /// The store refuses every write (permission, read-only transaction, missing table).
+    Store,
+    /// The schema registry refuses the credentials (401, 403): no record can be read.
+    Registry,
+}
+
 /// The reasons of the read models that are halted now, shared with the `/readyz` check.
 #[derive(Debug, Clone, Default)]
-pub struct Halts(Arc<Mutex<BTreeMap<String, String>>>);
+pub struct Halts(Arc<Mutex<BTreeMap<(String, Cause), String>>>);
 
 impl Halts {
-    /// Records that `read_model` is halted for `reason`; true when it was not halted before.
-    pub fn set(&self, read_model: &str, reason: &str) -> bool {
+    /// Records that `read_model` is halted by `cause` for `reason`; true when it was not halted
+    /// by that cause before.
+    pub fn set(&self, read_model: &str, cause: Cause, reason: &str) -> bool {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.insert(read_model.to_owned(), reason.to_owned()).is_none()
+        m.insert((read_model.to_owned(), cause), reason.to_owned())
+            .is_none()
     }
 
-    /// Clears the halt of `read_model`; true when it was halted.
-    pub fn clear(&self, read_model: &str) -> bool {
+    /// Clears the halt of `read_model` by `cause`; true when it was halted by it.
+    pub fn clear(&self, read_model: &str, cause: Cause) -> bool {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.remove(read_model).is_some()
+        m.remove(&(read_model.to_owned(), cause)).is_some()
     }
 
-    /// `Err` with one `halted <read model>: <reason>` per halted read model, `Ok` when none is.
+    /// True while `read_model` is halted by any cause.
+    pub fn is_halted(&self, read_model: &str) -> bool {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.keys().any(|(k, _)| k == read_model)
+    }
+
+    /// `Err` with one `halted <read model>: <reason>` per halt, `Ok` when none is.
     pub fn check(&self) -> Result<(), String> {
         let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if m.is_empty() {
@@ -65,7 +84,7 @@ impl Halts {
         }
         Err(m
             .iter()
-            .map(|(k, v)| format!("halted {k}: {v}"))
+            .map(|((k, _), v)| format!("halted {k}: {v}"))
             .collect::<Vec<_>>()
             .join("; "))
     }
@@ -151,7 +170,7 @@ impl ProjectorMetrics {
             halted: IntGaugeVec::new(
                 Opts::new(
                     "projector_halted",
-                    "1 while the read model is halted by a store error (permission, read-only, missing table)",
+                    "1 while the read model is halted by a store error (permission, read-only, missing table) or refused registry credentials",
                 ),
                 &["read_model"],
             )
@@ -185,6 +204,23 @@ impl ProjectorMetrics {
         m
     }
 
+    /// Marks `read_model` halted by `cause` for `reason` (gauge and [`Halts`]); true when it was
+    /// not halted by that cause before.
+    pub fn halt(&self, read_model: &str, cause: Cause, reason: &str) -> bool {
+        self.halted.with_label_values(&[read_model]).set(1);
+        self.halts.set(read_model, cause, reason)
+    }
+
+    /// Clears the halt of `read_model` by `cause` (the gauge drops once no cause is left); true
+    /// when it was halted by it.
+    pub fn resume(&self, read_model: &str, cause: Cause) -> bool {
+        let was = self.halts.clear(read_model, cause);
+        if was && !self.halts.is_halted(read_model) {
+            self.halted.with_label_values(&[read_model]).set(0);
+        }
+        was
+    }
+
     /// The histogram of batch durations for `read_model`.
     pub fn batch(&self, read_model: &str) -> Histogram {
         self.batch_seconds.with_label_values(&[read_model])
@@ -199,15 +235,33 @@ mod tests {
     fn halts_name_each_halted_read_model_until_cleared() {
         let h = Halts::default();
         assert_eq!(h.check(), Ok(()));
-        assert!(h.set("graph", "42501 permission denied"));
-        assert!(!h.set("graph", "42501 permission denied"));
+        assert!(h.set("graph", Cause::Store, "42501 permission denied"));
+        assert!(!h.set("graph", Cause::Store, "42501 permission denied"));
         assert_eq!(
             h.check(),
             Err("halted graph: 42501 permission denied".into())
         );
-        assert!(h.clear("graph"));
-        assert!(!h.clear("graph"));
+        assert!(h.clear("graph", Cause::Store));
+        assert!(!h.clear("graph", Cause::Store));
         assert_eq!(h.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_read_model_stays_halted_until_every_cause_is_cleared() {
+        let m = ProjectorMetrics::register(&Registry::new());
+        let gauge = m.halted.with_label_values(&["graph"]);
+        assert!(m.halt("graph", Cause::Registry, "schema registry refused 401"));
+        assert!(m.halt("graph", Cause::Store, "42501 permission denied"));
+        // A write that succeeds clears the store's halt, not the registry's.
+        assert!(m.resume("graph", Cause::Store));
+        assert_eq!(gauge.get(), 1);
+        assert_eq!(
+            m.halts.check(),
+            Err("halted graph: schema registry refused 401".into())
+        );
+        assert!(m.resume("graph", Cause::Registry));
+        assert_eq!(gauge.get(), 0);
+        assert_eq!(m.halts.check(), Ok(()));
     }
 
     #[test]
