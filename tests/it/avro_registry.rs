@@ -1,6 +1,8 @@
 //! The Avro codec and `eventfold schemas` against the real schema registry: every event type and
 //! version round trips, bad records are typed errors, a registry outage is retryable and cached
-//! ids keep working, the incompatible fixture is refused, registration is idempotent.
+//! ids keep working, the codec never registers (a schema missing under its subject is a
+//! configuration error naming it), the incompatible fixture is refused, registration is
+//! idempotent.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,10 +36,19 @@ fn codec(stack: &Stack) -> AvroCodec {
     AvroCodec::new(stack.registry.converter_settings().unwrap(), catalog())
 }
 
+/// Registers `file` under its subject for `topic` (the codec only looks ids up).
+async fn register(stack: &Stack, topic: &str, file: &eventfold_avro::SchemaFile) -> u32 {
+    RegistryClient::new(stack.registry.clone())
+        .register(&subject_for(topic, &file.fullname), &file.text)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn every_event_type_and_version_round_trips_through_the_real_registry() {
     let stack = Stack::from_env().await;
     let prefix = format!("{}.", unique("avro-rt"));
+    stack.register_schemas(&prefix).await;
     let writer = codec(&stack);
     let reader = codec(&stack);
     let client = RegistryClient::new(stack.registry.clone());
@@ -93,6 +104,7 @@ async fn a_consumed_v1_record_becomes_the_v2_domain_event() {
         .get("OpportunityCreated", 1)
         .unwrap()
         .clone();
+    register(&stack, &topic, &v1).await;
     let bytes = writer
         .encode(&topic, "OpportunityCreated", 1, &golden(&v1, "json"))
         .await
@@ -142,6 +154,7 @@ async fn bad_records_are_typed_errors_naming_subject_id_and_offset() {
         .get("OpportunityArchived", 1)
         .unwrap()
         .clone();
+    register(&stack, &topic, &file).await;
     let bytes = codec
         .encode(&topic, &file.event_type, 1, &golden(&file, "json"))
         .await
@@ -251,11 +264,13 @@ async fn a_registry_outage_is_retryable_and_cached_ids_keep_working() {
         .get("OpportunityValidated", 1)
         .unwrap()
         .clone();
+    register(&stack, &topic, &archived).await;
+    register(&stack, &topic, &validated).await;
     let bytes = codec
         .encode(&topic, "OpportunityArchived", 1, &golden(&archived, "json"))
         .await
         .unwrap();
-    // Registered through the real registry, but never seen by `codec`.
+    // Resolved through the real registry, but never seen by `codec`.
     let unseen = AvroCodec::new(stack.registry.converter_settings().unwrap(), catalog())
         .encode(
             &topic,
@@ -298,6 +313,62 @@ async fn a_registry_outage_is_retryable_and_cached_ids_keep_working() {
     let _restored = cut.restore();
     let decoded = codec.decode(&topic, &unseen).await.expect("healed");
     assert_eq!(&*decoded.event_type, "OpportunityValidated");
+}
+
+#[tokio::test]
+async fn the_codec_never_registers_and_names_the_subject_of_a_missing_schema() {
+    let stack = Stack::from_env().await;
+    let client = RegistryClient::new(stack.registry.clone());
+    let topic = unique("avro-unregistered");
+    let codec = codec(&stack);
+    let v1 = codec
+        .catalog()
+        .get("OpportunityCreated", 1)
+        .unwrap()
+        .clone();
+    let v2 = codec
+        .catalog()
+        .get("OpportunityCreated", 2)
+        .unwrap()
+        .clone();
+    let subject = subject_for(&topic, &v1.fullname);
+
+    // No such subject (40401), then the subject without this version (40403): both are a
+    // configuration error naming the subject and the command, never retryable, never a
+    // registration.
+    let subject_missing = codec
+        .encode(&topic, "OpportunityCreated", 1, &golden(&v1, "json"))
+        .await
+        .unwrap_err();
+    assert!(client.lookup(&subject, &v1.text).await.unwrap().is_none());
+    register(&stack, &topic, &v1).await;
+    let version_missing = codec
+        .encode(&topic, "OpportunityCreated", 2, &golden(&v2, "json"))
+        .await
+        .unwrap_err();
+    assert!(client.lookup(&subject, &v2.text).await.unwrap().is_none());
+    for (err, code, version) in [(subject_missing, "40401", 1), (version_missing, "40403", 2)] {
+        assert!(
+            matches!(&err, CodecError::NotRegistered { subject: s, version: v, .. } if *s == subject && *v == version),
+            "{err}"
+        );
+        assert!(err.is_configuration() && !err.is_retryable(), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&subject)
+                && text.contains("eventfold schemas register")
+                && text.contains(code),
+            "{text}"
+        );
+    }
+
+    // Registered: the same codec finds it (nothing negative was cached).
+    let id = register(&stack, &topic, &v2).await;
+    let bytes = codec
+        .encode(&topic, "OpportunityCreated", 2, &golden(&v2, "json"))
+        .await
+        .unwrap();
+    assert_eq!(u32::from_be_bytes(bytes[1..5].try_into().unwrap()), id);
 }
 
 #[tokio::test]

@@ -227,8 +227,10 @@ async fn the_services_started_by_make_up_are_ready() {
     }
 }
 
-/// Starts each service in-process on port 0 against the stack.
+/// Starts each service in-process on port 0 against the stack, after registering the schemas of
+/// their topic prefix (the default, `eventfold.`), as `make up` does.
 async fn spawn_services(stack: &Stack, extra: &[(&str, &str)]) -> Vec<Spawned> {
+    stack.register_schemas("eventfold.").await;
     let env = stack.service_env(extra);
     vec![
         spawn(

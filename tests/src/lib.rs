@@ -8,12 +8,13 @@ pub mod confidence;
 #[cfg(feature = "testcontainers")]
 mod containers;
 pub mod pipeline;
+pub mod registry_gate;
 pub mod relay;
 pub mod xref;
 
 use std::time::Duration;
 
-use eventfold_avro::RegistrySettings;
+use eventfold_avro::{Catalog, RegistryClient, RegistrySettings};
 use eventfold_kafka::KafkaSettings;
 use eventfold_postgres::PgSettings;
 use eventfold_runtime::Env;
@@ -46,6 +47,17 @@ impl Stack {
             registry: RegistrySettings::from_env(&env).expect("SCHEMA_REGISTRY_URL"),
             neo4j: Neo4jSettings::from_env(&env).expect("NEO4J_* settings"),
         }
+    }
+
+    /// Registers every schema of this build for topic prefix `prefix`, as `eventfold schemas
+    /// register` does before any service starts: the relay only looks schema ids up, so a test
+    /// with a topic prefix of its own registers it before starting a relay or encoding.
+    pub async fn register_schemas(&self, prefix: &str) {
+        let client = RegistryClient::new(self.registry.clone());
+        let catalog = Catalog::embedded().expect("the embedded schemas");
+        eventfold_cli::register::register_all(&catalog, &client, prefix)
+            .await
+            .unwrap_or_else(|(what, e)| panic!("registering {what} for prefix {prefix}: {e}"));
     }
 
     /// A pool as the migration role (`DATABASE_URL`), with the migrations applied.

@@ -1,6 +1,7 @@
 //! Test kit for the outbox relay: a database of its own per test (so relays of different tests and
 //! the stack's relay never share shards), CrossReference event chains written through the event
-//! store, a topic prefix of its own, and a consumer that reads everything back.
+//! store, a topic prefix of its own (its schemas registered, as `eventfold schemas register` does
+//! before a deployment's relays start), and a consumer that reads everything back.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -31,8 +32,17 @@ pub struct RelayDb {
 }
 
 impl RelayDb {
-    /// Creates the database, migrates it and makes sure the relay login role exists.
+    /// Creates the database, migrates it, makes sure the relay login role exists and registers
+    /// the schemas of its topic prefix.
     pub async fn create(stack: &Stack) -> Self {
+        let db = Self::create_unregistered(stack).await;
+        stack.register_schemas(&db.prefix).await;
+        db
+    }
+
+    /// [`RelayDb::create`] without registering the schemas: for tests of what a relay does when
+    /// they are missing.
+    pub async fn create_unregistered(stack: &Stack) -> Self {
         let name = unique("ef_relay").replace('-', "_");
         // The stack's own database only serves to create this one: it is not migrated here.
         let admin = sqlx::PgPool::connect_with(stack.database.connect_options())

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventfold_avro::{AvroCodec, Catalog};
+use eventfold_avro::{AvroCodec, Catalog, RegistryClient, subject_for};
 use eventfold_kafka::{Envelope, KafkaSettings};
 use eventfold_runtime::Shutdown;
 use rdkafka::Message;
@@ -163,6 +163,16 @@ pub(super) async fn f12(stack: &eventfold_tests::Stack) -> Result<Verdict, Fault
     // know (an Opportunity event on its topic). It must claim the next version to reach the
     // handler; if the aggregate's own next event got there first it is skipped, so try another.
     let topic = format!("{prefix}CrossReference");
+    // Its subject (an Opportunity record on the CrossReference topic) is none that `eventfold
+    // schemas register` makes, and the codec only looks ids up: register it for the poison.
+    let archived = codec
+        .catalog()
+        .get("OpportunityArchived", 1)
+        .ok_or_else(|| FaultError::Setup("no OpportunityArchived v1 schema".into()))?;
+    RegistryClient::new(stack.registry.clone())
+        .register(&subject_for(&topic, &archived.fullname), &archived.text)
+        .await
+        .map_err(|e| FaultError::Setup(format!("registering the refused record's schema: {e}")))?;
     let value = codec
         .encode(
             &topic,
