@@ -86,6 +86,18 @@ migrate() {
     >/dev/null || die "cannot grant the read models' roles to ef_projector"
 }
 
+# Registers every version of every Avro schema under the services' topic prefix before any service
+# starts: the relay and the projector only look schema ids up, and a relay that finds a schema
+# missing halts publishing (its /readyz says which subject). Idempotent: a registered version keeps
+# its id.
+register_schemas() {
+  local prefix="${KAFKA_TOPIC_PREFIX:-eventfold.}"
+  log "registering the Avro schemas for topic prefix $prefix (eventfold schemas register)"
+  EVENTFOLD_TOPIC_PREFIX="$prefix" "$CARGO_TARGET_DIR/debug/eventfold" schemas register \
+    --dir "$EVENTFOLD_ROOT/schemas" >>"$(log_file eventfold-schemas)" 2>&1 \
+    || die "schema registration failed; see $(log_file eventfold-schemas)"
+}
+
 # Creates the local token issuer's key pair (or keeps the existing one) before any service reads
 # its key set; the key id is derived from the public key, so tokens stay valid across restarts.
 issuer_keys() {
@@ -100,6 +112,7 @@ cmd_start() {
     -p eventfold-postgres -p eventfold-cli --bins) || die "cargo build of the services failed"
   issuer_keys
   migrate
+  register_schemas
   local svc port admin_port
   for svc in "${SERVICES[@]}"; do
     port="$(port_of "$svc")"

@@ -1,12 +1,14 @@
 //! What the pipeline benchmarks share: a fresh database per benchmark, bulk pre-filled events
-//! with their outbox rows, services run in-process and read through their `/metrics`.
+//! with their outbox rows, the schemas of a run's topic prefix registered, services run
+//! in-process and read through their `/metrics`.
 
 use std::time::Duration;
 
 use anyhow::Context;
+use eventfold_avro::{Catalog, RegistryClient, RegistrySettings};
 use eventfold_kafka::KafkaSettings;
 use eventfold_postgres::{Actor, ActorKind, CommandMeta, NewEvent, shard_key};
-use eventfold_runtime::{Server, Shutdown};
+use eventfold_runtime::{Env, Server, Shutdown};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -31,6 +33,18 @@ pub async fn delete_bench_topics(kafka: &KafkaSettings, bases: &'static [&'stati
         Ok(_) => {}
         Err(e) => eprintln!("bench: cannot delete the benchmark's topics: {e}"),
     }
+}
+
+/// Registers every schema of this build for topic prefix `prefix` in the registry of `env`, as
+/// `eventfold schemas register` does before a deployment's services start: the relay only looks
+/// schema ids up, and a run's prefix is new.
+pub async fn register_schemas(env: &Env, prefix: &str) -> anyhow::Result<()> {
+    let client = RegistryClient::new(RegistrySettings::from_env(env)?);
+    let catalog = Catalog::embedded()?;
+    eventfold_cli::register::register_all(&catalog, &client, prefix)
+        .await
+        .map_err(|(what, e)| anyhow::anyhow!("registering {what} for prefix {prefix}: {e}"))?;
+    Ok(())
 }
 
 /// `maintenance_url` with its database replaced by `db`.
@@ -119,7 +133,7 @@ pub async fn prefill(
 
 /// A service running in-process on a free port.
 pub struct Running {
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` of its admin listener (`/readyz`, `/metrics`).
     pub url: String,
     shutdown: Shutdown,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -128,7 +142,8 @@ pub struct Running {
 impl Running {
     /// Serves `server` until [`Running::stop`].
     pub fn start(server: Server) -> anyhow::Result<Self> {
-        let url = format!("http://{}", server.local_addr()?);
+        // `/metrics` is served on the admin listener only.
+        let url = format!("http://{}", server.admin_addr()?);
         let shutdown = Shutdown::new();
         let handle = tokio::spawn(server.run_until_stopped(shutdown.clone()));
         Ok(Self {

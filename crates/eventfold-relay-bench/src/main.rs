@@ -24,7 +24,9 @@ use eventfold_kafka::{Envelope, KafkaSettings};
 use eventfold_postgres::repository::prepare;
 use eventfold_postgres::{BusConfig, CommandBus, EventStore, NewEvent};
 use eventfold_reference::CrossReference;
-use eventfold_relay_bench::{Running, delete_bench_topics, meta, prefill, recreate};
+use eventfold_relay_bench::{
+    Running, delete_bench_topics, meta, prefill, recreate, register_schemas,
+};
 use eventfold_runtime::{Env, Shutdown};
 use hdrhistogram::Histogram;
 use rdkafka::Message;
@@ -219,7 +221,8 @@ fn validate_command() -> <CrossReference as Aggregate>::Command {
     .expect("validate command")
 }
 
-/// Events/s of one relay draining the pre-filled outbox.
+/// A relay on the benchmark's database publishing to topics of `prefix` (registered first, by
+/// [`register_schemas`], outside any timing).
 async fn start_relay(env: &Env, config: &Config, prefix: &str) -> anyhow::Result<Running> {
     let mut env = env.clone();
     env.set("DATABASE_URL", config.database_url());
@@ -229,8 +232,10 @@ async fn start_relay(env: &Env, config: &Config, prefix: &str) -> anyhow::Result
     Running::start(outbox_relay::build(settings).await?)
 }
 
+/// Events/s of one relay draining the pre-filled outbox.
 async fn throughput(env: &Env, config: &Config, pool: &PgPool) -> anyhow::Result<f64> {
     let prefix = format!("bench{}.", chrono::Utc::now().timestamp_millis());
+    register_schemas(env, &prefix).await?;
     let http = reqwest::Client::new();
     let started = Instant::now();
     let relay = start_relay(env, config, &prefix).await?;
@@ -269,6 +274,7 @@ async fn throughput(env: &Env, config: &Config, pool: &PgPool) -> anyhow::Result
 /// Commit-to-append lag while the command bus writes `rate` cmd/s.
 async fn lag(env: &Env, config: &Config, pool: &PgPool) -> anyhow::Result<Lag> {
     let prefix = format!("benchlag{}.", chrono::Utc::now().timestamp_millis());
+    register_schemas(env, &prefix).await?;
     let topic = format!("{prefix}CrossReference");
     let kafka = KafkaSettings::from_env(env)?;
     create_log_append_topic(&kafka, &topic, env.parse("KAFKA_TOPIC_PARTITIONS", 12)?).await?;

@@ -22,7 +22,9 @@ use eventfold_domain::{Aggregate, parse_command};
 use eventfold_postgres::repository::prepare;
 use eventfold_postgres::{BusConfig, CommandBus, EventStore, NewEvent};
 use eventfold_reference::{CrossReference, Opportunity};
-use eventfold_relay_bench::{Running, database_url, delete_bench_topics, meta, prefill, recreate};
+use eventfold_relay_bench::{
+    Running, database_url, delete_bench_topics, meta, prefill, recreate, register_schemas,
+};
 use eventfold_runtime::{Env, Shutdown};
 
 /// mimalloc, as in the projector binary it measures.
@@ -227,7 +229,7 @@ async fn start_relay(env: &Env, url: &str, prefix: &str) -> anyhow::Result<Runni
     Running::start(outbox_relay::build(settings).await?)
 }
 
-/// Publishes the whole outbox with one relay, then stops it.
+/// Registers the schemas of `prefix`, then publishes the whole outbox with one relay and stops it.
 async fn relay_all(
     env: &Env,
     url: &str,
@@ -235,6 +237,7 @@ async fn relay_all(
     events: usize,
     http: &reqwest::Client,
 ) -> anyhow::Result<()> {
+    register_schemas(env, prefix).await?;
     let started = Instant::now();
     let relay = start_relay(env, url, prefix).await?;
     loop {
