@@ -25,18 +25,20 @@ ENV LIBZ_SYS_STATIC=1 \
     CARGO_TERM_COLOR=never
 COPY . .
 # The migration entrypoint of the Helm hook Job (eventfold-migrate) ships in the command-service image
-# when the workspace builds it; the sqlx migrations always do, at /app/migrations.
+# when the workspace builds it; the sqlx migrations always do, at /app/migrations. So do the admin
+# command (/app/eventfold) and the Avro schemas (/app/schemas) of the schema registration hook Job.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --workspace --exclude eventfold-tests --bins \
- && mkdir -p /out/command-service/migrations /out/outbox-relay /out/projector \
- && cp target/release/command-service /out/command-service/ \
+ && mkdir -p /out/command-service/migrations /out/command-service/schemas /out/outbox-relay /out/projector \
+ && cp target/release/command-service target/release/eventfold /out/command-service/ \
  && cp target/release/outbox-relay /out/outbox-relay/ \
  && cp target/release/projector /out/projector/ \
  && if [ -f target/release/eventfold-migrate ]; then cp target/release/eventfold-migrate /out/command-service/; \
     else echo "note: no eventfold-migrate binary in the workspace yet" >&2; fi \
- && cp -R migrations/. /out/command-service/migrations/
+ && cp -R migrations/. /out/command-service/migrations/ \
+ && find schemas -name '*.avsc' -exec cp --parents {} /out/command-service/ \;
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 WORKDIR /app

@@ -12,7 +12,8 @@ command-service/outbox-relay/projector, HTTP_ADDR and ADMIN_ADDR to match), prob
 and startup, /readyz readiness on the admin port), the AUTH_* settings (jwt, issuer, audience, exactly
 one JWKS source, its file mounted), pod and container securityContext (runAsNonRoot, readOnlyRootFilesystem, no privilege
 escalation, capabilities drop ALL, no service account token), resources, images pinned, the migration
-Job's hook annotations and command, projector HPAs (one per autoscaled read model, 1 <= min <= max <=
+Job's and the schema registration Job's hook annotations and command (the latter registering under the
+relay's topic prefix, with the registry's address and credentials), projector HPAs (one per autoscaled read model, 1 <= min <= max <=
 kafka.partitions, metric), PodDisruptionBudgets (one per workload, selecting exactly its pods), relay
 replicas >= 2, no secret in a ConfigMap and no literal password in env, every secretKeyRef and
 $(VAR) reference resolvable, one Deployment per read model with PROJECTOR_READ_MODEL, Service and
@@ -38,6 +39,7 @@ USES = {
     "outbox-relay": ("postgresql", "kafka", "schemaRegistry", "jwks"),
     "projector": ("postgresql", "kafka", "schemaRegistry", "neo4j", "jwks"),
     "migrations": ("postgresql",),
+    "schemas": ("schemaRegistry",),
 }
 REQUIRED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance",
                    "app.kubernetes.io/component", "app.kubernetes.io/managed-by")
@@ -136,8 +138,13 @@ def run(scenario, docs, values, defaults=None):
     c.ok(comps.count("outbox-relay") == 1, f"one outbox-relay Deployment expected, found {comps}")
     c.ok(comps.count("projector") == len(read_models),
          f"one projector Deployment per read model {read_models} expected, found {comps.count('projector')}")
+    mig_jobs = [j for j in jobs if component(j) == "migrations"]
+    schema_jobs = [j for j in jobs if component(j) == "schemas"]
+    c.ok(len(jobs) == len(mig_jobs) + len(schema_jobs), f"unexpected Jobs {[name_of(j) for j in jobs]}")
     if values["migrations"]["enabled"]:
-        c.ok(len(jobs) == 1, f"one migration Job expected, found {len(jobs)}")
+        c.ok(len(mig_jobs) == 1, f"one migration Job expected, found {len(mig_jobs)}")
+    if values["schemas"]["enabled"]:
+        c.ok(len(schema_jobs) == 1, f"one schema registration Job expected, found {len(schema_jobs)}")
 
     # --- pods of Deployments and Jobs: security, resources, images, env
     for w in deployments + jobs:
@@ -192,7 +199,8 @@ def run(scenario, docs, values, defaults=None):
                         c.ok(False, f"{cn}: env {en} must come from a secretKeyRef")
                 defined.add(en)
             env_sources[ctr["name"]] = defined
-            c.ok("DATABASE_URL" in defined, f"{cn}: DATABASE_URL not set")
+            if component(w) != "schemas":
+                c.ok("DATABASE_URL" in defined, f"{cn}: DATABASE_URL not set")
 
     # --- Deployments: probes, port, selectors, config
     pod_labels = {}
@@ -300,8 +308,9 @@ def run(scenario, docs, values, defaults=None):
                 c.ok(s["minAvailable"] < replicas,
                      f"PodDisruptionBudget/{p['metadata']['name']}: minAvailable {s['minAvailable']} >= replicas {replicas} blocks every drain")
 
-    # --- migration Job: a pre-install/pre-upgrade hook that runs the configured command
-    for j in jobs:
+    # --- hook Jobs: pre-install/pre-upgrade hooks that run the configured command in the
+    # command-service image (unless another is configured), with their settings inline
+    for j, section in [(j, "migrations") for j in mig_jobs] + [(j, "schemas") for j in schema_jobs]:
         n = name_of(j)
         ann = j["metadata"].get("annotations", {})
         hooks = {h.strip() for h in ann.get("helm.sh/hook", "").split(",")}
@@ -310,14 +319,36 @@ def run(scenario, docs, values, defaults=None):
              f"{n}: helm.sh/hook-delete-policy must contain before-hook-creation")
         spec = pod_spec(j)
         c.ok(spec.get("restartPolicy") == "Never", f"{n}: restartPolicy Never expected")
-        c.ok(isinstance(j["spec"].get("activeDeadlineSeconds"), int), f"{n}: activeDeadlineSeconds must be set (a hung migration fails the release)")
+        c.ok(isinstance(j["spec"].get("activeDeadlineSeconds"), int), f"{n}: activeDeadlineSeconds must be set (a hung hook fails the release)")
         ctr = spec["containers"][0]
-        c.ok(ctr.get("command") == values["migrations"]["command"], f"{n}: command {ctr.get('command')} != migrations.command")
-        if not values["migrations"]["image"].get("repository"):
+        c.ok(ctr.get("command") == values[section]["command"], f"{n}: command {ctr.get('command')} != {section}.command")
+        if not values[section]["image"].get("repository"):
             cs = next((d for d in deployments if component(d) == "command-service"), None)
             if cs:
                 c.ok(ctr["image"] == pod_spec(cs)["containers"][0]["image"], f"{n}: must run the command-service image")
         c.ok(not ctr.get("envFrom"), f"{n}: a pre-install hook cannot use the release's ConfigMaps (they do not exist yet)")
+
+    # --- the schema registration Job registers what the relay looks up: the same registry, the relay's
+    # topic prefix, the registry's basic auth when enabled (its own account when schemas.auth is)
+    relay_cm = next((cm for cm in configmaps.values() if component(cm) == "outbox-relay"), {}).get("data") or {}
+    for j in schema_jobs:
+        n = name_of(j)
+        env = {e["name"]: e for e in pod_spec(j)["containers"][0].get("env", [])}
+        value = lambda k: env.get(k, {}).get("value")
+        c.ok(value("EVENTFOLD_TOPIC_PREFIX") == relay_cm.get("KAFKA_TOPIC_PREFIX") == values["kafka"]["topicPrefix"],
+             f"{n}: EVENTFOLD_TOPIC_PREFIX {value('EVENTFOLD_TOPIC_PREFIX')!r} must be the relay's KAFKA_TOPIC_PREFIX {relay_cm.get('KAFKA_TOPIC_PREFIX')!r}")
+        c.ok(value("SCHEMA_REGISTRY_URL") == relay_cm.get("SCHEMA_REGISTRY_URL") == values["schemaRegistry"]["url"],
+             f"{n}: SCHEMA_REGISTRY_URL {value('SCHEMA_REGISTRY_URL')!r} must be the relay's {relay_cm.get('SCHEMA_REGISTRY_URL')!r}")
+        c.ok(value("EVENTFOLD_SCHEMAS_DIR"), f"{n}: EVENTFOLD_SCHEMAS_DIR must name the schemas in the image")
+        auth = values["schemas"]["auth"] if values["schemas"]["auth"].get("enabled") else values["schemaRegistry"]["auth"]
+        if auth.get("enabled"):
+            c.ok("SCHEMA_REGISTRY_USERNAME" in env and "secretKeyRef" in env.get("SCHEMA_REGISTRY_PASSWORD", {}).get("valueFrom", {}),
+                 f"{n}: the registry needs basic auth, but SCHEMA_REGISTRY_USERNAME/PASSWORD (from a Secret) are not set")
+            if "usernameKey" not in auth or not auth.get("usernameKey"):
+                c.ok(value("SCHEMA_REGISTRY_USERNAME") == auth.get("username"),
+                     f"{n}: SCHEMA_REGISTRY_USERNAME {value('SCHEMA_REGISTRY_USERNAME')!r} != {auth.get('username')!r}")
+        else:
+            c.ok("SCHEMA_REGISTRY_PASSWORD" not in env, f"{n}: registry auth is not enabled, yet a password is set")
 
     # --- Services: the public one of command-service (http only) and one admin Service per workload
     services = by_kind.get("Service", [])
@@ -516,6 +547,8 @@ def iter_credentials(values):
     yield from values["postgresql"]["users"].values()
     yield from (values["kafka"].get("users") or {}).values()
     yield values["schemaRegistry"]["auth"]
+    if values.get("schemas", {}).get("auth", {}).get("enabled"):
+        yield values["schemas"]["auth"]
     yield values["neo4j"]["auth"]
 
 
@@ -549,6 +582,10 @@ MUTATIONS = [
     ("capabilities kept", lambda d: _ctr(_first(d, "Job"))["securityContext"]["capabilities"].update(drop=[]), "capabilities.drop must contain ALL"),
     ("root allowed", lambda d: _first(d, "Deployment", "projector")["spec"]["template"]["spec"]["securityContext"].pop("runAsNonRoot"), "runAsNonRoot must be true"),
     ("no hook annotation", lambda d: _first(d, "Job")["metadata"]["annotations"].update({"helm.sh/hook": "post-install"}), "helm.sh/hook must contain pre-install,pre-upgrade"),
+    ("schema registration not a hook", lambda d: _first(d, "Job", "schemas")["metadata"]["annotations"].update({"helm.sh/hook": "post-install"}), "helm.sh/hook must contain pre-install,pre-upgrade"),
+    ("schema registration Job missing", lambda d: d.remove(next(x for x in d if x["object"]["kind"] == "Job" and x["object"]["metadata"]["labels"].get("app.kubernetes.io/component") == "schemas")), "one schema registration Job expected"),
+    ("schemas registered under another prefix", lambda d: next(e for e in _ctr(_first(d, "Job", "schemas"))["env"] if e["name"] == "EVENTFOLD_TOPIC_PREFIX").update(value="other."), "must be the relay's KAFKA_TOPIC_PREFIX"),
+    ("schema registration without the registry's credentials", lambda d: _ctr(_first(d, "Job", "schemas")).update(env=[e for e in _ctr(_first(d, "Job", "schemas"))["env"] if not e["name"].startswith("SCHEMA_REGISTRY_")]), "SCHEMA_REGISTRY_URL"),
     ("HPA above partitions", lambda d: _first(d, "HorizontalPodAutoscaler")["spec"].update(maxReplicas=99), "<= kafka.partitions"),
     ("HPA min above max", lambda d: _first(d, "HorizontalPodAutoscaler")["spec"].update(minReplicas=9), "minReplicas"),
     ("relay alone", lambda d: _first(d, "Deployment", "outbox-relay")["spec"].update(replicas=1), "replicas must be >= 2"),

@@ -136,6 +136,13 @@ accept() {
   out="$(helm template "$RELEASE" "$CHART" -n "$NAMESPACE" "$@" 2>&1)" || { printf '%s\n' "$out" | tail -n 5; return 1; }
   grep -qE -- "$pattern" <<<"$out" || { echo "output does not match: $pattern"; return 1; }
 }
+# absent PATTERN ARGS...: `helm template ARGS` must succeed and its output not match PATTERN.
+absent() {
+  local pattern="$1"; shift
+  local out
+  out="$(helm template "$RELEASE" "$CHART" -n "$NAMESPACE" "$@" 2>&1)" || { printf '%s\n' "$out" | tail -n 5; return 1; }
+  ! grep -qE -- "$pattern" <<<"$out" || { echo "output matches: $pattern"; return 1; }
+}
 MIN=(-f "$ROOT/helm/values-minimal.yaml")
 PROD=(-f "$ROOT/helm/values-production.yaml")
 DEV=(-f "$ROOT/helm/ci/dev-secrets-values.yaml")
@@ -199,6 +206,16 @@ check 'accepted: profile production, bolt:// with neo4j.insecure' \
   accept 'NEO4J_URI: "bolt://neo4j.graph.svc:7687"' "${PROD[@]}" --set neo4j.uri=bolt://neo4j.graph.svc:7687 --set neo4j.insecure=true
 check 'accepted: profile development, plaintext everywhere (values-minimal)' \
   accept 'sslmode=prefer' "${MIN[@]}"
+# the schema registration hook: before the services, under their topic prefix, with a registering account
+check 'accepted: the schema registration hook registers under kafka.topicPrefix' \
+  accept '^              value: "acme\.tenant1\."$' "${MIN[@]}" --set kafka.topicPrefix=acme.tenant1.
+check 'accepted: the schema registration hook uses schemas.auth when enabled, from its Secret' \
+  accept 'key: schema-registry-schemas-password' "${DEV[@]}" --set schemas.auth.enabled=true \
+  --set schemas.auth.password=registrar
+check 'refused: schemas.auth enabled without a password' \
+  reject 'schemas.auth has no password and no Secret' "${DEV[@]}" --set schemas.auth.enabled=true
+check 'accepted: schemas.enabled false renders no schema registration hook' \
+  absent 'name: eventfold-schemas' "${MIN[@]}" --set schemas.enabled=false
 check 'refused: relay.replicas 1 (failover needs 2)' \
   reject "at '/relay/replicas': minimum: got 1, want 2" --set relay.replicas=1
 check 'refused: projector HPA maxReplicas above kafka.partitions' \

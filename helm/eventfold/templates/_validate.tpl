@@ -67,6 +67,7 @@ Rules the values schema cannot express (it cannot compare two values), checked a
 {{- range $kafkaRefs }}{{ $_ := set $used (printf "kafka.users.%s" .) (index $v.kafka.users .) }}{{ end }}
 {{- end }}
 {{- if $v.schemaRegistry.auth.enabled }}{{ $_ := set $used "schemaRegistry.auth" $v.schemaRegistry.auth }}{{ end }}
+{{- if and $v.schemas.enabled $v.schemas.auth.enabled }}{{ $_ := set $used "schemas.auth" $v.schemas.auth }}{{ end }}
 {{- if $v.projector.readModels }}{{ $_ := set $used "neo4j.auth" $v.neo4j.auth }}{{ end }}
 {{- range $where, $cred := $used }}
 {{- if and (include "eventfold.credManaged" (dict "root" $ "cred" $cred)) (not $cred.password) }}
