@@ -6,13 +6,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use eventfold_avro::{Catalog, RegistryClient, subject_for, topic_for};
+use eventfold_avro::{Catalog, subject_for, topic_for};
 use eventfold_cli::cli::{Cli, Command, OutboxCommand, OutboxParked};
 use eventfold_postgres::NewEvent;
-use eventfold_tests::pipeline::{Pipeline, opportunity_chain};
+use eventfold_tests::pipeline::{PARTITIONS, Pipeline, opportunity_chain};
+use eventfold_tests::registry_gate::RegistryGate;
 use eventfold_tests::relay::{
-    Consumed, RelayDb, append_events, append_events_of, check_in_order, consume_until,
-    versions_by_aggregate, xref_chain,
+    Consumed, RelayDb, RelayProcess, append_events, append_events_of, check_in_order,
+    consume_until, versions_by_aggregate, xref_chain,
 };
 use eventfold_tests::{Spawned, Stack, eventually, spawn};
 use outbox_relay::dlt::dlt_topic;
@@ -432,45 +433,6 @@ async fn a_row_read_behind_a_parked_row_is_not_parked_once_that_row_was_released
     db.drop_database().await;
 }
 
-/// Registers under `subject` a schema that the event's real schema cannot follow under BACKWARD
-/// (every field a fixed type), and pins the subject to BACKWARD: the relay's registration of the
-/// real schema gets 409 and the row is parked.
-async fn conflict(stack: &Stack, subject: &str, real: &str) {
-    let mut schema: Value = serde_json::from_str(real).expect("schema JSON");
-    let fields = schema["fields"].as_array_mut().expect("record fields");
-    for (i, f) in fields.iter_mut().enumerate() {
-        f["type"] = json!({"type": "fixed", "name": format!("Conflict{i}"), "size": 3});
-        if let Some(o) = f.as_object_mut() {
-            o.remove("default");
-        }
-    }
-    let http = eventfold_tests::auth::operator();
-    let r = http
-        .put(format!("{}/config/{subject}", stack.registry.url))
-        .header("content-type", "application/vnd.schemaregistry.v1+json")
-        .body(json!({"compatibility": "BACKWARD"}).to_string())
-        .send()
-        .await
-        .expect("registry");
-    assert!(r.status().is_success(), "{:?}", r.text().await);
-    RegistryClient::new(stack.registry.clone())
-        .register(subject, &schema.to_string())
-        .await
-        .expect("register the conflicting schema");
-}
-
-/// Lets `subject` take any schema (the operator's fix for the conflict).
-async fn resolve(stack: &Stack, subject: &str) {
-    let r = eventfold_tests::auth::operator()
-        .put(format!("{}/config/{subject}", stack.registry.url))
-        .header("content-type", "application/vnd.schemaregistry.v1+json")
-        .body(json!({"compatibility": "NONE"}).to_string())
-        .send()
-        .await
-        .expect("registry");
-    assert!(r.status().is_success(), "{:?}", r.text().await);
-}
-
 /// The versions `name` has applied, per stream (tenant, type, id).
 async fn applied(p: &Pipeline, name: &str) -> HashMap<projector::target::AggregateKey, i64> {
     let model = Pipeline::model(name);
@@ -507,7 +469,9 @@ async fn a_released_aggregate_reaches_both_read_models_in_order_and_nothing_over
     let catalog = Catalog::embedded().expect("catalog");
     let xrefs = xref_chain(6);
     let opps = opportunity_chain(3, "released");
-    // The registry refuses the schemas of the aggregates' second events (a 409): those rows park.
+    // The registry refuses the schemas of the aggregates' second events (422: a refusal of the
+    // schema itself, not a missing one, which would halt the relay): those rows park.
+    let gate = RegistryGate::start(&stack.registry.url, "relay", "s3cret").await;
     let mut subjects = Vec::new();
     for e in [&xrefs[1], &opps[1]] {
         let file = catalog
@@ -517,10 +481,19 @@ async fn a_released_aggregate_reaches_both_read_models_in_order_and_nothing_over
             &topic_for(&p.db.prefix, &file.aggregate_type),
             &file.fullname,
         );
-        conflict(&stack, &subject, &file.text).await;
+        gate.refuse_subject(&subject, true);
         subjects.push(subject);
     }
-    let relay = p.relay("relay-a");
+    let relay = RelayProcess::start(
+        &p.db,
+        "relay-a",
+        &[
+            ("KAFKA_TOPIC_PARTITIONS", PARTITIONS),
+            ("SCHEMA_REGISTRY_URL", gate.url.as_str()),
+            ("SCHEMA_REGISTRY_USERNAME", "relay"),
+            ("SCHEMA_REGISTRY_PASSWORD", "s3cret"),
+        ],
+    );
     let projector = p.projector("projector-a", &[]);
 
     append_events_of(
@@ -611,7 +584,7 @@ async fn a_released_aggregate_reaches_both_read_models_in_order_and_nothing_over
     // The operator fixes the registry and releases: one aggregate by the CLI, one over HTTP, and
     // px-1 gets a new event right after its release.
     for s in &subjects {
-        resolve(&stack, s).await;
+        gate.refuse_subject(s, false);
     }
     let released = cli(
         &p,

@@ -1,8 +1,9 @@
 //! A real HTTP reverse proxy in front of the real schema registry that asks for basic auth, as a
 //! production registry does: a request without the expected credentials gets 401, one with them
-//! gets 403 while access is denied, the rest is forwarded to the registry as it came. The stack's
-//! registry runs without authentication (and is shared), so this is how tests see a registry
-//! refuse credentials. Every request is recorded with the status it got.
+//! gets 403 while access is denied, one about a subject the gate refuses gets 422 (the registry
+//! refusing a schema), the rest is forwarded to the registry as it came. The stack's registry runs
+//! without authentication (and is shared), so this is how tests see a registry refuse credentials
+//! or a schema. Every request is recorded with the status it got.
 
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +33,8 @@ struct Policy {
     expected: String,
     /// Answer 403 to requests with the right credentials.
     denied: bool,
+    /// Subjects whose requests get 422.
+    refused: Vec<String>,
 }
 
 struct Inner {
@@ -64,6 +67,7 @@ impl RegistryGate {
             policy: Mutex::new(Policy {
                 expected: basic(user, password),
                 denied: false,
+                refused: Vec::new(),
             }),
             seen: Mutex::new(Vec::new()),
         });
@@ -88,6 +92,16 @@ impl RegistryGate {
     /// Answer 403 (access denied) to requests with the right credentials while `denied`.
     pub fn deny(&self, denied: bool) {
         self.inner.policy.lock().unwrap().denied = denied;
+    }
+
+    /// Answer 422 (the registry refuses the schema) to every request about `subject` while
+    /// `refused`.
+    pub fn refuse_subject(&self, subject: &str, refused: bool) {
+        let mut p = self.inner.policy.lock().unwrap();
+        p.refused.retain(|s| s != subject);
+        if refused {
+            p.refused.push(subject.to_owned());
+        }
     }
 
     /// Every request so far.
@@ -122,9 +136,13 @@ async fn forward(State(gate): State<Arc<Inner>>, req: Request) -> Response {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let (expected, denied) = {
+    let (expected, denied, refused) = {
         let p = gate.policy.lock().unwrap();
-        (p.expected.clone(), p.denied)
+        let refused = p
+            .refused
+            .iter()
+            .any(|s| path.split('/').any(|segment| segment == s));
+        (p.expected.clone(), p.denied, refused)
     };
     let resp = if given.as_deref() != Some(expected.as_str()) {
         refusal(StatusCode::UNAUTHORIZED, 40101, "Unauthorized")
@@ -133,6 +151,12 @@ async fn forward(State(gate): State<Arc<Inner>>, req: Request) -> Response {
             StatusCode::FORBIDDEN,
             40301,
             "User is denied operation on this resource",
+        )
+    } else if refused {
+        refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42201,
+            "Invalid schema (refused by the test's registry gate)",
         )
     } else {
         let body = axum::body::to_bytes(body, 16 << 20)
