@@ -15,9 +15,8 @@ pub const SUBJECT: &str = "eventfold-bench";
 pub const TENANT: &str = "default";
 /// The scopes of a minted token: commands, and reads of what they wrote.
 pub const SCOPES: [&str; 2] = [scope::COMMANDS_WRITE, scope::EVENTS_READ];
-/// Timed runs per worker count that can come after the token is minted (peer, in-process, HTTP
-/// with and without authentication).
-const TIMED_RUNS_PER_PHASE: u32 = 4;
+/// Timed runs per worker count besides the HTTP rows' (peer, in-process).
+const OTHER_RUNS_PER_PHASE: u32 = 2;
 /// Margin for the untimed setups, checkpoints and a slow machine.
 const MARGIN: Duration = Duration::from_secs(3600);
 
@@ -33,7 +32,9 @@ pub fn bearer(source: &TokenSource, ttl: Duration) -> Result<String, AuthError> 
 
 /// How long a minted token must stay valid: every timed run of the run, plus a margin.
 pub fn lifetime(config: &BenchConfig) -> Duration {
-    let runs = TIMED_RUNS_PER_PHASE.saturating_mul(config.workers.len() as u32);
+    // The HTTP rows, with and without authentication, run `auth_rounds` times each.
+    let http_runs = 2u32.saturating_mul(config.auth_rounds as u32);
+    let runs = (OTHER_RUNS_PER_PHASE + http_runs).saturating_mul(config.workers.len() as u32);
     config.duration.saturating_mul(runs) + MARGIN
 }
 
@@ -119,11 +120,16 @@ mod tests {
     #[test]
     fn a_minted_token_outlives_every_timed_run() {
         let config = BenchConfig::from_env_and_args(
-            Env::from_pairs([("BENCH_SECONDS", "600"), ("BENCH_WORKERS", "1,8,32")]),
+            Env::from_pairs([
+                ("BENCH_SECONDS", "600"),
+                ("BENCH_WORKERS", "1,8,32"),
+                ("BENCH_DATABASE_URL", "postgres://127.0.0.1:5432/postgres"),
+            ]),
             &[],
         )
         .unwrap();
-        // 3 worker counts × 4 timed runs × 10 min = 2 h, plus the margin.
-        assert_eq!(lifetime(&config), Duration::from_secs(2 * 3600 + 3600));
+        // 3 worker counts × (peer, in-process, 2 rounds of each HTTP row) × 10 min = 3 h, plus
+        // the margin.
+        assert_eq!(lifetime(&config), Duration::from_secs(3 * 3600 + 3600));
     }
 }
