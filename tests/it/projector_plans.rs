@@ -283,6 +283,7 @@ fn events() -> Vec<ProjectedEvent> {
             "status": "validated"})
     };
     let vp = |v, t, p| event("VerseProcessing", "vp-1", v, t, p);
+    let o = |v, t, p| event("VerseOracle", "ISA.7.14", v, t, p);
     let i = |v, t, p| event("Interview", "i-1", v, t, p);
     let s = |v, t, p| event("Sentence", "s-1", v, t, p);
     let overridden = json!({"fields_overridden": {"function_type": "interrogative"},
@@ -332,6 +333,29 @@ fn events() -> Vec<ProjectedEvent> {
             "VerseProcessingCompleted",
             json!({"verse_id": "GEN.1.1", "phase": "linguistic",
             "duration_ms": 120, "agent_results": {}, "quality_score": 0.9}),
+        ),
+        o(
+            1,
+            "NecessityCalculated",
+            json!({"source_verse": "ISA.7.14", "target_verse": "MAT.1.23",
+            "necessity_score": 0.87, "necessity_type": "presuppositional",
+            "necessity_strength": "strong", "semantic_gaps_filled": 3,
+            "presuppositions_detected": ["virgin_birth"]}),
+        ),
+        o(
+            2,
+            "LXXDivergenceDetected",
+            json!({"verse_id": "ISA.7.14", "divergence_type": "lexical",
+            "lxx_reading": "parthenos", "mt_reading": "almah",
+            "christological_category": "virgin_birth", "oldest_witness": "Vaticanus",
+            "manuscript_confidence": 0.95}),
+        ),
+        o(
+            3,
+            "PropheticProofComputed",
+            json!({"prophecy_ids": ["ISA.7.14", "MIC.5.2"], "compound_probability": 1e-6,
+            "log_probability": -13.8, "bayesian_posterior": 0.999, "prior_used": 0.01,
+            "bayes_factor": 98901.0, "interpretation": "far beyond chance"}),
         ),
         i(
             1,
@@ -450,7 +474,7 @@ async fn every_graph_statement_is_planned_on_unique_seeks_without_scans() {
     let keys: BTreeSet<&str> = rows.iter().map(|(k, _)| *k).collect();
     assert_eq!(
         keys.len(),
-        14,
+        17,
         "the sample events use every statement: {keys:?}"
     );
     let mut bolt = Bolt::connect(&stack.neo4j.uri).await;

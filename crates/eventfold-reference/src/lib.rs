@@ -2,7 +2,7 @@
 //!
 //! - [`biblos`] (seed 000): [`CrossReference`] (discover, validate with the seed's confidence
 //!   arithmetic, refine, identify a typological connection) and [`VerseProcessing`] (started,
-//!   completed, failed, retried).
+//!   completed, failed, retried) and [`VerseOracle`] (necessity, LXX divergence, prophetic proof).
 //! - [`interview`] (seed 001): [`Interview`] (created, status changed, metadata updated) and
 //!   [`Sentence`] (created, edited, machine analysis, user override that wins until cleared).
 //! - [`opportunity`] (seed 002): [`Opportunity`] (created, updated, validated, archived) and
@@ -28,6 +28,7 @@ pub mod registry;
 mod conformance;
 
 pub use biblos::cross_reference::CrossReference;
+pub use biblos::verse_oracle::VerseOracle;
 pub use biblos::verse_processing::VerseProcessing;
 pub use interview::interview::Interview;
 pub use interview::sentence::Sentence;

@@ -6,12 +6,13 @@ use eventfold_domain::{
 };
 use serde_json::Value;
 
-use crate::{CrossReference, Interview, Opportunity, Sentence, User, VerseProcessing};
+use crate::{CrossReference, Interview, Opportunity, Sentence, User, VerseOracle, VerseProcessing};
 
 /// The aggregate type names, as used in URLs, rows and topics.
 pub const AGGREGATE_TYPES: &[&str] = &[
     CrossReference::TYPE,
     VerseProcessing::TYPE,
+    VerseOracle::TYPE,
     Interview::TYPE,
     Sentence::TYPE,
     Opportunity::TYPE,
@@ -34,6 +35,7 @@ pub fn visit<V: AggregateVisitor>(aggregate_type: &str, visitor: V) -> Option<V:
     match aggregate_type {
         CrossReference::TYPE => Some(visitor.visit::<CrossReference>()),
         VerseProcessing::TYPE => Some(visitor.visit::<VerseProcessing>()),
+        VerseOracle::TYPE => Some(visitor.visit::<VerseOracle>()),
         Interview::TYPE => Some(visitor.visit::<Interview>()),
         Sentence::TYPE => Some(visitor.visit::<Sentence>()),
         Opportunity::TYPE => Some(visitor.visit::<Opportunity>()),
@@ -80,6 +82,7 @@ pub fn event_types(aggregate_type: &str) -> Option<&'static [&'static str]> {
     match aggregate_type {
         CrossReference::TYPE => Some(crate::biblos::cross_reference::Event::TYPES),
         VerseProcessing::TYPE => Some(crate::biblos::verse_processing::Event::TYPES),
+        VerseOracle::TYPE => Some(crate::biblos::verse_oracle::Event::TYPES),
         Interview::TYPE => Some(crate::interview::interview::Event::TYPES),
         Sentence::TYPE => Some(crate::interview::sentence::Event::TYPES),
         Opportunity::TYPE => Some(crate::opportunity::opportunity::Event::TYPES),
@@ -164,6 +167,7 @@ mod tests {
             [
                 "CrossReference",
                 "VerseProcessing",
+                "VerseOracle",
                 "Interview",
                 "Sentence",
                 "Opportunity",

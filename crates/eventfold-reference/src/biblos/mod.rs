@@ -1,4 +1,6 @@
-//! BIBLOS (seed 000): the cross-reference lifecycle and the per-verse processing pipeline.
+//! BIBLOS (seed 000): the cross-reference lifecycle, the per-verse processing pipeline and the
+//! oracle engines' findings per verse.
 
 pub mod cross_reference;
+pub mod verse_oracle;
 pub mod verse_processing;

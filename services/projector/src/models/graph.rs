@@ -12,6 +12,16 @@
 //!   enrichment_<key>}]->(:Verse)`; `(:Verse)-[:TYPIFIES {cross_ref_id, layer, relation,
 //!   fractal_depth, strength, identified_at, last_version}]->(:Verse)`; verse processing as
 //!   `processing_*` properties of the `Verse` named by `verse_id`.
+//! - The oracle findings of a `VerseOracle` (aggregate id = its verse):
+//!   `(:Verse)-[:NECESSITATES {oracle_id, score, type, strength, semantic_gaps_filled,
+//!   presuppositions, calculated_at, last_version}]->(:Verse)` from `source_verse` to
+//!   `target_verse`, one per oracle and target (a recalculation updates it);
+//!   `(:Verse)-[:HAS_LXX_DIVERGENCE]->(:LxxDivergence {tenant, id: "<oracle id>/<divergence_type>",
+//!   verse_id, divergence_type, lxx_reading, mt_reading, christological_category, oldest_witness,
+//!   manuscript_confidence, detected_at, last_version})`, one per divergence type;
+//!   `(:Verse {id: <oracle id>})-[:HAS_PROPHETIC_PROOF]->(:PropheticProof {tenant, id: <oracle id>,
+//!   prophecy_ids, compound_probability, log_probability, bayesian_posterior, prior_used,
+//!   bayes_factor, interpretation, computed_at, last_version})`, the latest proof.
 //! - `(:Project {tenant, id})-[:HAS_INTERVIEW]->(:Interview {tenant, id, title, source,
 //!   language, status})-[:HAS_SENTENCE]->(:Sentence {tenant, id, index, text, speaker})
 //!   -[:HAS_ANALYSIS]->(:Analysis {tenant, id, model, classification, keywords, topics,
@@ -24,6 +34,7 @@
 //!   aggregate of that tenant).
 
 use eventfold_reference::biblos::cross_reference::Event as XrefEvent;
+use eventfold_reference::biblos::verse_oracle::Event as OracleEvent;
 use eventfold_reference::biblos::verse_processing::Event as ProcessingEvent;
 use eventfold_reference::interview::interview::Event as InterviewEvent;
 use eventfold_reference::interview::sentence::Event as SentenceEvent;
@@ -43,6 +54,8 @@ const LABELS: &[&str] = &[
     "Sentence",
     "Analysis",
     "Override",
+    "LxxDivergence",
+    "PropheticProof",
 ];
 
 const RELATIONSHIPS: &[&str] = &[
@@ -53,6 +66,9 @@ const RELATIONSHIPS: &[&str] = &[
     "HAS_SENTENCE",
     "HAS_ANALYSIS",
     "OVERRIDDEN_BY",
+    "NECESSITATES",
+    "HAS_LXX_DIVERGENCE",
+    "HAS_PROPHETIC_PROOF",
 ];
 
 // Every statement below is written so that its plan does not grow with the graph (checked by
@@ -123,6 +139,39 @@ const PROCESSING: &str = "UNWIND $rows AS r \
     WITH v, r WHERE v.processing_aggregate IS NULL OR v.processing_aggregate <> r.id \
         OR v.processing_last_version < r.version \
     SET v += r.props, v.processing_aggregate = r.id, v.processing_last_version = r.version";
+
+// Like `TYPIFIES`, `NECESSITATES` is merged between the two bound verses on the oracle's id
+// (no index), so each oracle owns its relationships and the guard compares its own versions.
+const NECESSITY: &str = "UNWIND $rows AS r \
+    MERGE (a:Verse{g} {tenant: r.tenant, id: r.source}) \
+    MERGE (b:Verse{g} {tenant: r.tenant, id: r.target}) \
+    MERGE (a)-[n:NECESSITATES{g} {oracle_id: r.id}]->(b) \
+    ON CREATE SET n.last_version = 0 \
+    WITH n, r WHERE n.last_version < r.version \
+    SET n.score = r.score, n.type = r.necessity_type, n.strength = r.strength, \
+        n.semantic_gaps_filled = r.gaps, n.presuppositions = r.presuppositions, \
+        n.calculated_at = r.at, n.last_version = r.version";
+
+const LXX_DIVERGENCE: &str = "UNWIND $rows AS r \
+    MERGE (d:LxxDivergence{g} {tenant: r.tenant, id: r.divergence_id}) \
+    WITH d, r WHERE coalesce(d.last_version, 0) < r.version \
+    MERGE (v:Verse{g} {tenant: r.tenant, id: r.verse_id}) \
+    MERGE (v)-[:HAS_LXX_DIVERGENCE{g}]->(d) \
+    SET d.verse_id = r.verse_id, d.divergence_type = r.divergence_type, \
+        d.lxx_reading = r.lxx_reading, d.mt_reading = r.mt_reading, \
+        d.christological_category = r.christological_category, \
+        d.oldest_witness = r.oldest_witness, d.manuscript_confidence = r.manuscript_confidence, \
+        d.detected_at = r.at, d.last_version = r.version";
+
+const PROPHETIC_PROOF: &str = "UNWIND $rows AS r \
+    MERGE (p:PropheticProof{g} {tenant: r.tenant, id: r.id}) \
+    WITH p, r WHERE coalesce(p.last_version, 0) < r.version \
+    MERGE (v:Verse{g} {tenant: r.tenant, id: r.id}) \
+    MERGE (v)-[:HAS_PROPHETIC_PROOF{g}]->(p) \
+    SET p.prophecy_ids = r.prophecy_ids, p.compound_probability = r.compound_probability, \
+        p.log_probability = r.log_probability, p.bayesian_posterior = r.bayesian_posterior, \
+        p.prior_used = r.prior_used, p.bayes_factor = r.bayes_factor, \
+        p.interpretation = r.interpretation, p.computed_at = r.at, p.last_version = r.version";
 
 const INTERVIEW_CREATED: &str = "UNWIND $rows AS r \
     MERGE (i:Interview{g} {tenant: r.tenant, id: r.id}) \
@@ -279,6 +328,44 @@ fn processing(e: &ProjectedEvent, event: ProcessingEvent) -> Write {
     )
 }
 
+fn oracle(e: &ProjectedEvent, event: OracleEvent) -> Write {
+    match event {
+        OracleEvent::NecessityCalculated(n) => Write::new(
+            "necessity",
+            row(
+                e,
+                json!({"source": n.source_verse, "target": n.target_verse,
+                "score": n.necessity_score, "necessity_type": n.necessity_type,
+                "strength": n.necessity_strength, "gaps": n.semantic_gaps_filled,
+                "presuppositions": n.presuppositions_detected}),
+            ),
+        ),
+        OracleEvent::LXXDivergenceDetected(d) => Write::new(
+            "lxx_divergence",
+            row(
+                e,
+                json!({"divergence_id": format!("{}/{}", e.envelope.aggregate_id, d.divergence_type),
+                "verse_id": d.verse_id, "divergence_type": d.divergence_type,
+                "lxx_reading": d.lxx_reading, "mt_reading": d.mt_reading,
+                "christological_category": d.christological_category,
+                "oldest_witness": d.oldest_witness,
+                "manuscript_confidence": d.manuscript_confidence}),
+            ),
+        ),
+        OracleEvent::PropheticProofComputed(p) => Write::new(
+            "prophetic_proof",
+            row(
+                e,
+                json!({"prophecy_ids": p.prophecy_ids,
+                "compound_probability": p.compound_probability,
+                "log_probability": p.log_probability,
+                "bayesian_posterior": p.bayesian_posterior, "prior_used": p.prior_used,
+                "bayes_factor": p.bayes_factor, "interpretation": p.interpretation}),
+            ),
+        ),
+    }
+}
+
 fn interview(e: &ProjectedEvent, event: InterviewEvent) -> Write {
     match event {
         InterviewEvent::InterviewCreated(c) => Write::new(
@@ -410,6 +497,9 @@ impl Projection for Graph {
             "xref_touched" => XREF_TOUCHED,
             "typology" => TYPOLOGY,
             "processing" => PROCESSING,
+            "necessity" => NECESSITY,
+            "lxx_divergence" => LXX_DIVERGENCE,
+            "prophetic_proof" => PROPHETIC_PROOF,
             "interview_created" => INTERVIEW_CREATED,
             "interview_changed" => INTERVIEW_CHANGED,
             "sentence_created" => SENTENCE_CREATED,
@@ -434,6 +524,7 @@ impl Projection for Graph {
                 }
             }
             "VerseProcessing" => out.push(processing(e, e.domain::<ProcessingEvent>()?)),
+            "VerseOracle" => out.push(oracle(e, e.domain::<OracleEvent>()?)),
             "Interview" => out.push(interview(e, e.domain::<InterviewEvent>()?)),
             "Sentence" => out.push(sentence(e, e.domain::<SentenceEvent>()?)),
             _ => {}
@@ -461,6 +552,8 @@ impl Projection for Graph {
             "MATCH (n:Sentence{g}) RETURN n.tenant AS tenant, {label: 'Sentence', props: properties(n)} AS row",
             "MATCH (n:Analysis{g}) RETURN n.tenant AS tenant, {label: 'Analysis', props: properties(n)} AS row",
             "MATCH (n:Override{g}) RETURN n.tenant AS tenant, {label: 'Override', props: properties(n)} AS row",
+            "MATCH (n:LxxDivergence{g}) RETURN n.tenant AS tenant, {label: 'LxxDivergence', props: properties(n)} AS row",
+            "MATCH (n:PropheticProof{g}) RETURN n.tenant AS tenant, {label: 'PropheticProof', props: properties(n)} AS row",
             "MATCH (a)-[r:CROSS_REFERENCE{g}]->(b) RETURN a.tenant AS tenant, {type: 'CROSS_REFERENCE', from: [a.tenant, a.id], to: [b.tenant, b.id], props: properties(r)} AS row",
             "MATCH (a)-[r:TYPIFIES{g}]->(b) RETURN a.tenant AS tenant, {type: 'TYPIFIES', from: [a.tenant, a.id], to: [b.tenant, b.id], props: properties(r)} AS row",
             "MATCH (a)-[r:CAUSED{g}]->(b) RETURN a.tenant AS tenant, {type: 'CAUSED', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
@@ -468,6 +561,9 @@ impl Projection for Graph {
             "MATCH (a)-[r:HAS_SENTENCE{g}]->(b) RETURN a.tenant AS tenant, {type: 'HAS_SENTENCE', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
             "MATCH (a)-[r:HAS_ANALYSIS{g}]->(b) RETURN a.tenant AS tenant, {type: 'HAS_ANALYSIS', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
             "MATCH (a)-[r:OVERRIDDEN_BY{g}]->(b) RETURN a.tenant AS tenant, {type: 'OVERRIDDEN_BY', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
+            "MATCH (a)-[r:NECESSITATES{g}]->(b) RETURN a.tenant AS tenant, {type: 'NECESSITATES', from: [a.tenant, a.id], to: [b.tenant, b.id], props: properties(r)} AS row",
+            "MATCH (a)-[r:HAS_LXX_DIVERGENCE{g}]->(b) RETURN a.tenant AS tenant, {type: 'HAS_LXX_DIVERGENCE', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
+            "MATCH (a)-[r:HAS_PROPHETIC_PROOF{g}]->(b) RETURN a.tenant AS tenant, {type: 'HAS_PROPHETIC_PROOF', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
         ]
     }
 }
@@ -543,6 +639,34 @@ mod tests {
     }
 
     #[test]
+    fn oracle_events_name_their_statements_and_key_a_divergence_by_oracle_and_type() {
+        let e = event(
+            "VerseOracle",
+            "LXXDivergenceDetected",
+            "ISA.7.14",
+            json!({"verse_id": "ISA.7.14", "divergence_type": "lexical",
+                "lxx_reading": "a", "mt_reading": "b", "christological_category": null,
+                "oldest_witness": "w", "manuscript_confidence": 0.9}),
+        );
+        let w = Graph.writes(&e).unwrap();
+        assert_eq!(w[0].statement, "lxx_divergence");
+        assert_eq!(w[0].row["divergence_id"], "ISA.7.14/lexical");
+        assert_eq!(w[1].statement, "lineage");
+        let e = event(
+            "VerseOracle",
+            "NecessityCalculated",
+            "ISA.7.14",
+            json!({"source_verse": "ISA.7.14", "target_verse": "MAT.1.23",
+                "necessity_score": 0.8, "necessity_type": "t", "necessity_strength": "s",
+                "semantic_gaps_filled": 2, "presuppositions_detected": ["p"]}),
+        );
+        let w = Graph.writes(&e).unwrap();
+        assert_eq!(w[0].statement, "necessity");
+        assert_eq!(w[0].row["target"], "MAT.1.23");
+        assert_eq!(w[0].row["version"], 2);
+    }
+
+    #[test]
     fn every_node_and_cross_reference_is_bound_by_the_rows_tenant_and_id() {
         for key in STATEMENT_KEYS {
             let s = Graph.statement(key).unwrap();
@@ -579,7 +703,7 @@ mod tests {
         }
     }
 
-    const STATEMENT_KEYS: [&str; 14] = [
+    const STATEMENT_KEYS: [&str; 17] = [
         "lineage",
         "xref_discovered",
         "xref_validated",
@@ -587,6 +711,9 @@ mod tests {
         "xref_touched",
         "typology",
         "processing",
+        "necessity",
+        "lxx_divergence",
+        "prophetic_proof",
         "interview_created",
         "interview_changed",
         "sentence_created",
