@@ -26,7 +26,6 @@ impl Caller {
         }
     }
 
-    #[track_caller]
     async fn command(&self, aggregate_type: &str, id: &str, command: &str, body: Value) {
         let r = self
             .http
@@ -52,10 +51,10 @@ impl Caller {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    /// An opportunity, a user and a validated cross-reference: five events of four types, three
-    /// aggregate types.
-    async fn append_a_mix(&self, n: usize) {
-        for i in 0..n {
+    /// `n` times an opportunity, a user and a twice validated cross-reference (ids numbered from
+    /// `from`): five events of four types, three aggregate types.
+    async fn append_a_mix(&self, from: usize, n: usize) {
+        for i in from..from + n {
             let opp = format!("opp-{i}");
             self.command(
                 "Opportunity",
@@ -162,8 +161,8 @@ async fn statistics_agree_with_sql_over_events_per_tenant_and_follow_new_appends
         .await;
     let (ta, tb) = (unique("stats-a"), unique("stats-b"));
     let (a, b) = (Caller::of(&ta, &service), Caller::of(&tb, &service));
-    a.append_a_mix(3).await;
-    b.append_a_mix(1).await;
+    a.append_a_mix(0, 3).await;
+    b.append_a_mix(0, 1).await;
 
     let sql = counted(&db, &ta).await;
     assert_eq!(sql["total_events"], 15);
@@ -195,7 +194,7 @@ async fn statistics_agree_with_sql_over_events_per_tenant_and_follow_new_appends
     assert_counts_agree(&stats_b, &counted(&db, &tb).await);
 
     // More appends show on the next call.
-    a.append_a_mix(1).await;
+    a.append_a_mix(3, 1).await;
     let stats = stats_at(&a, 20).await;
     assert_counts_agree(&stats, &counted(&db, &ta).await);
     assert_eq!(
@@ -218,7 +217,8 @@ async fn statistics_agree_with_sql_over_events_per_tenant_and_follow_new_appends
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
+    let status = r.status();
+    assert_eq!(status, 403, "{}", r.text().await.unwrap());
 }
 
 #[tokio::test]
@@ -227,7 +227,7 @@ async fn the_health_document_shows_recent_activity_upcasters_and_the_state_cache
     let service = stack.spawn_command_service(&[]).await;
     let tenant = unique("health");
     let caller = Caller::of(&tenant, &service);
-    caller.append_a_mix(1).await;
+    caller.append_a_mix(0, 1).await;
     let health = eventually("recent activity shows", Duration::from_secs(60), || async {
         let (status, body) = caller.get("/v1/health").await;
         assert_eq!(status, 200, "{body}");
