@@ -16,7 +16,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 /// Advisory lock key held (per transaction) while folding events into the statistics.
-pub const LOCK_KEY: i64 = 0x6576_7374_6174_73;
+pub const LOCK_KEY: i64 = 0x0065_7673_7461_7473;
 
 /// Minutes of per-minute counts kept; older buckets are pruned.
 pub const MINUTES_KEPT: i64 = 120;

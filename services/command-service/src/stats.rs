@@ -56,7 +56,8 @@ pub fn spawn_maintainer(pool: PgPool, settings: StatsSettings, alive: Weak<()>) 
                 Err(e) => tracing::warn!(error = %e, "event statistics not updated"),
             }
             // Old minute buckets go about once a minute.
-            if rounds % (60_000 / settings.interval.as_millis().max(1) as u64).max(1) == 0
+            let every = (60_000 / settings.interval.as_millis().max(1) as u64).max(1);
+            if rounds.is_multiple_of(every)
                 && let Err(e) = stats::prune_minutes(&pool).await
             {
                 tracing::warn!(error = %e, "old event statistics minutes not pruned");
