@@ -49,6 +49,8 @@ async fn each_service_role_is_refused_what_its_service_never_does() {
             "SELECT 1 FROM projector_read_models",
             "UPDATE commands SET response = response WHERE false",
             "DELETE FROM commands WHERE false",
+            "DELETE FROM event_stats WHERE false",
+            "DELETE FROM event_stats_watermark WHERE false",
             "CREATE TABLE ef_test_writer_table (x int)",
         ],
     )
@@ -67,6 +69,7 @@ async fn each_service_role_is_refused_what_its_service_never_does() {
             "SELECT 1 FROM snapshots",
             "SELECT 1 FROM parked_events",
             "SELECT 1 FROM projector_read_models",
+            "SELECT 1 FROM event_stats",
             "CREATE TABLE ef_test_relay_table (x int)",
         ],
     )
@@ -81,6 +84,7 @@ async fn each_service_role_is_refused_what_its_service_never_does() {
             "SELECT 1 FROM relay_shards",
             "SELECT 1 FROM commands",
             "SELECT 1 FROM snapshots",
+            "SELECT 1 FROM event_stats_minutes",
             "INSERT INTO events (event_id, event_type, schema_version, category, aggregate_type, \
              aggregate_id, version, occurred_at, correlation_id, actor_kind, actor_id, tenant, \
              payload) VALUES (gen_random_uuid(), 'x', 1, 'c', 'T', 'i', 1, now(), \

@@ -12,7 +12,7 @@ use eventfold_runtime::Env;
 use outbox_relay::parked::AggregateRef;
 
 use crate::token::TokenArgs;
-use crate::{check, golden, outbox, projections, register, token};
+use crate::{check, golden, outbox, projections, register, stats, token};
 
 /// eventfold administration.
 #[derive(Debug, Parser)]
@@ -60,6 +60,16 @@ pub enum Command {
     Cypher {
         /// The query, e.g. `MATCH (v:Verse) RETURN v.id AS id LIMIT 5`.
         query: String,
+    },
+    /// Event store statistics of a tenant (`DATABASE_URL`): totals by event type, category and
+    /// aggregate type, first and last event, events per minute over the last hour.
+    Stats {
+        /// The tenant (default: `default`).
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// One JSON object (the body of `GET /v1/stats`) instead of the summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Local bearer tokens: `token init` creates the issuer's key pair, `token --tenant T --scope S`
     /// prints a token signed with it.
@@ -236,6 +246,7 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Outcome, UsageError> {
         }
         Command::Cypher { query } => return projections::cypher(env, &query).await,
         Command::Token(args) => return token::run(args, env),
+        Command::Stats { tenant, json } => return stats::show(env, &tenant, json).await,
         Command::Outbox(OutboxCommand::Parked(c)) => {
             return match c {
                 OutboxParked::List { aggregate, limit } => {

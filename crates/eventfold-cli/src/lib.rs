@@ -9,6 +9,7 @@ pub mod golden;
 pub mod outbox;
 pub mod projections;
 pub mod register;
+pub mod stats;
 pub mod token;
 
 use eventfold_avro::{SchemaFile, subject_for, topic_for};

@@ -63,6 +63,15 @@ impl StateMachine {
         }
         out
     }
+
+    /// Mermaid `stateDiagram-v2` text with `current` styled as the current state (class
+    /// `current`), for one aggregate's diagram.
+    pub fn to_mermaid_at(&self, current: &str) -> String {
+        let mut out = self.to_mermaid();
+        out.push_str("    classDef current fill:#f9d71c,stroke:#333,stroke-width:3px\n");
+        out.push_str(&format!("    class {current} current\n"));
+        out
+    }
 }
 
 #[cfg(test)]
@@ -107,6 +116,14 @@ mod tests {
         assert!(m.contains("stateDiagram-v2"), "{m}");
         assert!(m.contains("[*] --> Initial"), "{m}");
         assert!(m.contains("Closed --> Open: Open / DoorOpened"), "{m}");
+    }
+
+    #[test]
+    fn marks_the_current_state_with_a_class() {
+        let m = machine().to_mermaid_at("Open");
+        assert!(m.starts_with(&machine().to_mermaid()), "{m}");
+        assert!(m.contains("classDef current "), "{m}");
+        assert!(m.ends_with("    class Open current\n"), "{m}");
     }
 
     #[test]

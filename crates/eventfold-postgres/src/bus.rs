@@ -195,6 +195,45 @@ impl BusMetrics {
     }
 }
 
+impl BusMetrics {
+    /// The state-cache and snapshot counts of `aggregate_type` since the process started.
+    pub fn cache_counts(&self, aggregate_type: &str) -> CacheCounts {
+        let cache = |r: &str| self.cache.with_label_values(&[aggregate_type, r]).get();
+        let snapshots = |o: &str| self.snapshots.with_label_values(&[aggregate_type, o]).get();
+        CacheCounts {
+            hits: cache("hit"),
+            misses: cache("miss"),
+            stale: cache("stale"),
+            snapshots_written: snapshots("written"),
+            snapshots_failed: snapshots("failed"),
+        }
+    }
+}
+
+/// State lookups of one aggregate type's bus: served from its cache (hits) or hydrated from the
+/// newest snapshot and the events after it (misses, stale), and the snapshots it wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CacheCounts {
+    /// Lookups answered by the cache.
+    pub hits: u64,
+    /// Lookups of states not cached (hydrated from a snapshot and events).
+    pub misses: u64,
+    /// Cached states found behind the store (hydrated again).
+    pub stale: u64,
+    /// Snapshots written.
+    pub snapshots_written: u64,
+    /// Snapshots that failed to be written.
+    pub snapshots_failed: u64,
+}
+
+impl CacheCounts {
+    /// Hits over all lookups, `None` before the first lookup.
+    pub fn hit_rate(&self) -> Option<f64> {
+        let all = self.hits + self.misses + self.stale;
+        (all > 0).then(|| self.hits as f64 / all as f64)
+    }
+}
+
 /// Counts into [`BusMetrics`] for one aggregate type, or nowhere.
 #[derive(Clone)]
 struct Counters {

@@ -8,6 +8,7 @@ pub mod bus;
 pub mod repository;
 pub mod snapshot;
 mod state_cache;
+pub mod stats;
 pub mod store;
 
 pub use bus::{BusConfig, CommandBus};

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use eventfold_auth::{Authenticator, Principal, authenticate, require_scope, scope};
+use eventfold_postgres::bus::BusMetrics;
 use eventfold_postgres::{Actor, ActorKind, CommandMeta, EventStore, FeedCursor, RecordedEvent};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -23,6 +24,7 @@ use uuid::Uuid;
 use crate::domains::{Domains, Submission};
 use crate::openapi;
 use crate::problem::Problem;
+use crate::stats::{self, StatsSettings};
 
 /// Longest aggregate id accepted, in bytes.
 pub const MAX_AGGREGATE_ID_BYTES: usize = 256;
@@ -41,6 +43,12 @@ pub struct Api {
     pub in_flight: Arc<Mutex<HashSet<Uuid>>>,
     /// HTTP metrics.
     pub metrics: HttpMetrics,
+    /// The command buses' metrics, for `/v1/health`.
+    pub bus_metrics: Option<BusMetrics>,
+    /// How the event statistics are caught up on a call.
+    pub stats: StatsSettings,
+    /// Keeps the statistics maintainer running while the API lives.
+    pub alive: crate::stats::Alive,
 }
 
 /// Request counts and latencies by route.
@@ -74,8 +82,8 @@ impl HttpMetrics {
 }
 
 /// The API routes, with `body_limit` bytes as the largest accepted body. Every route but
-/// `/openapi.json` needs a bearer token (`auth`); reads need `events:read`, commands
-/// `commands:write`.
+/// `/openapi.json` needs a bearer token (`auth`); reads (statistics and health included) need
+/// `events:read`, commands `commands:write`.
 pub fn router(api: Api, auth: Authenticator, body_limit: usize) -> Router {
     let metrics = api.metrics.clone();
     let needs = |s: &'static str| middleware::from_fn_with_state(s, require_scope);
@@ -90,12 +98,24 @@ pub fn router(api: Api, auth: Authenticator, body_limit: usize) -> Router {
             get(feed).route_layer(needs(scope::EVENTS_READ)),
         )
         .route(
+            "/v1/stats",
+            get(stats::event_stats).route_layer(needs(scope::EVENTS_READ)),
+        )
+        .route(
+            "/v1/health",
+            get(stats::health).route_layer(needs(scope::EVENTS_READ)),
+        )
+        .route(
             "/v1/correlations/{correlation_id}/events",
             get(correlation).route_layer(needs(scope::EVENTS_READ)),
         )
         .route(
             "/v1/{aggregate_type}/{aggregate_id}",
             get(state).route_layer(needs(scope::EVENTS_READ)),
+        )
+        .route(
+            "/v1/{aggregate_type}/{aggregate_id}/state-machine",
+            get(instance_state_machine).route_layer(needs(scope::EVENTS_READ)),
         )
         .route(
             "/v1/{aggregate_type}/{aggregate_id}/events",
@@ -300,7 +320,10 @@ fn check_aggregate_id(id: &str) -> Result<(), Problem> {
 }
 
 /// The caller's tenant: the token's. `X-Tenant`, when sent, must name the same one.
-fn tenant_of<'p>(principal: &'p Principal, headers: &HeaderMap) -> Result<&'p str, Problem> {
+pub(crate) fn tenant_of<'p>(
+    principal: &'p Principal,
+    headers: &HeaderMap,
+) -> Result<&'p str, Problem> {
     if let Some(claimed) = header_text(headers, "x-tenant")?
         && claimed != principal.tenant
     {
@@ -692,6 +715,32 @@ async fn state_machine(
         mermaid,
     )
         .into_response())
+}
+
+/// `GET /v1/{aggregate_type}/{aggregate_id}/state-machine`: the type's diagram with the
+/// aggregate's current state marked; 404 like the state route for an aggregate without events in
+/// the caller's tenant.
+async fn instance_state_machine(
+    State(api): State<Api>,
+    principal: Principal,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, Problem> {
+    let Path((aggregate_type, aggregate_id)) = path.map_err(path_problem)?;
+    let domain = api.domains.get(&aggregate_type)?;
+    let tenant = tenant_of(&principal, &headers)?.to_owned();
+    let view = domain.state(tenant, aggregate_id, None, None).await?;
+    let machine = eventfold_reference::registry::state_machine(&aggregate_type)
+        .ok_or_else(|| no_events(&aggregate_type, &view.aggregate_id))?;
+    Ok(axum::Json(json!({
+        "aggregate_type": view.aggregate_type,
+        "aggregate_id": view.aggregate_id,
+        "version": view.version,
+        "current_state": view.state_name,
+        "states": machine.states(),
+        "mermaid": machine.to_mermaid_at(view.state_name),
+    }))
+    .into_response())
 }
 
 async fn openapi_json() -> Response {

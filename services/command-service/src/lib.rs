@@ -6,6 +6,7 @@ pub mod api;
 pub mod domains;
 pub mod openapi;
 pub mod problem;
+pub mod stats;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,8 @@ pub struct Settings {
     pub limits: RequestLimits,
     /// How callers are authenticated (`AUTH_*`).
     pub auth: AuthSettings,
+    /// How the event store statistics are maintained (`EVENT_STATS_*`).
+    pub stats: stats::StatsSettings,
 }
 
 impl Settings {
@@ -48,25 +51,31 @@ impl Settings {
             bus: BusConfig::from_env(env)?,
             limits: RequestLimits::from_env(env)?,
             auth: AuthSettings::from_env(env)?,
+            stats: stats::StatsSettings::from_env(env)?,
         })
     }
 }
 
 /// Binds the public and admin listeners, starts a command bus per aggregate type and wires the
-/// routes; the database is connected lazily.
+/// routes, and starts the event statistics maintainer; the database is connected lazily.
 pub async fn build(settings: Settings) -> std::io::Result<Server> {
     let pool = settings.database.pool_lazy();
     let store = EventStore::new(pool.clone());
-    let ops = Ops::new(SERVICE).with_check(eventfold_postgres::readiness_check(pool));
+    let ops = Ops::new(SERVICE).with_check(eventfold_postgres::readiness_check(pool.clone()));
     let bus_metrics = BusMetrics::register(ops.registry()).map_err(std::io::Error::other)?;
     let http_metrics = api::HttpMetrics::register(ops.registry()).map_err(std::io::Error::other)?;
     let auth = Authenticator::for_service(SERVICE, settings.auth.clone())
         .map_err(std::io::Error::other)?;
+    let alive: stats::Alive = Arc::new(());
+    stats::spawn_maintainer(pool.clone(), settings.stats, Arc::downgrade(&alive));
     let api = api::Api {
-        domains: domains::Domains::start(&store, &settings.bus, Some(bus_metrics)),
+        domains: domains::Domains::start(&store, &settings.bus, Some(bus_metrics.clone())),
         store,
         in_flight: Arc::new(Mutex::new(HashSet::new())),
         metrics: http_metrics,
+        bus_metrics: Some(bus_metrics),
+        stats: settings.stats,
+        alive,
     };
     // No admin API yet: the admin listener serves the ops routes only.
     let routes = Routes {

@@ -111,6 +111,19 @@ pub fn document() -> Value {
         "parameters": [ty()],
         "responses": {"200": {"description": "Mermaid stateDiagram-v2", "content": {"text/vnd.mermaid": {}}}, "404": problem("Unknown type")}
     }}));
+    paths.insert("/v1/{aggregate_type}/{aggregate_id}/state-machine".into(), json!({"get": {
+        "operationId": "aggregateStateMachine", "summary": "The aggregate type's state machine as Mermaid, with this aggregate's current state marked (class `current`)",
+        "parameters": [ty(), id()],
+        "responses": {"200": ok("AggregateStateMachine"), "404": problem("Unknown type, or no such aggregate in the caller's tenant")}
+    }}));
+    paths.insert("/v1/stats".into(), json!({"get": {
+        "operationId": "stats", "summary": "Event store statistics of the caller's tenant: totals by event type, category and aggregate type, first and last event, events per minute over the last hour",
+        "responses": {"200": ok("EventStats")}
+    }}));
+    paths.insert("/v1/health".into(), json!({"get": {
+        "operationId": "health", "summary": "Recent activity of the caller's tenant, registered upcasters, the command buses' state-cache hit rate",
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}, "503": problem("Event store unavailable")}
+    }}));
     json!({
         "openapi": "3.1.0",
         "info": {"title": "eventfold command-service", "version": env!("CARGO_PKG_VERSION")},
@@ -128,6 +141,21 @@ pub fn document() -> Value {
             "State": {"type": "object", "properties": {
                 "aggregate_type": {"type": "string"}, "aggregate_id": {"type": "string"},
                 "version": {"type": "integer"}, "state_name": {"type": "string"}, "state": {"type": "object"}}},
+            "AggregateStateMachine": {"type": "object", "properties": {
+                "aggregate_type": {"type": "string"}, "aggregate_id": {"type": "string"},
+                "version": {"type": "integer"}, "current_state": {"type": "string"},
+                "states": {"type": "array", "items": {"type": "string"}}, "mermaid": {"type": "string"}}},
+            "EventStats": {"type": "object", "properties": {
+                "tenant": {"type": "string"}, "total_events": {"type": "integer"},
+                "by_event_type": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "by_category": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "by_aggregate_type": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "first_event_at": {"type": ["string", "null"], "format": "date-time"},
+                "last_event_at": {"type": ["string", "null"], "format": "date-time"},
+                "events_per_minute": {"type": "array", "minItems": 60, "maxItems": 60, "items": {"type": "object", "properties": {
+                    "minute": {"type": "string", "format": "date-time"}, "count": {"type": "integer"}}}},
+                "watermark_position": {"type": "integer"}, "watermark_updated_at": {"type": "string", "format": "date-time"},
+                "complete": {"type": "boolean"}}},
             "EventPage": {"type": "object", "properties": {
                 "events": {"type": "array", "items": {"type": "object"}},
                 "next_after_version": {"type": ["integer", "null"]}, "next": {"type": "string"}}}
