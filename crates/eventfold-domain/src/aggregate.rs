@@ -25,6 +25,21 @@ pub enum EventCategory {
 }
 
 impl EventCategory {
+    /// Every category, in declaration order.
+    pub const ALL: [Self; 6] = [
+        Self::Processing,
+        Self::Discovery,
+        Self::Validation,
+        Self::Oracle,
+        Self::Domain,
+        Self::System,
+    ];
+
+    /// The category stored as `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     /// The category's name as stored in the `category` column.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -16,7 +16,7 @@ pub use repository::{HandleError, Handled, RetryPolicy, handle, hydrate};
 pub use snapshot::SnapshotPolicy;
 pub use store::{
     Actor, ActorKind, AppendError, AppendOutcome, BatchError, CommandMeta, CommandRecord,
-    CommandWrite, EventStore, FeedCursor, NewEvent, RecordedEvent, shard_key,
+    CommandWrite, EventFilter, EventStore, FeedCursor, NewEvent, RecordedEvent, shard_key,
 };
 
 /// The schema migrations in `migrations/`, embedded at build time.

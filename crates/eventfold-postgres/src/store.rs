@@ -300,6 +300,55 @@ impl std::str::FromStr for FeedCursor {
     }
 }
 
+/// Extra conditions of an audit read (an aggregate's history or the feed): every condition given
+/// must hold. Each is a predicate on the rows the read already walks in order (the stream's
+/// versions, the feed's positions), so a filter never changes a read's order or paging.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Recorded at or after this time (`recorded_at`, the store's clock at the insert).
+    pub from: Option<DateTime<Utc>>,
+    /// Recorded before this time (exclusive, so consecutive windows never share an event).
+    pub to: Option<DateTime<Utc>>,
+    /// Caused by this actor (kind and id).
+    pub actor: Option<Actor>,
+    /// Of one of these categories.
+    pub categories: Option<Vec<String>>,
+    /// Of one of these event types.
+    pub types: Option<Vec<String>>,
+}
+
+impl EventFilter {
+    /// Only events of `types` (or every type when `None`).
+    pub fn types(types: Option<&[String]>) -> Self {
+        Self {
+            types: types.map(<[String]>::to_vec),
+            ..Self::default()
+        }
+    }
+}
+
+/// The conditions of an [`EventFilter`] as SQL on `events`, taking parameters `$1` to `$6`
+/// ([`bind_filter`]); a query that uses it numbers its own parameters from `$7`.
+const FILTER_SQL: &str = "($1::timestamptz IS NULL OR recorded_at >= $1) \
+    AND ($2::timestamptz IS NULL OR recorded_at < $2) \
+    AND ($3::text IS NULL OR (actor_kind = $3 AND actor_id = $4)) \
+    AND ($5::text[] IS NULL OR category = ANY($5)) \
+    AND ($6::text[] IS NULL OR event_type = ANY($6))";
+
+type EventQuery<'q> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, RecordedEvent, sqlx::postgres::PgArguments>;
+
+/// Binds `$1` to `$6` of [`FILTER_SQL`].
+fn bind_filter<'q>(query: EventQuery<'q>, filter: &'q EventFilter) -> EventQuery<'q> {
+    query
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(filter.actor.as_ref().map(|a| a.kind.as_str()))
+        .bind(filter.actor.as_ref().map(|a| a.id.as_str()))
+        .bind(filter.categories.as_deref())
+        .bind(filter.types.as_deref())
+}
+
 /// Stable non-negative hash of an aggregate id (FNV-1a, 31 bits), stored with each outbox row.
 pub fn shard_key(aggregate_id: &str) -> i32 {
     let mut hash: u32 = 0x811c_9dc5;
@@ -658,21 +707,60 @@ impl EventStore {
         types: Option<&[String]>,
         tenant: Option<&str>,
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-        sqlx::query_as(&format!(
+        self.feed_filtered(cursor, limit, &EventFilter::types(types), tenant)
+            .await
+    }
+
+    /// [`EventStore::feed`] with the conditions of `filter`: the same walk along
+    /// `(tx_id, position)`, the filter checked on each row on the way.
+    pub async fn feed_filtered(
+        &self,
+        cursor: FeedCursor,
+        limit: i64,
+        filter: &EventFilter,
+        tenant: Option<&str>,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events \
-             WHERE (tx_id, position) > ($1::text::xid8, $2) \
+             WHERE (tx_id, position) > ($7::text::xid8, $8) \
                AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-               AND ($3::text[] IS NULL OR event_type = ANY($3)) \
-               AND ($5::text IS NULL OR tenant = $5) \
-             ORDER BY tx_id, position LIMIT $4"
-        ))
-        .bind(cursor.tx_id.to_string())
-        .bind(cursor.position)
-        .bind(types)
-        .bind(limit)
-        .bind(tenant)
-        .fetch_all(&self.pool)
-        .await
+               AND ($9::text IS NULL OR tenant = $9) AND {FILTER_SQL} \
+             ORDER BY tx_id, position LIMIT $10"
+        );
+        bind_filter(sqlx::query_as(&sql), filter)
+            .bind(cursor.tx_id.to_string())
+            .bind(cursor.position)
+            .bind(tenant)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Events of `tenant`'s stream of one aggregate after `after_version` that meet `filter`, in
+    /// version order, at most `limit` (the stream's own index, the filter checked on its rows).
+    pub async fn history(
+        &self,
+        tenant: &str,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after_version: i64,
+        limit: i64,
+        filter: &EventFilter,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE aggregate_type = $7 AND aggregate_id = $8 AND tenant = $9 AND version > $10 \
+               AND {FILTER_SQL} \
+             ORDER BY version LIMIT $11"
+        );
+        bind_filter(sqlx::query_as(&sql), filter)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(tenant)
+            .bind(after_version)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
     }
 }
 

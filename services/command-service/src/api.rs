@@ -15,12 +15,13 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use eventfold_auth::{Authenticator, Principal, authenticate, require_scope, scope};
 use eventfold_postgres::bus::BusMetrics;
-use eventfold_postgres::{Actor, ActorKind, CommandMeta, EventStore, FeedCursor, RecordedEvent};
+use eventfold_postgres::{Actor, ActorKind, CommandMeta, EventStore, FeedCursor};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::audit::{AuditQuery, envelope};
 use crate::domains::{Domains, Submission};
 use crate::openapi;
 use crate::problem::Problem;
@@ -555,32 +556,44 @@ fn page_limit(limit: Option<i64>) -> Result<i64, Problem> {
     }
 }
 
+/// `GET /v1/{aggregate_type}/{aggregate_id}/events`: the stream's events after a version, only
+/// those meeting the audit filters; 404 only for a stream without any event (a filter that matches
+/// nothing is an empty page).
 async fn history(
     State(api): State<Api>,
     principal: Principal,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
+    audit: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let Path((aggregate_type, aggregate_id)) = path.map_err(path_problem)?;
     let Query(q) = query.map_err(query_problem)?;
+    let Query(audit) = audit.map_err(query_problem)?;
     api.domains.get(&aggregate_type)?;
     let tenant = tenant_of(&principal, &headers)?;
     let limit = page_limit(q.limit)?;
+    let filter = audit.filter()?;
     let after = q.after_version.unwrap_or(0).max(0);
     let mut events = api
         .store
-        .load(
+        .history(
             tenant,
             &aggregate_type,
             &aggregate_id,
             after,
-            None,
-            None,
-            Some(limit + 1),
+            limit + 1,
+            &filter,
         )
         .await?;
-    if events.is_empty() && after == 0 {
+    if events.is_empty()
+        && after == 0
+        && api
+            .store
+            .current_version(tenant, &aggregate_type, &aggregate_id)
+            .await?
+            == 0
+    {
         return Err(no_events(&aggregate_type, &aggregate_id));
     }
     let more = events.len() as i64 > limit;
@@ -589,7 +602,7 @@ async fn history(
     Ok(axum::Json(json!({
         "aggregate_type": aggregate_type,
         "aggregate_id": aggregate_id,
-        "events": events.iter().map(envelope).collect::<Vec<_>>(),
+        "events": events.iter().map(|e| envelope(&api.domains, e, audit.as_stored())).collect::<Vec<_>>(),
         "next_after_version": next,
     }))
     .into_response())
@@ -607,9 +620,11 @@ async fn correlation(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<CorrelationQuery>, QueryRejection>,
+    audit: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let Path(raw) = path.map_err(path_problem)?;
     let Query(q) = query.map_err(query_problem)?;
+    let Query(audit) = audit.map_err(query_problem)?;
     let id = Uuid::parse_str(&raw)
         .map_err(|_| Problem::bad_request("invalid_path", "the correlation id is not a UUID"))?;
     let limit = page_limit(q.limit)?;
@@ -630,7 +645,7 @@ async fn correlation(
     let next = more.then(|| events.last().map(|e| e.position)).flatten();
     Ok(axum::Json(json!({
         "correlation_id": id,
-        "events": events.iter().map(envelope).collect::<Vec<_>>(),
+        "events": events.iter().map(|e| envelope(&api.domains, e, audit.as_stored())).collect::<Vec<_>>(),
         "next_after_position": next,
     }))
     .into_response())
@@ -640,17 +655,20 @@ async fn correlation(
 struct FeedQuery {
     after: Option<String>,
     limit: Option<i64>,
-    types: Option<String>,
 }
 
+/// `GET /v1/events`: the tenant's global feed after a cursor, only the events meeting the audit
+/// filters; `next` is the cursor of the last event of the page (an empty page: nothing more yet).
 async fn feed(
     State(api): State<Api>,
     principal: Principal,
     headers: HeaderMap,
     query: Result<Query<FeedQuery>, QueryRejection>,
+    audit: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let tenant = tenant_of(&principal, &headers)?;
     let Query(q) = query.map_err(query_problem)?;
+    let Query(audit) = audit.map_err(query_problem)?;
     let limit = page_limit(q.limit)?;
     let cursor: FeedCursor = match q.after.as_deref() {
         None | Some("") => FeedCursor::default(),
@@ -658,16 +676,10 @@ async fn feed(
             .parse()
             .map_err(|e: String| Problem::bad_request("invalid_query", e))?,
     };
-    let types: Option<Vec<String>> = q.types.as_deref().map(|t| {
-        t.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
-    });
+    let filter = audit.filter()?;
     let events = api
         .store
-        .feed(cursor, limit, types.as_deref(), Some(tenant))
+        .feed_filtered(cursor, limit, &filter, Some(tenant))
         .await?;
     let next = events
         .last()
@@ -677,15 +689,10 @@ async fn feed(
         })
         .unwrap_or(cursor);
     Ok(axum::Json(json!({
-        "events": events.iter().map(envelope).collect::<Vec<_>>(),
+        "events": events.iter().map(|e| envelope(&api.domains, e, audit.as_stored())).collect::<Vec<_>>(),
         "next": next.to_string(),
     }))
     .into_response())
-}
-
-/// An event as the API shows it: the envelope with the payload.
-fn envelope(e: &RecordedEvent) -> Value {
-    serde_json::to_value(e).unwrap_or(Value::Null)
 }
 
 async fn list_types(State(api): State<Api>) -> Response {

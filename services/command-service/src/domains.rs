@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use eventfold_domain::{Aggregate, parse_command};
+use eventfold_domain::{Aggregate, DomainEvent, UpcastError, parse_command};
 use eventfold_postgres::bus::BusMetrics;
 use eventfold_postgres::{BusConfig, CommandBus, CommandMeta, EventStore, Handled, hydrate};
 use eventfold_reference::registry::{AGGREGATE_TYPES, AggregateVisitor, visit};
@@ -63,6 +63,14 @@ pub trait Domain: Send + Sync {
         at_version: Option<i64>,
         as_of: Option<DateTime<Utc>>,
     ) -> BoxFuture<'_, Result<StateView, Problem>>;
+    /// A stored payload of `event_type` at `schema_version` brought to the latest version, with
+    /// that version: the same upcasters hydration and the projector use.
+    fn upcast(
+        &self,
+        event_type: &str,
+        schema_version: u32,
+        payload: serde_json::Value,
+    ) -> Result<(serde_json::Value, u32), UpcastError>;
 }
 
 struct Typed<A: Aggregate> {
@@ -134,6 +142,23 @@ impl<A: Aggregate> Domain for Typed<A> {
                 })?,
             })
         })
+    }
+
+    fn upcast(
+        &self,
+        event_type: &str,
+        schema_version: u32,
+        payload: serde_json::Value,
+    ) -> Result<(serde_json::Value, u32), UpcastError> {
+        let upcasters = Self::upcasters();
+        let latest = upcasters.upcast(event_type, schema_version, payload)?;
+        Ok((latest, upcasters.latest(event_type)))
+    }
+}
+
+impl<A: Aggregate> Typed<A> {
+    fn upcasters() -> &'static eventfold_domain::Upcasters {
+        <A::Event as DomainEvent>::upcasters()
     }
 }
 
