@@ -222,6 +222,9 @@ impl Trail {
     }
 }
 
+/// Which written events a filter must return.
+type Keep = Box<dyn Fn(&Written) -> bool>;
+
 fn pairs(events: &[Value]) -> Vec<(String, String)> {
     let mut v: Vec<_> = events
         .iter()
@@ -307,7 +310,7 @@ async fn every_filter_alone_and_combined_returns_what_was_written() {
     let (t, [a, ..]) = written_trail().await;
     assert_eq!(t.written.len(), 8);
     let (t1, t2) = (t.at(0), t.at(1));
-    let cases: Vec<(String, Box<dyn Fn(&Written) -> bool>)> = vec![
+    let cases: Vec<(String, Keep)> = vec![
         (String::new(), Box::new(|_| true)),
         (format!("from={t1}"), Box::new(|w| w.window >= 1)),
         (format!("to={t1}"), Box::new(|w| w.window == 0)),
@@ -475,6 +478,33 @@ async fn another_tenant_sees_none_of_it_and_bad_values_are_refused() {
         )
         .await;
     assert_eq!(r.status(), 404);
+
+    // The parameters are described where the routes are.
+    let openapi: Value = reqwest::get(format!("{}/openapi.json", t.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in ["/v1/events", "/v1/{aggregate_type}/{aggregate_id}/events"] {
+        let names: Vec<&str> = openapi["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        for name in [
+            "from",
+            "to",
+            "actor",
+            "category",
+            "types",
+            "as_stored",
+            "limit",
+        ] {
+            assert!(names.contains(&name), "{path} describes {name}: {names:?}");
+        }
+    }
 
     let history = format!("/v1/CrossReference/{a}/events");
     for base in ["/v1/events", history.as_str()] {

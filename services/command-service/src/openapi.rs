@@ -51,6 +51,23 @@ fn command_operation(aggregate_type: &str, command: &str) -> Value {
     }})
 }
 
+/// `params` followed by the audit filters and payload view of the history and the feed.
+fn with_audit(mut params: Vec<Value>) -> Vec<Value> {
+    let categories: Vec<&str> = eventfold_domain::EventCategory::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    params.extend([
+        param("from", "query", json!({"type": "string", "format": "date-time"}), "Only events recorded at or after this time (recorded_at)"),
+        param("to", "query", json!({"type": "string", "format": "date-time"}), "Only events recorded before this time (exclusive; not before from)"),
+        param("actor", "query", json!({"type": "string", "pattern": "^(user|agent|system):.{1,128}$"}), "Only events caused by this actor, e.g. user:alice"),
+        param("category", "query", json!({"type": "string"}), &format!("Comma-separated categories, each one of: {}", categories.join(", "))),
+        param("types", "query", json!({"type": "string", "minLength": 1}), "Comma-separated event types (at least one)"),
+        param("as_stored", "query", json!({"type": "boolean", "default": false}), "Payloads as stored (schema_version = the stored version) instead of upcast to the latest"),
+    ]);
+    params
+}
+
 /// The OpenAPI document.
 pub fn document() -> Value {
     let mut paths = Map::new();
@@ -87,23 +104,23 @@ pub fn document() -> Value {
     }}));
     paths.insert("/v1/{aggregate_type}/{aggregate_id}/events".into(), json!({"get": {
         "operationId": "history", "summary": "An aggregate's events, paged by version",
-        "parameters": [ty(), id(),
+        "parameters": with_audit(vec![ty(), id(),
             param("after_version", "query", json!({"type": "integer", "minimum": 0}), "Events after this version"),
-            param("limit", "query", json!({"type": "integer", "minimum": 1, "maximum": 1000}), "Page size (default 100)")],
-        "responses": {"200": ok("EventPage"), "400": problem("Bad query"), "404": problem("Unknown type or aggregate")}
+            param("limit", "query", json!({"type": "integer", "minimum": 1, "maximum": 1000}), "Page size (default 100)")]),
+        "responses": {"200": ok("EventPage"), "400": problem("Bad query: invalid_time, invalid_time_range, invalid_actor, unknown_category, invalid_types, invalid_query"), "404": problem("Unknown type or aggregate (no event at all in the caller's tenant)")}
     }}));
     paths.insert("/v1/correlations/{correlation_id}/events".into(), json!({"get": {
         "operationId": "correlation", "summary": "All events of a correlation id",
-        "parameters": [param("correlation_id", "path", json!({"type": "string", "format": "uuid"}), "Correlation id")],
+        "parameters": [param("correlation_id", "path", json!({"type": "string", "format": "uuid"}), "Correlation id"),
+            param("as_stored", "query", json!({"type": "boolean", "default": false}), "Payloads as stored instead of upcast to the latest schema version")],
         "responses": {"200": ok("EventPage"), "400": problem("Not a UUID"), "404": problem("No such correlation")}
     }}));
     paths.insert("/v1/events".into(), json!({"get": {
         "operationId": "feed", "summary": "The global feed in commit-safe order",
-        "parameters": [
+        "parameters": with_audit(vec![
             param("after", "query", json!({"type": "string", "pattern": "^[0-9]+-[0-9]+$"}), "Cursor `next` of the previous page"),
-            param("limit", "query", json!({"type": "integer", "minimum": 1, "maximum": 1000}), "Page size (default 100)"),
-            param("types", "query", json!({"type": "string"}), "Comma-separated event types")],
-        "responses": {"200": ok("EventPage"), "400": problem("Bad cursor or query")}
+            param("limit", "query", json!({"type": "integer", "minimum": 1, "maximum": 1000}), "Page size (default 100)")]),
+        "responses": {"200": ok("EventPage"), "400": problem("Bad cursor or query: invalid_time, invalid_time_range, invalid_actor, unknown_category, invalid_types, invalid_query")}
     }}));
     paths.insert("/v1/types".into(), json!({"get": {"operationId": "types", "summary": "Aggregate types, their commands and events", "responses": {"200": {"description": "OK"}}}}));
     paths.insert("/v1/types/{aggregate_type}/state-machine".into(), json!({"get": {
