@@ -159,8 +159,33 @@ pub async fn append_events_of(
     after: i64,
     per_statement: usize,
 ) {
+    append_events_as(
+        pool,
+        "default",
+        aggregate_type,
+        ids,
+        events,
+        after,
+        per_statement,
+    )
+    .await;
+}
+
+/// [`append_events_of`] in the streams of `tenant`.
+pub async fn append_events_as(
+    pool: &sqlx::PgPool,
+    tenant: &str,
+    aggregate_type: &str,
+    ids: &[String],
+    events: &[NewEvent],
+    after: i64,
+    per_statement: usize,
+) {
     let store = EventStore::new(pool.clone());
-    let meta = xref::meta();
+    let meta = CommandMeta {
+        tenant: tenant.into(),
+        ..xref::meta()
+    };
     let record = CommandRecord {
         command_name: "test".into(),
         request_hash: vec![],

@@ -37,6 +37,10 @@ pub enum Command {
         #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         batch: u32,
     },
+    /// Replay the event store's events that match the filters into a read model's live
+    /// generation (the version guard skips what is applied already); a JSON summary on standard
+    /// output, progress on standard error when it is a terminal.
+    Replay(ReplayArgs),
     /// Compare a read model with a from-scratch replay of the event store, tenant by tenant; one
     /// line per tenant and one for the total (exit 1 on a difference).
     Audit {
@@ -74,6 +78,40 @@ pub enum Command {
     /// Local bearer tokens: `token init` creates the issuer's key pair, `token --tenant T --scope S`
     /// prints a token signed with it.
     Token(TokenArgs),
+}
+
+/// `eventfold replay` options.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Read model name.
+    pub read_model: String,
+    /// Only these event types, comma-separated (e.g. `OpportunityCreated,OpportunityUpdated`).
+    #[arg(long, value_delimiter = ',')]
+    pub types: Vec<String>,
+    /// Only this aggregate id (repeatable).
+    #[arg(long = "aggregate")]
+    pub aggregates: Vec<String>,
+    /// Only this tenant's streams.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Only events recorded at or after this RFC 3339 time.
+    #[arg(long)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events recorded before this RFC 3339 time.
+    #[arg(long)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only aggregate versions up to this one.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    pub to_version: Option<i64>,
+    /// Events per transaction.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+    /// Record progress under this name after each batch; a rerun with it resumes after it.
+    #[arg(long)]
+    pub checkpoint: Option<String>,
+    /// Stop after this many batches (resume later with the same --checkpoint).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_batches: Option<u32>,
 }
 
 /// `eventfold parked …`.
@@ -222,6 +260,7 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Outcome, UsageError> {
         Command::Rebuild { read_model, batch } => {
             return projections::rebuild(env, &read_model, batch as usize).await;
         }
+        Command::Replay(args) => return projections::replay_events(env, args).await,
         Command::Audit {
             read_model,
             tenant,

@@ -1,4 +1,4 @@
-//! `eventfold rebuild`, `eventfold audit` and `eventfold parked`: read model maintenance against
+//! `eventfold rebuild`, `eventfold replay`, `eventfold audit` and `eventfold parked`: read model maintenance against
 //! the event store (`DATABASE_URL`) and Neo4j (`NEO4J_*`).
 
 use std::sync::Arc;
@@ -10,8 +10,9 @@ use projector::neo4j::Neo4jSettings;
 use projector::parking::Parking;
 use projector::projection::Projection;
 use projector::rebuild::{self, Stores};
+use projector::replay::{self, ReplayRequest, ReplaySummary};
 
-use crate::cli::{Outcome, UsageError};
+use crate::cli::{Outcome, ReplayArgs, UsageError};
 
 fn stores(env: &Env, batch: usize) -> Result<Stores, UsageError> {
     let db = PgSettings::from_env(env).map_err(|e| UsageError(e.to_string()))?;
@@ -57,6 +58,65 @@ pub async fn rebuild(env: &Env, name: &str, batch: usize) -> Result<Outcome, Usa
     Ok(match rebuild::rebuild(&p, &stores, &shutdown).await {
         Ok(r) => Outcome {
             out: vec![json_line(&r)],
+            ok: true,
+            ..Outcome::default()
+        },
+        Err(e) => failed(e),
+    })
+}
+
+/// `eventfold replay <read-model> [filters]`: the summary as one JSON line on standard output,
+/// a progress line on standard error after each batch when it is a terminal. A request that
+/// cannot run (see [`rebuild::RebuildError::Invalid`]) is a usage error (exit 2) before anything
+/// is read.
+pub async fn replay_events(env: &Env, args: ReplayArgs) -> Result<Outcome, UsageError> {
+    use std::io::{IsTerminal, Write};
+    let p = model(&args.read_model)?;
+    let req = ReplayRequest {
+        tenant: args.tenant,
+        types: args.types,
+        aggregates: args.aggregates,
+        from: args.from,
+        to: args.to,
+        to_version: args.to_version,
+        batch: args.batch as usize,
+        checkpoint: args.checkpoint,
+        max_batches: args.max_batches.map(|m| m as usize),
+    };
+    req.check(&*p).map_err(|e| {
+        let flag = match e.field {
+            "aggregates" => "aggregate".to_owned(),
+            f => f.replace('_', "-"),
+        };
+        UsageError(format!("--{flag}: {}", e.message))
+    })?;
+    let stores = stores(env, req.batch)?;
+    let shutdown = Shutdown::on_signals();
+    let tty = std::io::stderr().is_terminal();
+    let mut progress = |s: &ReplaySummary| {
+        if tty {
+            let mut err = std::io::stderr();
+            let _ = write!(
+                err,
+                "\r{} batches, {} events matched, {} applied, {} skipped, {} parked, position {}, {:.1} s",
+                s.batches,
+                s.matched,
+                s.applied,
+                s.skipped,
+                s.parked,
+                s.last_position.unwrap_or(0),
+                s.seconds
+            );
+            let _ = err.flush();
+        }
+    };
+    let result = replay::replay(&p, &stores, &req, &mut progress, &shutdown).await;
+    if tty {
+        eprintln!();
+    }
+    Ok(match result {
+        Ok(s) => Outcome {
+            out: vec![json_line(&s)],
             ok: true,
             ..Outcome::default()
         },

@@ -75,6 +75,29 @@ fn bad_arguments_get_one_line_and_exit_code_2() {
         &["outbox", "parked", "release", "--all", "--aggregate", "T/i"],
         &["outbox", "parked", "discard"],
         &["outbox", "parked", "discard", "--aggregate", "/id"],
+        &["replay"],
+        &["replay", "nope"],
+        &["replay", "opportunities", "--batch", "0"],
+        &["replay", "opportunities", "--from", "yesterday"],
+        &["replay", "opportunities", "--to-version", "0"],
+        &["replay", "opportunities", "--max-batches", "0"],
+        &[
+            "replay",
+            "opportunities",
+            "--types",
+            "OpportunityCreated,NoSuchEvent",
+        ],
+        &["replay", "opportunities", "--tenant", "a b"],
+        &["replay", "opportunities", "--checkpoint", "a/b"],
+        &["replay", "opportunities", "--aggregate", ""],
+        &[
+            "replay",
+            "opportunities",
+            "--from",
+            "2026-01-02T00:00:00Z",
+            "--to",
+            "2026-01-01T00:00:00Z",
+        ],
     ] {
         let o = eventfold(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");

@@ -21,6 +21,7 @@ use serde_json::json;
 use crate::parking::Parking;
 use crate::projection::{Projection, Registry};
 use crate::rebuild::{RebuildError, Stores, replay_parked};
+use crate::replay::ReplayRequest as EventsReplay;
 use crate::state;
 use crate::target::AggregateKey;
 use eventfold_runtime::problem;
@@ -32,10 +33,12 @@ struct Admin {
 }
 
 /// `GET /v1/read-models`, `GET /v1/parked/{read_model}`, `POST /v1/parked/{read_model}/replay`,
-/// `DELETE /v1/parked/{read_model}/{id}`, for the admin listener.
+/// `DELETE /v1/parked/{read_model}/{id}`, `POST /v1/read-models/{read_model}/replay`, for the
+/// admin listener.
 pub fn router(registry: Arc<Registry>, stores: Stores) -> axum::Router {
     axum::Router::new()
         .route("/v1/read-models", get(models))
+        .route("/v1/read-models/{read_model}/replay", post(replay_events))
         .route("/v1/parked/{read_model}", get(list))
         .route("/v1/parked/{read_model}/replay", post(replay))
         .route("/v1/parked/{read_model}/{id}", delete(discard))
@@ -48,6 +51,26 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
         "store_unavailable",
         e.to_string(),
     )
+}
+
+/// 400 naming the field by JSON pointer (`pointer`, and in `errors[]`), as the command API does.
+fn field_problem(code: &str, field: &str, detail: &str) -> Response {
+    let pointer = format!("/{field}");
+    let body = json!({
+        "type": format!("https://eventfold.dev/problems/{}", code.replace('_', "-")),
+        "title": "Bad Request",
+        "status": 400,
+        "detail": detail,
+        "code": code,
+        "pointer": pointer,
+        "errors": [{"pointer": pointer, "detail": detail}],
+    });
+    (
+        StatusCode::BAD_REQUEST,
+        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 impl Admin {
@@ -190,6 +213,35 @@ async fn replay(
         }
         Err(e @ RebuildError::NotBlocked { .. }) => {
             problem(StatusCode::NOT_FOUND, "nothing_parked", e.to_string())
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn replay_events(
+    State(a): State<Admin>,
+    Path(name): Path<String>,
+    body: Result<Json<EventsReplay>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let p = match a.model(&name) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let req = match body {
+        Ok(Json(b)) => b,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                e.body_text().lines().next().unwrap_or("invalid body"),
+            );
+        }
+    };
+    match crate::replay::replay(&p, &a.stores, &req, &mut |_| {}, &Shutdown::new()).await {
+        Ok(summary) => Json(summary).into_response(),
+        Err(RebuildError::Invalid(e)) => field_problem("invalid_replay", e.field, &e.to_string()),
+        Err(e @ RebuildError::Busy(_)) => {
+            problem(StatusCode::CONFLICT, "rebuilding", e.to_string())
         }
         Err(e) => unavailable(e),
     }

@@ -13,6 +13,7 @@ pub mod parking;
 pub mod projection;
 pub mod read_api;
 pub mod rebuild;
+pub mod replay;
 pub mod state;
 pub mod target;
 

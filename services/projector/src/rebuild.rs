@@ -32,6 +32,9 @@ pub enum RebuildError {
     /// Stopped by a signal before the end.
     #[error("interrupted")]
     Interrupted,
+    /// A replay request that cannot run.
+    #[error(transparent)]
+    Invalid(#[from] crate::replay::InvalidReplay),
     /// Another rebuild of the same read model is running.
     #[error("a rebuild of {0} is already running")]
     Busy(String),
@@ -48,12 +51,12 @@ pub enum RebuildError {
     },
 }
 
-const EVENTS_SQL: &str = "SELECT position, event_id, event_type, schema_version, aggregate_type, \
+pub(crate) const EVENTS_SQL: &str = "SELECT position, event_id, event_type, schema_version, aggregate_type, \
      aggregate_id, version, correlation_id, causation_id, command_id, tenant, actor_kind, actor_id, \
      occurred_at, recorded_at, metadata ->> 'traceparent' AS traceparent, payload FROM events";
 
 /// An `events` row as the projector sees it: payload upcast to the latest version.
-fn item_from_row(row: &sqlx::postgres::PgRow) -> Result<Item, sqlx::Error> {
+pub(crate) fn item_from_row(row: &sqlx::postgres::PgRow) -> Result<Item, sqlx::Error> {
     let envelope = Envelope::from_event_row(row)?;
     let Json(payload): Json<serde_json::Value> = row.try_get("payload")?;
     let upcast = eventfold_reference::upcasters(&envelope.aggregate_type)
@@ -194,7 +197,7 @@ pub struct RebuildReport {
 }
 
 impl Stores {
-    fn processor(
+    pub(crate) fn processor(
         &self,
         p: &Arc<dyn Projection>,
         target: Target,
