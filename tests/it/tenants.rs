@@ -808,8 +808,10 @@ async fn a_graph_written_before_tenants_answers_for_the_default_tenant_after_set
         "cross_reference",
         "event",
         "interview",
+        "lxxdivergence",
         "override",
         "project",
+        "propheticproof",
         "sentence",
         "verse",
     ]
