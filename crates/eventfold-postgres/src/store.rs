@@ -57,6 +57,20 @@ pub struct Actor {
     pub id: String,
 }
 
+impl Actor {
+    /// Reads `<user|agent|system>:<id>` with an id of 1 to 128 characters (surrounding spaces
+    /// trimmed); `None` for anything else.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (kind, id) = raw.split_once(':')?;
+        let kind: ActorKind = kind.trim().parse().ok()?;
+        let id = id.trim();
+        (!id.is_empty() && id.len() <= 128).then(|| Self {
+            kind,
+            id: id.to_owned(),
+        })
+    }
+}
+
 /// Envelope fields that come with a command and are copied onto every event it produces.
 #[derive(Debug, Clone)]
 pub struct CommandMeta {

@@ -451,16 +451,7 @@ fn actor(headers: &HeaderMap, principal: &Principal) -> Result<Actor, Problem> {
             "X-Actor is <user|agent|system>:<id> with an id of 1 to 128 characters",
         )
     };
-    let (kind, id) = raw.split_once(':').ok_or_else(bad)?;
-    let kind: ActorKind = kind.trim().parse().map_err(|_| bad())?;
-    let id = id.trim();
-    if id.is_empty() || id.len() > 128 {
-        return Err(bad());
-    }
-    Ok(Actor {
-        kind,
-        id: id.to_owned(),
-    })
+    Actor::parse(raw).ok_or_else(bad)
 }
 
 /// Request context kept with the events: the W3C trace context when sent, and the token's

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use eventfold_domain::EventCategory;
-use eventfold_postgres::{Actor, ActorKind, EventFilter, RecordedEvent};
+use eventfold_postgres::{Actor, EventFilter, RecordedEvent};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -85,16 +85,7 @@ fn actor(raw: &str) -> Result<Actor, Problem> {
         )
         .with("parameter", "actor")
     };
-    let (kind, id) = raw.split_once(':').ok_or_else(bad)?;
-    let kind: ActorKind = kind.trim().parse().map_err(|_| bad())?;
-    let id = id.trim();
-    if id.is_empty() || id.len() > 128 {
-        return Err(bad());
-    }
-    Ok(Actor {
-        kind,
-        id: id.to_owned(),
-    })
+    Actor::parse(raw).ok_or_else(bad)
 }
 
 /// Comma-separated names, trimmed, empty ones dropped.
@@ -175,6 +166,7 @@ pub(crate) fn envelope(domains: &Domains, e: &RecordedEvent, as_stored: bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use eventfold_postgres::ActorKind;
 
     fn query(pairs: &str) -> AuditQuery {
         let uri: axum::http::Uri = format!("/?{pairs}").parse().unwrap();

@@ -105,6 +105,22 @@ pub async fn aggregate_events(
     rows.iter().map(item_from_row).collect()
 }
 
+/// A read-only transaction on one consistent snapshot of the event store, for a replay that
+/// streams its selection in one statement: the login role's statement_timeout, which bounds every
+/// other statement of the projector, is lifted for it.
+pub(crate) async fn snapshot(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// Applies every event of `processor`'s aggregate types, in position order, from one
 /// consistent snapshot of the event store, in batches of `batch`.
 pub async fn replay_all(
@@ -133,15 +149,7 @@ async fn replay_events(
         .iter()
         .map(|t| t.to_string())
         .collect();
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    // The replay streams the whole event store in this one statement: the login role's
-    // statement_timeout, which bounds every other statement of the projector, does not apply.
-    sqlx::query("SET LOCAL statement_timeout = 0")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = snapshot(pool).await?;
     let only_tenant = if tenant.is_some() {
         " AND tenant = $2"
     } else {

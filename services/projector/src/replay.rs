@@ -24,7 +24,7 @@ use sqlx::{PgPool, Row};
 use crate::engine::Mode;
 use crate::parking::Parking;
 use crate::projection::Projection;
-use crate::rebuild::{EVENTS_SQL, RebuildError, Stores, item_from_row};
+use crate::rebuild::{self, EVENTS_SQL, RebuildError, Stores, item_from_row};
 use crate::state;
 
 /// Events per transaction when a request does not say.
@@ -272,14 +272,7 @@ pub async fn replay(
         ..ReplaySummary::default()
     };
     let types: Vec<&str> = p.aggregate_types().to_vec();
-    let mut tx = stores.pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    // One statement streams the selection: the login role's statement_timeout does not apply.
-    sqlx::query("SET LOCAL statement_timeout = 0")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = rebuild::snapshot(&stores.pool).await?;
     let sql = format!(
         "{EVENTS_SQL} WHERE aggregate_type = ANY($1) AND position > $2 \
          AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
