@@ -11,9 +11,10 @@ use eventfold_domain::Aggregate;
 use eventfold_postgres::{Actor, ActorKind, CommandMeta, CommandRecord, EventStore, NewEvent};
 use eventfold_reference::Opportunity;
 use eventfold_tests::xref::{discover_body, validate_body};
-use eventfold_tests::{Spawned, Stack, auth, unique};
+use eventfold_tests::{Spawned, Stack, auth, eventually, unique};
 use reqwest::{Client, Response};
 use serde_json::{Value, json};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// An event the test wrote: enough to count what each filter must return.
@@ -300,6 +301,15 @@ async fn written_trail() -> (Trail, [String; 5]) {
         &c,
         "ValidateCrossReference",
         &validate,
+    )
+    .await;
+    // The global feed is commit-safe: an event shows once every transaction on the server that
+    // began before it has ended, so a long transaction elsewhere delays it. Wait for all of them.
+    let written = t.written.len();
+    eventually(
+        "every written event in the feed",
+        Duration::from_secs(30),
+        || async { (t.feed(&t.tenant, "", 1000).await.len() == written).then_some(()) },
     )
     .await;
     (t, [a, b, c, d, opportunity])

@@ -5,9 +5,10 @@
 
 use eventfold_auth::scope;
 use eventfold_tests::xref::{discover_body, validate_body};
-use eventfold_tests::{Stack, auth, unique};
+use eventfold_tests::{Stack, auth, eventually, unique};
 use reqwest::{Client, Response};
 use serde_json::Value;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// One tenant's view of the API: a token of that tenant with the command and read scopes.
@@ -184,7 +185,14 @@ async fn the_same_id_in_two_tenants_is_two_independent_streams() {
             .await
             .unwrap();
         assert_eq!(state["version"], *versions.last().unwrap(), "{state}");
-        assert!(caller.feed_ids().await.contains(&id));
+        // The global feed is commit-safe: an event shows once every transaction on the server
+        // that began before it has ended, so a long transaction elsewhere delays it.
+        eventually(
+            "the stream in its tenant's feed",
+            Duration::from_secs(30),
+            || async { caller.feed_ids().await.contains(&id).then_some(()) },
+        )
+        .await;
     }
     let a_state: Value = a
         .get(&format!("/v1/CrossReference/{id}"))
