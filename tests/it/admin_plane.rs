@@ -22,23 +22,6 @@ async fn spawn_projector(p: &Pipeline) -> Spawned {
 }
 
 /// The relay of `p` in-process.
-async fn spawn_relay(p: &Pipeline) -> Spawned {
-    let settings = outbox_relay::Settings::from_env(&p.db.env(&[])).expect("relay settings");
-    spawn(
-        outbox_relay::SERVICE,
-        outbox_relay::build(settings).await.expect("start relay"),
-    )
-}
-
-async fn stop(service: Spawned) {
-    service.shutdown.trigger();
-    tokio::time::timeout(Duration::from_secs(30), service.handle)
-        .await
-        .unwrap_or_else(|_| panic!("{} stops within 30 s", service.name))
-        .expect("join")
-        .expect("serve");
-}
-
 /// Status and body of `method path` at `base`.
 async fn call(http: &Client, method: &str, base: &str, path: &str) -> (u16, Value, String) {
     let url = format!("{base}{path}");
@@ -78,7 +61,7 @@ async fn readyz_metrics_and_admin_routes_answer_on_the_admin_port_only() {
     let p = Pipeline::create(&stack).await;
     let services = vec![
         p.command_service().await,
-        spawn_relay(&p).await,
+        p.db.spawn_relay(&[]).await,
         spawn_projector(&p).await,
     ];
     let http = eventfold_tests::auth::operator();
@@ -215,7 +198,7 @@ async fn readyz_metrics_and_admin_routes_answer_on_the_admin_port_only() {
     );
 
     for s in services {
-        stop(s).await;
+        s.stop().await;
     }
     p.drop_all().await;
 }
@@ -286,7 +269,7 @@ async fn a_replay_of_an_aggregate_without_parked_events_is_refused_and_changes_n
     .unwrap();
     assert_eq!(applied, None, "the refused CLI replay applied events");
 
-    stop(projector).await;
+    projector.stop().await;
     p.drop_all().await;
 }
 

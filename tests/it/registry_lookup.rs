@@ -16,23 +16,6 @@ use eventfold_tests::relay::{RelayDb, append_events, consume_complete, xref_chai
 use eventfold_tests::{Spawned, Stack, eventually, spawn};
 use serde_json::Value;
 
-async fn spawn_relay(db: &RelayDb, extra: &[(&str, &str)]) -> Spawned {
-    let settings = outbox_relay::Settings::from_env(&db.env(extra)).expect("relay settings");
-    spawn(
-        outbox_relay::SERVICE,
-        outbox_relay::build(settings).await.expect("start relay"),
-    )
-}
-
-async fn stop(service: Spawned) {
-    service.shutdown.trigger();
-    tokio::time::timeout(Duration::from_secs(30), service.handle)
-        .await
-        .unwrap_or_else(|_| panic!("{} stops within 30 s", service.name))
-        .expect("join")
-        .expect("serve");
-}
-
 /// Status and body of `/readyz`.
 async fn readyz(service: &Spawned) -> (u16, Value) {
     let resp = reqwest::get(format!("{}/readyz", service.admin_url))
@@ -94,15 +77,13 @@ async fn the_relay_publishes_nothing_until_the_schemas_are_registered_then_every
     let subject = subject_for(&db.topic(), &first.fullname);
     // Every registry call of the relay goes through an open gate that records it.
     let gate = RegistryGate::start(&stack.registry.url, "relay", "s3cret").await;
-    let relay = spawn_relay(
-        &db,
-        &[
+    let relay = db
+        .spawn_relay(&[
             ("SCHEMA_REGISTRY_URL", gate.url.as_str()),
             ("SCHEMA_REGISTRY_USERNAME", "relay"),
             ("SCHEMA_REGISTRY_PASSWORD", "s3cret"),
-        ],
-    )
-    .await;
+        ])
+        .await;
 
     let (status, body) = eventually(
         "the relay reports the missing schema",
@@ -176,7 +157,7 @@ async fn the_relay_publishes_nothing_until_the_schemas_are_registered_then_every
         "the halt gauge cleared"
     );
     assert!(!gate.seen().iter().any(|s| s.path.ends_with("/versions")));
-    stop(relay).await;
+    relay.stop().await;
     db.drop_database().await;
 }
 
@@ -191,15 +172,13 @@ async fn refused_registry_credentials_halt_the_relay_with_the_reason_until_accep
     let rows = (AGGREGATES * VERSIONS) as i64;
     // The registry expects another password than the relay's.
     let gate = RegistryGate::start(&stack.registry.url, "relay", "rotated").await;
-    let relay = spawn_relay(
-        &db,
-        &[
+    let relay = db
+        .spawn_relay(&[
             ("SCHEMA_REGISTRY_URL", gate.url.as_str()),
             ("SCHEMA_REGISTRY_USERNAME", "relay"),
             ("SCHEMA_REGISTRY_PASSWORD", "s3cret"),
-        ],
-    )
-    .await;
+        ])
+        .await;
 
     for (status, code) in [(401u16, "401"), (403, "403")] {
         if status == 403 {
@@ -257,7 +236,7 @@ async fn refused_registry_credentials_halt_the_relay_with_the_reason_until_accep
             .any(|l| l.starts_with("eventfold_relay_halted{")),
         "the halt gauge cleared"
     );
-    stop(relay).await;
+    relay.stop().await;
     db.drop_database().await;
 }
 
@@ -268,7 +247,7 @@ async fn refused_registry_credentials_halt_the_projector_with_the_reason_until_a
     let ids: Vec<String> = (0..30).map(|i| format!("o-{i}")).collect();
     p.append("Opportunity", &ids, &opportunity_chain(3, "gated"))
         .await;
-    let relay = spawn_relay(&p.db, &[]).await;
+    let relay = p.db.spawn_relay(&[]).await;
     // The projector reads schemas through a registry that expects another password.
     let gate = RegistryGate::start(&stack.registry.url, "projector", "rotated").await;
     let env = Env::from_pairs(p.projector_env(&[
@@ -317,7 +296,7 @@ async fn refused_registry_credentials_halt_the_projector_with_the_reason_until_a
         audit.missing.is_empty() && audit.unexpected.is_empty(),
         "{audit:?}"
     );
-    stop(projector).await;
-    stop(relay).await;
+    projector.stop().await;
+    relay.stop().await;
     p.drop_all().await;
 }

@@ -10,26 +10,9 @@ use eventfold_tests::relay::{
     RelayDb, RelayProcess, append_events, consume_complete, consume_until, metric_value,
     shard_locks, versions_by_aggregate, xref_chain,
 };
-use eventfold_tests::{Spawned, Stack, eventually, spawn};
+use eventfold_tests::{Stack, eventually};
 use outbox_relay::outbox::{self, Done};
 use uuid::Uuid;
-
-async fn spawn_relay(db: &RelayDb, extra: &[(&str, &str)]) -> Spawned {
-    let settings = outbox_relay::Settings::from_env(&db.env(extra)).expect("relay settings");
-    spawn(
-        outbox_relay::SERVICE,
-        outbox_relay::build(settings).await.expect("start relay"),
-    )
-}
-
-async fn stop(relay: Spawned) {
-    relay.shutdown.trigger();
-    tokio::time::timeout(Duration::from_secs(30), relay.handle)
-        .await
-        .expect("relay stops within 30 s")
-        .expect("join")
-        .expect("serve");
-}
 
 async fn wait_outbox_empty(db: &RelayDb, timeout: Duration) {
     eventually("outbox drained", timeout, || async {
@@ -143,7 +126,7 @@ async fn insert_in(tx: &mut sqlx::PgConnection, aggregate_id: &str, event: &NewE
 async fn a_row_that_commits_late_with_a_smaller_id_is_still_published() {
     let stack = Stack::from_env().await;
     let db = RelayDb::create(&stack).await;
-    let relay = spawn_relay(&db, &[]).await;
+    let relay = db.spawn_relay(&[]).await;
     let discovered = &xref_chain(1)[0];
 
     let mut late = db.admin.begin().await.expect("begin");
@@ -168,7 +151,7 @@ async fn a_row_that_commits_late_with_a_smaller_id_is_still_published() {
         "{keys:?}"
     );
     wait_outbox_empty(&db, Duration::from_secs(30)).await;
-    stop(relay).await;
+    relay.stop().await;
     db.drop_database().await;
 }
 
@@ -176,7 +159,7 @@ async fn a_row_that_commits_late_with_a_smaller_id_is_still_published() {
 async fn an_unencodable_row_is_parked_with_its_later_events_while_others_flow() {
     let stack = Stack::from_env().await;
     let db = RelayDb::create(&stack).await;
-    let relay = spawn_relay(&db, &[]).await;
+    let relay = db.spawn_relay(&[]).await;
     let chain = xref_chain(4);
     let mut broken = chain[1].clone();
     broken.payload = serde_json::json!({"not": "a validation"});
@@ -243,7 +226,7 @@ async fn an_unencodable_row_is_parked_with_its_later_events_while_others_flow() 
         text.contains("eventfold_relay_parked_total{reason=\"behind_parked\"} 2"),
         "{text}"
     );
-    stop(relay).await;
+    relay.stop().await;
     db.drop_database().await;
 }
 
@@ -262,8 +245,8 @@ async fn append_one(db: &RelayDb, id: &str, after: i64, event: &NewEvent) {
 async fn a_relay_whose_epoch_moved_on_deletes_nothing_and_a_stopped_relay_hands_over() {
     let stack = Stack::from_env().await;
     let db = RelayDb::create(&stack).await;
-    let a = spawn_relay(&db, &[("RELAY_ID", "relay-a")]).await;
-    let b = spawn_relay(&db, &[("RELAY_ID", "relay-b")]).await;
+    let a = db.spawn_relay(&[("RELAY_ID", "relay-a")]).await;
+    let b = db.spawn_relay(&[("RELAY_ID", "relay-b")]).await;
     eventually("8 shards each", Duration::from_secs(30), || async {
         let locks = shard_locks(&db).await;
         (locks.len() == 2 && locks.iter().all(|(_, n)| *n == 8)).then_some(())
@@ -277,7 +260,7 @@ async fn a_relay_whose_epoch_moved_on_deletes_nothing_and_a_stopped_relay_hands_
             .into_iter()
             .collect();
     // relay-a stops gracefully: it releases its shards and relay-b takes them (new epochs).
-    stop(a).await;
+    a.stop().await;
     let started = Instant::now();
     eventually(
         "relay-b owns every shard",
@@ -306,7 +289,7 @@ async fn a_relay_whose_epoch_moved_on_deletes_nothing_and_a_stopped_relay_hands_
     // At least the 8 shards taken over (a shard can also have changed hands while the two relays
     // settled their shares).
     assert!(moved >= 8, "{moved} shards with new epochs: {after:?}");
-    stop(b).await;
+    b.stop().await;
 
     // A delete that names an old epoch is refused; the row stays for the new owner.
     let discovered = &xref_chain(1)[0];
@@ -338,7 +321,7 @@ async fn a_relay_whose_epoch_moved_on_deletes_nothing_and_a_stopped_relay_hands_
 async fn keys_land_on_the_partition_that_kafkas_java_client_computes() {
     let stack = Stack::from_env().await;
     let db = RelayDb::create(&stack).await;
-    let relay = spawn_relay(&db, &[("KAFKA_TOPIC_PARTITIONS", "12")]).await;
+    let relay = db.spawn_relay(&[("KAFKA_TOPIC_PARTITIONS", "12")]).await;
     let mut keys: Vec<String> = (0..40).map(|i| format!("xref-{i}")).collect();
     keys.extend(
         [
@@ -370,7 +353,7 @@ async fn keys_land_on_the_partition_that_kafkas_java_client_computes() {
     );
     let used: std::collections::BTreeSet<i32> = records.iter().map(|r| r.partition).collect();
     assert!(used.len() >= 8, "keys spread over partitions: {used:?}");
-    stop(relay).await;
+    relay.stop().await;
     db.drop_database().await;
 }
 

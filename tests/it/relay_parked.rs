@@ -15,7 +15,7 @@ use eventfold_tests::relay::{
     Consumed, RelayDb, RelayProcess, append_events, append_events_of, check_in_order,
     consume_until, versions_by_aggregate, xref_chain,
 };
-use eventfold_tests::{Spawned, Stack, eventually, spawn};
+use eventfold_tests::{Stack, eventually};
 use outbox_relay::dlt::dlt_topic;
 use outbox_relay::outbox::{self, Park};
 use outbox_relay::parked::{self, AggregateRef};
@@ -26,23 +26,6 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use serde_json::{Value, json};
-
-async fn spawn_relay(db: &RelayDb) -> Spawned {
-    let settings = outbox_relay::Settings::from_env(&db.env(&[])).expect("relay settings");
-    spawn(
-        outbox_relay::SERVICE,
-        outbox_relay::build(settings).await.expect("start relay"),
-    )
-}
-
-async fn stop(relay: Spawned) {
-    relay.shutdown.trigger();
-    tokio::time::timeout(Duration::from_secs(30), relay.handle)
-        .await
-        .expect("relay stops within 30 s")
-        .expect("join")
-        .expect("serve");
-}
 
 async fn metrics(url: &str) -> String {
     reqwest::get(format!("{url}/metrics"))
@@ -175,7 +158,7 @@ async fn a_dead_letter_copy_refused_at_parking_time_is_retried_until_the_topic_h
         .await
         .expect("create the dead-letter topic");
     assert!(created.iter().all(|r| r.is_ok()), "{created:?}");
-    let relay = spawn_relay(&db).await;
+    let relay = db.spawn_relay(&[]).await;
 
     let chain = xref_chain(3);
     let mut broken = chain[1].clone();
@@ -342,7 +325,7 @@ async fn a_dead_letter_copy_refused_at_parking_time_is_retried_until_the_topic_h
         .unwrap();
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["items"], json!([]), "{body}");
-    stop(relay).await;
+    relay.stop().await;
     db.drop_database().await;
 }
 

@@ -217,6 +217,18 @@ pub struct Spawned {
     pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+impl Spawned {
+    /// Signals shutdown and waits up to 30 s for the service to finish serving.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .unwrap_or_else(|_| panic!("{} stops within 30 s", self.name))
+            .expect("join")
+            .expect("serve");
+    }
+}
+
 /// Serves `server` on the current runtime until its shutdown fires.
 pub fn spawn(name: &'static str, server: eventfold_runtime::Server) -> Spawned {
     let url = format!("http://{}", server.local_addr().expect("bound"));

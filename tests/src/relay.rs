@@ -73,6 +73,15 @@ impl RelayDb {
         }
     }
 
+    /// An outbox relay, in-process, on this database with `extra` settings.
+    pub async fn spawn_relay(&self, extra: &[(&str, &str)]) -> crate::Spawned {
+        let settings = outbox_relay::Settings::from_env(&self.env(extra)).expect("relay settings");
+        crate::spawn(
+            outbox_relay::SERVICE,
+            outbox_relay::build(settings).await.expect("start relay"),
+        )
+    }
+
     /// The environment of a relay on this database and topic prefix (short lease, small polls).
     pub fn env(&self, extra: &[(&str, &str)]) -> Env {
         let mut pairs = vec![

@@ -40,6 +40,9 @@ impl std::fmt::Debug for Authenticator {
 
 struct Verifier {
     settings: JwtSettings,
+    /// The checks of an RS256 and of an EdDSA token, built once (not per request).
+    rs256: Validation,
+    eddsa: Validation,
     http: Option<reqwest::Client>,
     keys: RwLock<Option<Arc<KeySet>>>,
     reload: tokio::sync::Mutex<Reload>,
@@ -89,6 +92,8 @@ impl Authenticator {
         };
         Ok(Self {
             inner: Some(Arc::new(Verifier {
+                rs256: validation(&settings, Algorithm::RS256),
+                eddsa: validation(&settings, Algorithm::EdDSA),
                 settings,
                 http,
                 keys: RwLock::new(keys),
@@ -115,6 +120,17 @@ impl Authenticator {
     }
 }
 
+/// What a token signed with `alg` must satisfy: issuer, audience, `exp`, `nbf` (with the leeway).
+fn validation(settings: &JwtSettings, alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = settings.leeway.as_secs();
+    v.validate_nbf = true;
+    v.set_issuer(&[&settings.issuer]);
+    v.set_audience(&[&settings.audience]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    v
+}
+
 /// The header fields that decide the key, read before anything is trusted.
 #[derive(Debug)]
 struct Header {
@@ -129,19 +145,13 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Map<String, Value>>(
             token,
             keys.key(index),
-            &self.validation(header.alg),
+            if header.alg == Algorithm::RS256 {
+                &self.rs256
+            } else {
+                &self.eddsa
+            },
         )?;
         principal_of(&data.claims, &self.settings)
-    }
-
-    fn validation(&self, alg: Algorithm) -> Validation {
-        let mut v = Validation::new(alg);
-        v.leeway = self.settings.leeway.as_secs();
-        v.validate_nbf = true;
-        v.set_issuer(&[&self.settings.issuer]);
-        v.set_audience(&[&self.settings.audience]);
-        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        v
     }
 
     /// The key set and the index of the key to verify `header`'s token with, refreshing the set
