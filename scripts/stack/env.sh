@@ -35,10 +35,10 @@ export SCHEMA_REGISTRY_PG_USER="${SCHEMA_REGISTRY_PG_USER:-eventfold}"
 export SCHEMA_REGISTRY_PG_PASSWORD="${SCHEMA_REGISTRY_PG_PASSWORD:-eventfold}"
 export SCHEMA_REGISTRY_PG_SSLMODE="${SCHEMA_REGISTRY_PG_SSLMODE:-disable}"
 
-# Bearer tokens: the services trust the local issuer whose Ed25519 key pair `services.sh start`
+# Bearer tokens: the services trust the local issuer whose RSA key pair `services.sh start`
 # creates (`eventfold token init`) in $EVENTFOLD_CACHE/auth, kept between runs; `eventfold token`
 # and the tests sign with its private key.
-export AUTH_ISSUER_KEY_FILE="${AUTH_ISSUER_KEY_FILE:-$EVENTFOLD_CACHE/auth/issuer-ed25519.pem}"
+export AUTH_ISSUER_KEY_FILE="${AUTH_ISSUER_KEY_FILE:-$EVENTFOLD_CACHE/auth/issuer.pem}"
 export AUTH_JWKS_FILE="${AUTH_JWKS_FILE:-$(dirname "$AUTH_ISSUER_KEY_FILE")/jwks.json}"
 export AUTH_ISSUER="${AUTH_ISSUER:-eventfold-local}"
 export AUTH_AUDIENCE="${AUTH_AUDIENCE:-eventfold}"

@@ -9,8 +9,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use eventfold_auth::{
-    AuthSettings, Authenticator, IssuerSettings, JWKS_FILE_NAME, JwksSource, JwtSettings,
-    KEY_FILE_NAME, LocalIssuer, unix_now,
+    AuthSettings, Authenticator, IssuerAlgorithm, IssuerSettings, JWKS_FILE_NAME, JwksSource,
+    JwtSettings, KEY_FILE_NAME, LocalIssuer, unix_now,
 };
 use eventfold_runtime::Env;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -174,18 +174,30 @@ pub fn alg_none(tenant: &str, scopes: &[&str]) -> String {
 pub fn hs256_with_public_key(tenant: &str, scopes: &[&str]) -> String {
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(issuer().kid().to_owned());
-    let secret = EncodingKey::from_secret(&issuer().public_key()).expect("secret");
+    let secret = EncodingKey::from_secret(issuer().public_key()).expect("secret");
     jsonwebtoken::encode(&header, &claims(tenant, scopes), &secret).expect("sign")
 }
 
-/// Signed by an untrusted Ed25519 key while naming the trusted key's kid (a bad signature).
+/// Signed by an untrusted key of the trusted key's kind while naming the trusted key's kid (a bad
+/// signature).
 pub fn signed_by_another_key(tenant: &str, scopes: &[&str]) -> String {
     let dir = std::env::temp_dir().join(crate::unique("eventfold-untrusted-issuer"));
-    LocalIssuer::init(&dir).expect("untrusted key pair");
+    let algorithm = issuer().algorithm();
+    let kind = if algorithm == Algorithm::EdDSA {
+        IssuerAlgorithm::EdDsa
+    } else {
+        IssuerAlgorithm::Rs256
+    };
+    LocalIssuer::init_with(&dir, kind).expect("untrusted key pair");
     let pem = std::fs::read(dir.join(KEY_FILE_NAME)).expect("read the untrusted key");
     let _ = std::fs::remove_dir_all(&dir);
-    let key = EncodingKey::from_ed_pem(&pem).expect("Ed25519 key");
-    let mut header = Header::new(Algorithm::EdDSA);
+    let key = if algorithm == Algorithm::EdDSA {
+        EncodingKey::from_ed_pem(&pem)
+    } else {
+        EncodingKey::from_rsa_pem(&pem)
+    }
+    .expect("untrusted key");
+    let mut header = Header::new(algorithm);
     header.kid = Some(issuer().kid().to_owned());
     jsonwebtoken::encode(&header, &claims(tenant, scopes), &key).expect("sign")
 }

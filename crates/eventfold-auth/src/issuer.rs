@@ -1,5 +1,6 @@
-//! The local token issuer of `make up` and the tests: an Ed25519 key pair on disk (PKCS#8 PEM,
-//! mode 0600, and the matching one-key JWKS the services trust) that signs eventfold tokens.
+//! The local token issuer of `make up` and the tests: a key pair on disk (PKCS#8 PEM, mode 0600,
+//! RSA-2048 signing RS256 by default or Ed25519 signing EdDSA, and the matching one-key JWKS the
+//! services trust) that signs eventfold tokens.
 //! Production tokens come from a real identity provider; this is for a developer's machine.
 
 use std::fs;
@@ -8,6 +9,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_lc_rs::encoding::AsDer;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use eventfold_runtime::Env;
@@ -19,7 +21,7 @@ use crate::error::AuthError;
 use crate::principal::{ACTOR_KINDS, valid_subject, valid_tenant};
 
 /// The private key's file name inside the issuer's directory.
-pub const KEY_FILE_NAME: &str = "issuer-ed25519.pem";
+pub const KEY_FILE_NAME: &str = "issuer.pem";
 /// The public key set's file name inside the issuer's directory.
 pub const JWKS_FILE_NAME: &str = "jwks.json";
 
@@ -31,7 +33,7 @@ const PKCS8_ED25519_PREFIX: [u8; 16] = [
 /// Where the local issuer's key is and what its tokens say, from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuerSettings {
-    /// `AUTH_ISSUER_KEY_FILE` (default `<cache>/auth/issuer-ed25519.pem`).
+    /// `AUTH_ISSUER_KEY_FILE` (default `<cache>/auth/issuer.pem`).
     pub key_file: PathBuf,
     /// `AUTH_ISSUER` (default `eventfold-local`).
     pub issuer: String,
@@ -101,11 +103,23 @@ pub struct TokenRequest {
     pub ttl: Duration,
 }
 
-/// An Ed25519 signing key and its public JWK.
+/// The kind of key a new local issuer generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IssuerAlgorithm {
+    /// RSA-2048 signing RS256 (the default: its signatures are the cheaper to verify).
+    #[default]
+    Rs256,
+    /// Ed25519 signing EdDSA.
+    EdDsa,
+}
+
+/// A signing key (RSA or Ed25519) and its public JWK.
 pub struct LocalIssuer {
     key: EncodingKey,
+    algorithm: Algorithm,
     jwk: Value,
     kid: String,
+    public_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for LocalIssuer {
@@ -117,9 +131,15 @@ impl std::fmt::Debug for LocalIssuer {
 }
 
 impl LocalIssuer {
-    /// Loads `dir/issuer-ed25519.pem`, creating a new key pair first if it is absent, and makes
-    /// sure `dir/jwks.json` holds its public key. Safe against a concurrent `init` of the same dir.
+    /// Loads `dir/issuer.pem`, creating a new RSA key pair first if it is absent, and makes sure
+    /// `dir/jwks.json` holds its public key. Safe against a concurrent `init` of the same dir.
     pub fn init(dir: &Path) -> Result<Self, AuthError> {
+        Self::init_with(dir, IssuerAlgorithm::default())
+    }
+
+    /// [`LocalIssuer::init`], generating a key of `algorithm` when there is none yet (an existing
+    /// key is loaded whatever its kind).
+    pub fn init_with(dir: &Path, algorithm: IssuerAlgorithm) -> Result<Self, AuthError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -127,7 +147,7 @@ impl LocalIssuer {
             .map_err(|e| key_error(dir, e))?;
         let key_file = dir.join(KEY_FILE_NAME);
         if !key_file.exists() {
-            create_key_file(&key_file)?;
+            create_key_file(&key_file, algorithm)?;
         }
         let issuer = Self::load(&key_file)?;
         let jwks_file = dir.join(JWKS_FILE_NAME);
@@ -137,27 +157,64 @@ impl LocalIssuer {
         Ok(issuer)
     }
 
-    /// Loads the PKCS#8 PEM Ed25519 key in `key_file`.
+    /// Loads the PKCS#8 PEM key (RSA or Ed25519) in `key_file`.
     pub fn load(key_file: &Path) -> Result<Self, AuthError> {
-        let pem = fs::read(key_file).map_err(|e| key_error(key_file, e))?;
-        let key = EncodingKey::from_ed_pem(&pem).map_err(|e| {
+        let not_a_key = |why: String| {
             AuthError::IssuerKey(format!(
-                "{}: not a PKCS#8 Ed25519 private key: {e}",
+                "{}: not a PKCS#8 RSA or Ed25519 private key: {why}",
                 key_file.display()
             ))
-        })?;
-        let public = Jwk::from_encoding_key(&key, Algorithm::EdDSA)
-            .map_err(|e| AuthError::IssuerKey(format!("{}: {e}", key_file.display())))?;
-        let x = match &public.algorithm {
-            AlgorithmParameters::OctetKeyPair(p) => p.x.clone(),
-            _ => return Err(AuthError::IssuerKey("not an Ed25519 key".into())),
         };
+        let pem = fs::read_to_string(key_file).map_err(|e| key_error(key_file, e))?;
+        let der = pem_body(&pem).ok_or_else(|| not_a_key("no PRIVATE KEY block".into()))?;
+        let (key, algorithm, public_key) = if der.starts_with(&PKCS8_ED25519_PREFIX) {
+            let key =
+                EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| not_a_key(e.to_string()))?;
+            (key, Algorithm::EdDSA, Vec::new())
+        } else {
+            let pair =
+                aws_lc_rs::rsa::KeyPair::from_pkcs8(&der).map_err(|e| not_a_key(e.to_string()))?;
+            let public = aws_lc_rs::signature::KeyPair::public_key(&pair)
+                .as_ref()
+                .to_vec();
+            let key =
+                EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| not_a_key(e.to_string()))?;
+            (key, Algorithm::RS256, public)
+        };
+        let public =
+            Jwk::from_encoding_key(&key, algorithm).map_err(|e| not_a_key(e.to_string()))?;
         // RFC 7638 thumbprint: the same key always gets the same kid.
         let kid = public
             .thumbprint(ThumbprintHash::SHA256)
             .map_err(|e| AuthError::IssuerKey(e.to_string()))?;
-        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"});
-        Ok(Self { key, jwk, kid })
+        let (jwk, public_key) = match &public.algorithm {
+            AlgorithmParameters::OctetKeyPair(p) => {
+                let raw = URL_SAFE_NO_PAD
+                    .decode(&p.x)
+                    .map_err(|e| not_a_key(e.to_string()))?;
+                (
+                    json!({"kty": "OKP", "crv": "Ed25519", "x": p.x, "kid": kid, "alg": "EdDSA", "use": "sig"}),
+                    raw,
+                )
+            }
+            AlgorithmParameters::RSA(p) => (
+                json!({"kty": "RSA", "n": p.n, "e": p.e, "kid": kid, "alg": "RS256", "use": "sig"}),
+                public_key,
+            ),
+            _ => return Err(not_a_key("neither RSA nor Ed25519".into())),
+        };
+        Ok(Self {
+            key,
+            algorithm,
+            jwk,
+            kid,
+            public_key,
+        })
+    }
+
+    /// The algorithm the issuer's tokens are signed with (RS256 or EdDSA).
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
     }
 
     /// The key id the issuer's tokens name.
@@ -165,10 +222,9 @@ impl LocalIssuer {
         &self.kid
     }
 
-    /// The raw 32-byte public key.
-    pub fn public_key(&self) -> Vec<u8> {
-        let x = self.jwk["x"].as_str().unwrap_or_default();
-        URL_SAFE_NO_PAD.decode(x).unwrap_or_default()
+    /// The public key's bytes: 32 raw bytes for Ed25519, the PKCS#1 DER for RSA.
+    pub fn public_key(&self) -> &[u8] {
+        &self.public_key
     }
 
     /// The JWKS document with the issuer's public key.
@@ -202,7 +258,7 @@ impl LocalIssuer {
 
     /// Signs arbitrary `claims` (tests use it to forge tokens that break one rule).
     pub fn sign(&self, claims: &Value) -> Result<String, AuthError> {
-        let mut header = Header::new(Algorithm::EdDSA);
+        let mut header = Header::new(self.algorithm);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.key)
             .map_err(|e| AuthError::IssuerKey(format!("cannot sign: {e}")))
@@ -228,13 +284,46 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The DER inside the PEM's `PRIVATE KEY` block.
+fn pem_body(pem: &str) -> Option<Vec<u8>> {
+    let start = pem.find("-----BEGIN PRIVATE KEY-----")? + "-----BEGIN PRIVATE KEY-----".len();
+    let end = start + pem[start..].find("-----END PRIVATE KEY-----")?;
+    let body: String = pem[start..end].split_whitespace().collect();
+    STANDARD.decode(body).ok()
+}
+
+/// The PKCS#8 DER of a new key of `algorithm`.
+fn new_key_der(algorithm: IssuerAlgorithm) -> Result<Vec<u8>, AuthError> {
+    match algorithm {
+        IssuerAlgorithm::EdDsa => {
+            let mut der = PKCS8_ED25519_PREFIX.to_vec();
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed)
+                .map_err(|e| AuthError::IssuerKey(format!("no randomness: {e}")))?;
+            der.extend_from_slice(&seed);
+            Ok(der)
+        }
+        IssuerAlgorithm::Rs256 => {
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|e| AuthError::IssuerKey(format!("cannot generate an RSA key: {e}")))?;
+            let der = pair
+                .as_der()
+                .map_err(|e| AuthError::IssuerKey(format!("cannot encode the RSA key: {e}")))?;
+            Ok(der.as_ref().to_vec())
+        }
+    }
+}
+
 /// Writes a fresh PKCS#8 PEM key to `path` unless another process got there first.
-fn create_key_file(path: &Path) -> Result<(), AuthError> {
-    let mut der = PKCS8_ED25519_PREFIX.to_vec();
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| AuthError::IssuerKey(format!("no randomness: {e}")))?;
-    der.extend_from_slice(&seed);
-    let body = STANDARD.encode(&der);
+fn create_key_file(path: &Path, algorithm: IssuerAlgorithm) -> Result<(), AuthError> {
+    let der = new_key_der(algorithm)?;
+    let body = STANDARD
+        .encode(&der)
+        .as_bytes()
+        .chunks(64)
+        .map(|line| String::from_utf8_lossy(line).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
     let pem = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n");
     let temp = temp_beside(path);
     write_new(&temp, pem.as_bytes(), 0o600)?;
@@ -303,8 +392,28 @@ mod tests {
                 .unwrap();
         assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
         assert_eq!(jwks["keys"][0]["kid"], issuer.kid());
-        assert_eq!(jwks["keys"][0]["kty"], "OKP");
+        assert_eq!(jwks["keys"][0]["kty"], "RSA");
+        assert_eq!(jwks["keys"][0]["alg"], "RS256");
+        assert_eq!(issuer.algorithm(), Algorithm::RS256);
+    }
+
+    #[test]
+    fn an_ed25519_issuer_publishes_an_okp_key_and_signs_eddsa() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = LocalIssuer::init_with(dir.path(), IssuerAlgorithm::EdDsa).unwrap();
+        assert_eq!(issuer.algorithm(), Algorithm::EdDSA);
         assert_eq!(issuer.public_key().len(), 32);
+        let jwks: Value = serde_json::from_str(&issuer.jwks_json()).unwrap();
+        assert_eq!(jwks["keys"][0]["kty"], "OKP");
+        let token = issuer.sign(&json!({"sub": "s"})).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        // Loading the file again finds the Ed25519 key, whatever a later init asks for.
+        let again = LocalIssuer::init_with(dir.path(), IssuerAlgorithm::Rs256).unwrap();
+        assert_eq!(
+            (again.kid(), again.algorithm()),
+            (issuer.kid(), Algorithm::EdDSA)
+        );
     }
 
     #[test]
@@ -331,7 +440,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_a_key_file_that_is_not_an_ed25519_key() {
+    fn refuses_a_key_file_that_is_not_an_rsa_or_ed25519_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.pem");
         fs::write(
@@ -378,7 +487,7 @@ mod tests {
     fn settings_default_to_the_cache_directory() {
         let env = Env::from_pairs([("EVENTFOLD_CACHE", "/c")]);
         let s = IssuerSettings::from_env(&env);
-        assert_eq!(s.key_file, PathBuf::from("/c/auth/issuer-ed25519.pem"));
+        assert_eq!(s.key_file, PathBuf::from("/c/auth/issuer.pem"));
         assert_eq!(
             (s.issuer.as_str(), s.audience.as_str()),
             ("eventfold-local", "eventfold")
@@ -386,7 +495,7 @@ mod tests {
         let s = IssuerSettings::from_env(&Env::from_pairs([("HOME", "/h")]));
         assert_eq!(
             s.key_file,
-            PathBuf::from("/h/.cache/eventfold/auth/issuer-ed25519.pem")
+            PathBuf::from("/h/.cache/eventfold/auth/issuer.pem")
         );
         let s = IssuerSettings::from_env(&Env::from_pairs([("AUTH_ISSUER_KEY_FILE", "/k.pem")]));
         assert_eq!(s.key_file, PathBuf::from("/k.pem"));

@@ -19,7 +19,8 @@ pub use authenticator::Authenticator;
 pub use error::AuthError;
 pub use http::{REALM, authenticate, bearer_token, protect, require, require_scope};
 pub use issuer::{
-    IssuerSettings, JWKS_FILE_NAME, KEY_FILE_NAME, LocalIssuer, TokenRequest, default_dir, unix_now,
+    IssuerAlgorithm, IssuerSettings, JWKS_FILE_NAME, KEY_FILE_NAME, LocalIssuer, TokenRequest,
+    default_dir, unix_now,
 };
 pub use principal::{ACTOR_KINDS, Principal, scope, valid_tenant};
 pub use settings::{AuthMode, AuthSettings, JwksSource, JwtSettings};

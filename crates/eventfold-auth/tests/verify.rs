@@ -179,7 +179,7 @@ async fn refuses_an_unsigned_token() {
 async fn refuses_hs256_tokens_keyed_with_a_public_key() {
     let keys = Keys::new();
     let forged = [
-        hs256(Some(keys.ed.kid()), &claims(), &keys.ed.public_key()),
+        hs256(Some(keys.ed.kid()), &claims(), keys.ed.public_key()),
         hs256(
             Some(keys.ed.kid()),
             &claims(),
@@ -209,7 +209,13 @@ async fn refuses_a_token_signed_by_another_key_under_a_trusted_kid() {
     let keys = Keys::new();
     let other_dir = tempfile::tempdir().unwrap();
     other_issuer(other_dir.path());
-    let other_pem = std::fs::read(other_dir.path().join("other/issuer-ed25519.pem")).unwrap();
+    let other_pem = std::fs::read(
+        other_dir
+            .path()
+            .join("other")
+            .join(eventfold_auth::KEY_FILE_NAME),
+    )
+    .unwrap();
     let other = EncodingKey::from_ed_pem(&other_pem).unwrap();
     let token = sign(Algorithm::EdDSA, Some(keys.ed.kid()), &claims(), &other);
     assert_eq!(refusal(&keys, &token).await, AuthError::BadSignature);

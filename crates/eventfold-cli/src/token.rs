@@ -1,6 +1,6 @@
 //! `eventfold token`: the local issuer's key pair and bearer tokens signed with it, for `make up`,
 //! curl sessions and scripts. The key file is `AUTH_ISSUER_KEY_FILE` (default
-//! `${EVENTFOLD_CACHE:-$HOME/.cache/eventfold}/auth/issuer-ed25519.pem`); tokens carry
+//! `${EVENTFOLD_CACHE:-$HOME/.cache/eventfold}/auth/issuer.pem`, RSA signing RS256); tokens carry
 //! `AUTH_ISSUER` (default `eventfold-local`) and `AUTH_AUDIENCE` (default `eventfold`).
 
 use std::path::PathBuf;
@@ -41,7 +41,7 @@ pub struct TokenArgs {
 pub enum TokenCommand {
     /// Create the issuer's key pair (or load it) and print the path of its JWKS file.
     Init {
-        /// Directory of `issuer-ed25519.pem` and `jwks.json` (default `<cache>/auth`).
+        /// Directory of `issuer.pem` and `jwks.json` (default `<cache>/auth`).
         #[arg(long)]
         dir: Option<PathBuf>,
     },

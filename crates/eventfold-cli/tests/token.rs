@@ -39,7 +39,7 @@ fn init_creates_the_key_pair_in_the_cache_and_prints_the_key_set_path() {
     let jwks = cache.path().join("auth/jwks.json");
     assert_eq!(stdout(&o), jwks.display().to_string());
     assert!(jwks.is_file());
-    let key = cache.path().join("auth/issuer-ed25519.pem");
+    let key = cache.path().join("auth/issuer.pem");
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let before = std::fs::read(&key).unwrap();
@@ -60,7 +60,7 @@ async fn a_printed_token_is_accepted_by_the_services_authenticator() {
         &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let key = dir.path().join("issuer-ed25519.pem");
+    let key = dir.path().join("issuer.pem");
     let o = eventfold(
         &[
             "token",
@@ -111,7 +111,7 @@ fn bad_arguments_get_one_line_and_exit_code_2() {
         &[],
     );
     assert_eq!(init.status.code(), Some(0));
-    let key = dir.path().join("issuer-ed25519.pem");
+    let key = dir.path().join("issuer.pem");
     let absent = dir.path().join("absent.pem");
     for (args, key_file) in [
         (&["token"][..], &key),

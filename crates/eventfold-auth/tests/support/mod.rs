@@ -7,7 +7,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use eventfold_auth::{
-    AuthSettings, Authenticator, JwksSource, JwtSettings, LocalIssuer, TokenRequest, unix_now,
+    AuthSettings, Authenticator, IssuerAlgorithm, JwksSource, JwtSettings, LocalIssuer,
+    TokenRequest, unix_now,
 };
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -29,7 +30,8 @@ pub struct Keys {
 impl Keys {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let ed = LocalIssuer::init(&dir.path().join("ed")).expect("issuer");
+        let ed =
+            LocalIssuer::init_with(&dir.path().join("ed"), IssuerAlgorithm::EdDsa).expect("issuer");
         let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).expect("RSA fixture");
         let keys = Self { dir, ed, rsa };
         keys.publish(&[keys.ed_jwk(), keys.rsa_jwk()]);
@@ -78,7 +80,7 @@ pub fn ed_jwk(issuer: &LocalIssuer) -> Value {
 
 /// A second Ed25519 issuer in its own directory.
 pub fn other_issuer(dir: &Path) -> LocalIssuer {
-    LocalIssuer::init(&dir.join("other")).expect("issuer")
+    LocalIssuer::init_with(&dir.join("other"), IssuerAlgorithm::EdDsa).expect("issuer")
 }
 
 /// The claims of a valid token.
