@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod models;
 pub mod neo4j;
 pub mod parking;
+pub mod process;
 pub mod projection;
 pub mod read_api;
 pub mod rebuild;
@@ -150,6 +151,8 @@ pub struct Settings {
     pub projector: ProjectorConfig,
     /// How callers of the read and admin APIs are authenticated (`AUTH_*`).
     pub auth: eventfold_auth::AuthSettings,
+    /// How the process managers reach the command service (`PROCESS_*`).
+    pub process: process::runtime::RuntimeSettings,
 }
 
 impl Settings {
@@ -163,6 +166,7 @@ impl Settings {
             neo4j: Neo4jSettings::from_env(env)?,
             projector: ProjectorConfig::from_env(env)?,
             auth: eventfold_auth::AuthSettings::from_env(env)?,
+            process: process::runtime::RuntimeSettings::from_env(env)?,
         })
     }
 }
@@ -368,6 +372,30 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
             config: cfg.clone(),
         };
         server = server.with_worker(move |shutdown| worker.run(shutdown));
+    }
+    let process_metrics = process::runtime::ProcessMetrics::register(ops.registry())
+        .map_err(|e| StartError::Schemas(format!("metrics: {e}")))?;
+    for pm in process::managers::all() {
+        if registry.get(pm.name()).is_none() {
+            continue;
+        }
+        let state = state::watch_state(
+            pool.clone(),
+            pm.name(),
+            state::ModelState {
+                generation: 1,
+                rebuilding: false,
+            },
+            Duration::from_millis(cfg.state_poll_ms),
+        );
+        let (pool, settings, metrics) = (
+            pool.clone(),
+            settings.process.clone(),
+            process_metrics.clone(),
+        );
+        server = server.with_worker(move |shutdown| {
+            process::runtime::run(pm, pool, state, settings, metrics, shutdown)
+        });
     }
     Ok(server)
 }
