@@ -52,8 +52,10 @@ const SETUP: &[&str] = &[
         payload         jsonb NOT NULL,
         received_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
         handled_at      timestamptz,
+        handled_rank    bigint,
         parked_reason   text
     )",
+    "ALTER TABLE {schema}.inbox ADD COLUMN IF NOT EXISTS handled_rank bigint",
     "CREATE INDEX IF NOT EXISTS inbox_pending ON {schema}.inbox (seq) \
      WHERE handled_at IS NULL AND parked_reason IS NULL",
     "CREATE INDEX IF NOT EXISTS inbox_instance ON {schema}.inbox (tenant, instance_key, seq)",

@@ -421,8 +421,12 @@ impl Runtime {
             }
         }
         save_states(&mut tx, schema, &states, &finished, &done, &rows).await?;
+        // `handled_rank` numbers the rows in the order they were handled (an event waiting for
+        // its cause is handled after rows that arrived later).
         sqlx::query(&format!(
-            "UPDATE {schema}.inbox SET handled_at = clock_timestamp() WHERE seq = ANY($1)"
+            "UPDATE {schema}.inbox i SET handled_at = clock_timestamp(), \
+               handled_rank = (SELECT coalesce(max(handled_rank), 0) FROM {schema}.inbox) + u.n \
+             FROM unnest($1::bigint[]) WITH ORDINALITY AS u(seq, n) WHERE i.seq = u.seq"
         ))
         .bind(&done)
         .execute(&mut *tx)
