@@ -1,3 +1,3 @@
 -- Process managers keep their inbox, instances and commands in a PostgreSQL read model of their
 -- own (schema rm_<name>_g<generation>), owned by the read model's role like any other.
-SELECT eventfold_declare_read_model('cross_reference_discovery');
+SELECT eventfold_declare_read_model('discovery');

@@ -14,8 +14,8 @@ use reqwest::Client;
 use serde_json::json;
 use sqlx::Row;
 
-const PM: &str = "cross_reference_discovery";
-const COMMANDS: &str = "rm_cross_reference_discovery_g1.commands";
+const PM: &str = "discovery";
+const COMMANDS: &str = "rm_discovery_g1.commands";
 
 async fn command(
     http: &Client,

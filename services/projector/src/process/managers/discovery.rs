@@ -170,7 +170,7 @@ impl CandidateSource for KeywordCandidates {
     }
 }
 
-/// `cross_reference_discovery`: the seed 000 discovery pipeline as a process manager, one
+/// `discovery`: the seed 000 discovery pipeline as a process manager, one
 /// instance per verse (tenant and verse id).
 #[derive(Clone)]
 pub struct CrossReferenceDiscovery {
@@ -250,7 +250,7 @@ impl ProcessManager for CrossReferenceDiscovery {
     type State = DiscoveryState;
 
     fn name(&self) -> &'static str {
-        "cross_reference_discovery"
+        "discovery"
     }
 
     fn aggregate_types(&self) -> &'static [&'static str] {
