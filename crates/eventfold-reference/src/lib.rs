@@ -8,6 +8,9 @@
 //! - [`opportunity`] (seed 002): [`Opportunity`] (created, updated, validated, archived) and
 //!   [`User`] (registered, profile updated, deactivated), whose events have two schema versions
 //!   and upcasters from the first to the second.
+//! - [`cim`] (seed 003): [`Workflow`] (a Mealy state machine: started, approval requested,
+//!   approved, completed, failed, timed out) and [`Graph`] (created, nodes added — v1 and v2 —,
+//!   edges connected, conceptual points mapped).
 //!
 //! Each aggregate is a decider built on [`eventfold_domain::Aggregate`]: commands arrive as JSON
 //! through [`eventfold_domain::parse_command`], `decide` is pure (no clock, no I/O; times come from
@@ -19,6 +22,7 @@
 #![deny(missing_docs)]
 
 pub mod biblos;
+pub mod cim;
 pub mod fields;
 pub mod interview;
 pub mod opportunity;
@@ -30,6 +34,8 @@ mod conformance;
 pub use biblos::cross_reference::CrossReference;
 pub use biblos::verse_oracle::VerseOracle;
 pub use biblos::verse_processing::VerseProcessing;
+pub use cim::graph::Graph;
+pub use cim::workflow::Workflow;
 pub use interview::interview::Interview;
 pub use interview::sentence::Sentence;
 pub use opportunity::opportunity::Opportunity;

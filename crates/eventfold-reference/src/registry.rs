@@ -6,7 +6,10 @@ use eventfold_domain::{
 };
 use serde_json::Value;
 
-use crate::{CrossReference, Interview, Opportunity, Sentence, User, VerseOracle, VerseProcessing};
+use crate::{
+    CrossReference, Graph, Interview, Opportunity, Sentence, User, VerseOracle, VerseProcessing,
+    Workflow,
+};
 
 /// The aggregate type names, as used in URLs, rows and topics.
 pub const AGGREGATE_TYPES: &[&str] = &[
@@ -17,6 +20,8 @@ pub const AGGREGATE_TYPES: &[&str] = &[
     Sentence::TYPE,
     Opportunity::TYPE,
     User::TYPE,
+    Workflow::TYPE,
+    Graph::TYPE,
 ];
 
 /// Code that runs generically for one aggregate type chosen by name at run time.
@@ -40,6 +45,8 @@ pub fn visit<V: AggregateVisitor>(aggregate_type: &str, visitor: V) -> Option<V:
         Sentence::TYPE => Some(visitor.visit::<Sentence>()),
         Opportunity::TYPE => Some(visitor.visit::<Opportunity>()),
         User::TYPE => Some(visitor.visit::<User>()),
+        Workflow::TYPE => Some(visitor.visit::<Workflow>()),
+        Graph::TYPE => Some(visitor.visit::<Graph>()),
         _ => None,
     }
 }
@@ -87,6 +94,8 @@ pub fn event_types(aggregate_type: &str) -> Option<&'static [&'static str]> {
         Sentence::TYPE => Some(crate::interview::sentence::Event::TYPES),
         Opportunity::TYPE => Some(crate::opportunity::opportunity::Event::TYPES),
         User::TYPE => Some(crate::opportunity::user::Event::TYPES),
+        Workflow::TYPE => Some(crate::cim::workflow::Event::TYPES),
+        Graph::TYPE => Some(crate::cim::graph::Event::TYPES),
         _ => None,
     }
 }
@@ -171,7 +180,9 @@ mod tests {
                 "Interview",
                 "Sentence",
                 "Opportunity",
-                "User"
+                "User",
+                "Workflow",
+                "Graph"
             ]
         );
     }
