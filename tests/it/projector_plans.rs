@@ -286,6 +286,8 @@ fn events() -> Vec<ProjectedEvent> {
     let o = |v, t, p| event("VerseOracle", "ISA.7.14", v, t, p);
     let i = |v, t, p| event("Interview", "i-1", v, t, p);
     let s = |v, t, p| event("Sentence", "s-1", v, t, p);
+    let w = |v, t, p| event("Workflow", "w-1", v, t, p);
+    let gr = |v, t, p| event("Graph", "g-1", v, t, p);
     let overridden = json!({"fields_overridden": {"function_type": "interrogative"},
         "note": "asked"});
     vec![
@@ -398,6 +400,38 @@ fn events() -> Vec<ProjectedEvent> {
         s(4, "AnalysisOverridden", overridden.clone()),
         s(5, "AnalysisCleared", json!({"reason": null})),
         s(6, "AnalysisOverridden", overridden),
+        w(
+            1,
+            "WorkflowStarted",
+            json!({"name": "n", "graph_id": "g-1", "nodes": [{"node_id": "a", "label": "A",
+            "metadata": {}}], "edges": [], "concepts": [], "approval_timeout_ms": null}),
+        ),
+        w(2, "WorkflowCompleted", json!({"graph_id": "g-1"})),
+        gr(
+            1,
+            "GraphCreated",
+            json!({"graph_id": "g-1", "name": "n", "workflow_id": "w-1"}),
+        ),
+        gr(
+            2,
+            "GraphNodeAdded",
+            json!({"graph_id": "g-1", "node_id": "a", "label": "A", "metadata": {"k": 1}}),
+        ),
+        gr(
+            3,
+            "GraphNodeAdded",
+            json!({"graph_id": "g-1", "node_id": "b", "label": "B", "metadata": {}}),
+        ),
+        gr(
+            4,
+            "GraphEdgeConnected",
+            json!({"graph_id": "g-1", "edge_id": "e", "source": "a", "target": "b"}),
+        ),
+        gr(
+            5,
+            "ConceptualPointMapped",
+            json!({"graph_id": "g-1", "node_id": "a", "coordinates": [0.5, 0.5]}),
+        ),
     ]
 }
 
@@ -474,7 +508,7 @@ async fn every_graph_statement_is_planned_on_unique_seeks_without_scans() {
     let keys: BTreeSet<&str> = rows.iter().map(|(k, _)| *k).collect();
     assert_eq!(
         keys.len(),
-        17,
+        21,
         "the sample events use every statement: {keys:?}"
     );
     let mut bolt = Bolt::connect(&stack.neo4j.uri).await;

@@ -815,6 +815,8 @@ async fn a_graph_written_before_tenants_answers_for_the_default_tenant_after_set
         "analysis",
         "cross_reference",
         "event",
+        "graphmodel",
+        "graphnode",
         "interview",
         "lxxdivergence",
         "override",
@@ -822,6 +824,7 @@ async fn a_graph_written_before_tenants_answers_for_the_default_tenant_after_set
         "propheticproof",
         "sentence",
         "verse",
+        "workflow",
     ]
     .iter()
     .map(|l| format!("{l}_tenant_id{g}"))

@@ -28,6 +28,11 @@
 //!   overridden})`; a user override is `(:Analysis)-[:OVERRIDDEN_BY]->(:Override {tenant, id,
 //!   fields, note, at})`, removed when cleared: the effective classification is the override's
 //!   fields over the machine's.
+//! - Seed 003: `(:Workflow {tenant, id, name, graph_id, status, reason, last_version})`;
+//!   `(:GraphModel {tenant, id, name, workflow_id})-[:HAS_NODE]->(:GraphNode {tenant,
+//!   id: "<graph id>/<node id>", graph_id, node_id, label, metadata, coordinates, last_version})`
+//!   and `(:GraphNode)-[:CONNECTS {edge_id}]->(:GraphNode)` (`GraphNodeAdded` v1 arrives upcast,
+//!   with empty `metadata`).
 //! - `(:Event {tenant, id, type, aggregate_type, aggregate_id, version, occurred_at,
 //!   correlation_id})` for every event, and `(cause:Event)-[:CAUSED]->(effect:Event)` by causation
 //!   id within the effect's tenant (the cause may be a command id or an event of another
@@ -36,6 +41,8 @@
 use eventfold_reference::biblos::cross_reference::Event as XrefEvent;
 use eventfold_reference::biblos::verse_oracle::Event as OracleEvent;
 use eventfold_reference::biblos::verse_processing::Event as ProcessingEvent;
+use eventfold_reference::cim::graph::Event as GraphEvent;
+use eventfold_reference::cim::workflow::Event as WorkflowEvent;
 use eventfold_reference::interview::interview::Event as InterviewEvent;
 use eventfold_reference::interview::sentence::Event as SentenceEvent;
 use serde_json::{Map, Value, json};
@@ -56,6 +63,9 @@ const LABELS: &[&str] = &[
     "Override",
     "LxxDivergence",
     "PropheticProof",
+    "Workflow",
+    "GraphModel",
+    "GraphNode",
 ];
 
 const RELATIONSHIPS: &[&str] = &[
@@ -69,6 +79,8 @@ const RELATIONSHIPS: &[&str] = &[
     "NECESSITATES",
     "HAS_LXX_DIVERGENCE",
     "HAS_PROPHETIC_PROOF",
+    "HAS_NODE",
+    "CONNECTS",
 ];
 
 // Every statement below is written so that its plan does not grow with the graph (checked by
@@ -172,6 +184,31 @@ const PROPHETIC_PROOF: &str = "UNWIND $rows AS r \
         p.log_probability = r.log_probability, p.bayesian_posterior = r.bayesian_posterior, \
         p.prior_used = r.prior_used, p.bayes_factor = r.bayes_factor, \
         p.interpretation = r.interpretation, p.computed_at = r.at, p.last_version = r.version";
+
+// A workflow's status follows its events, guarded by the workflow's version.
+const WORKFLOW: &str = "UNWIND $rows AS r \
+    MERGE (w:Workflow{g} {tenant: r.tenant, id: r.id}) \
+    WITH w, r WHERE coalesce(w.last_version, 0) < r.version \
+    SET w += r.props, w.updated_at = r.at, w.last_version = r.version";
+
+const GRAPH_CREATED: &str = "UNWIND $rows AS r \
+    MERGE (m:GraphModel{g} {tenant: r.tenant, id: r.id}) \
+    SET m.name = r.name, m.workflow_id = r.workflow_id, m.created_at = r.at";
+
+// A node is keyed by `<graph id>/<node id>`; its properties change with the graph's versions.
+const GRAPH_NODE: &str = "UNWIND $rows AS r \
+    MERGE (n:GraphNode{g} {tenant: r.tenant, id: r.node_key}) \
+    WITH n, r WHERE coalesce(n.last_version, 0) < r.version \
+    MERGE (m:GraphModel{g} {tenant: r.tenant, id: r.id}) \
+    MERGE (m)-[:HAS_NODE{g}]->(n) \
+    SET n += r.props, n.graph_id = r.id, n.last_version = r.version";
+
+// An edge is merged between its two bound nodes on its id (no index), like `TYPIFIES`.
+const GRAPH_EDGE: &str = "UNWIND $rows AS r \
+    MERGE (a:GraphNode{g} {tenant: r.tenant, id: r.source}) \
+    MERGE (b:GraphNode{g} {tenant: r.tenant, id: r.target}) \
+    MERGE (a)-[c:CONNECTS{g} {edge_id: r.edge_id}]->(b) \
+    SET c.graph_id = r.id, c.connected_at = r.at";
 
 const INTERVIEW_CREATED: &str = "UNWIND $rows AS r \
     MERGE (i:Interview{g} {tenant: r.tenant, id: r.id}) \
@@ -297,6 +334,57 @@ fn cross_reference(e: &ProjectedEvent, event: XrefEvent) -> Write {
                     "depth": t.fractal_depth, "strength": t.composite_strength,
                     "layer_strengths": json_text(&t.layer_strengths),
                 }),
+            ),
+        ),
+    }
+}
+
+fn workflow(e: &ProjectedEvent, event: WorkflowEvent) -> Write {
+    let props = match event {
+        WorkflowEvent::WorkflowStarted(s) => json!({"name": s.name, "graph_id": s.graph_id,
+            "status": "running", "nodes": s.nodes.len(), "edges": s.edges.len()}),
+        WorkflowEvent::WorkflowApprovalRequested(_) => json!({"status": "awaiting_approval"}),
+        WorkflowEvent::WorkflowApproved(a) => {
+            json!({"status": "completed", "approver": a.approver})
+        }
+        WorkflowEvent::WorkflowCompleted(_) => json!({"status": "completed"}),
+        WorkflowEvent::WorkflowFailed(f) => json!({"status": "failed", "failed_step": f.step,
+            "reason": f.reason}),
+        WorkflowEvent::WorkflowTimedOut(_) => json!({"status": "timed_out"}),
+    };
+    Write::new("workflow", row(e, json!({ "props": props })))
+}
+
+fn graph_model(e: &ProjectedEvent, event: GraphEvent) -> Write {
+    let graph = &e.envelope.aggregate_id;
+    match event {
+        GraphEvent::GraphCreated(c) => Write::new(
+            "graph_created",
+            row(e, json!({"name": c.name, "workflow_id": c.workflow_id})),
+        ),
+        GraphEvent::GraphNodeAdded(n) => Write::new(
+            "graph_node",
+            row(
+                e,
+                json!({"node_key": format!("{graph}/{}", n.node_id),
+                "props": {"node_id": n.node_id, "label": n.label,
+                    "metadata": Value::Object(n.metadata).to_string()}}),
+            ),
+        ),
+        GraphEvent::ConceptualPointMapped(p) => Write::new(
+            "graph_node",
+            row(
+                e,
+                json!({"node_key": format!("{graph}/{}", p.node_id),
+                "props": {"node_id": p.node_id, "coordinates": p.coordinates}}),
+            ),
+        ),
+        GraphEvent::GraphEdgeConnected(c) => Write::new(
+            "graph_edge",
+            row(
+                e,
+                json!({"edge_id": c.edge_id, "source": format!("{graph}/{}", c.source),
+                "target": format!("{graph}/{}", c.target)}),
             ),
         ),
     }
@@ -500,6 +588,10 @@ impl Projection for Graph {
             "necessity" => NECESSITY,
             "lxx_divergence" => LXX_DIVERGENCE,
             "prophetic_proof" => PROPHETIC_PROOF,
+            "workflow" => WORKFLOW,
+            "graph_created" => GRAPH_CREATED,
+            "graph_node" => GRAPH_NODE,
+            "graph_edge" => GRAPH_EDGE,
             "interview_created" => INTERVIEW_CREATED,
             "interview_changed" => INTERVIEW_CHANGED,
             "sentence_created" => SENTENCE_CREATED,
@@ -527,6 +619,8 @@ impl Projection for Graph {
             "VerseOracle" => out.push(oracle(e, e.domain::<OracleEvent>()?)),
             "Interview" => out.push(interview(e, e.domain::<InterviewEvent>()?)),
             "Sentence" => out.push(sentence(e, e.domain::<SentenceEvent>()?)),
+            "Workflow" => out.push(workflow(e, e.domain::<WorkflowEvent>()?)),
+            "Graph" => out.push(graph_model(e, e.domain::<GraphEvent>()?)),
             _ => {}
         }
         out.push(Write::new(
@@ -554,6 +648,11 @@ impl Projection for Graph {
             "MATCH (n:Override{g}) RETURN n.tenant AS tenant, {label: 'Override', props: properties(n)} AS row",
             "MATCH (n:LxxDivergence{g}) RETURN n.tenant AS tenant, {label: 'LxxDivergence', props: properties(n)} AS row",
             "MATCH (n:PropheticProof{g}) RETURN n.tenant AS tenant, {label: 'PropheticProof', props: properties(n)} AS row",
+            "MATCH (n:Workflow{g}) RETURN n.tenant AS tenant, {label: 'Workflow', props: properties(n)} AS row",
+            "MATCH (n:GraphModel{g}) RETURN n.tenant AS tenant, {label: 'GraphModel', props: properties(n)} AS row",
+            "MATCH (n:GraphNode{g}) RETURN n.tenant AS tenant, {label: 'GraphNode', props: properties(n)} AS row",
+            "MATCH (a)-[r:HAS_NODE{g}]->(b) RETURN a.tenant AS tenant, {type: 'HAS_NODE', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
+            "MATCH (a)-[r:CONNECTS{g}]->(b) RETURN a.tenant AS tenant, {type: 'CONNECTS', from: [a.tenant, a.id], to: [b.tenant, b.id], props: properties(r)} AS row",
             "MATCH (a)-[r:CROSS_REFERENCE{g}]->(b) RETURN a.tenant AS tenant, {type: 'CROSS_REFERENCE', from: [a.tenant, a.id], to: [b.tenant, b.id], props: properties(r)} AS row",
             "MATCH (a)-[r:TYPIFIES{g}]->(b) RETURN a.tenant AS tenant, {type: 'TYPIFIES', from: [a.tenant, a.id], to: [b.tenant, b.id], props: properties(r)} AS row",
             "MATCH (a)-[r:CAUSED{g}]->(b) RETURN a.tenant AS tenant, {type: 'CAUSED', from: [a.tenant, a.id], to: [b.tenant, b.id]} AS row",
