@@ -180,6 +180,24 @@ pub struct StepFailure {
     pub detail: String,
 }
 
+/// A step the command service applied (or had applied: `replayed`), handed back to a process
+/// manager that [`ProcessManager::tracks_steps`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepDone {
+    /// The step's key.
+    pub step: String,
+    /// Its command id.
+    pub command_id: Uuid,
+    /// Target aggregate type.
+    pub aggregate_type: String,
+    /// Target aggregate id.
+    pub aggregate_id: String,
+    /// Command name.
+    pub command: String,
+    /// The aggregate's version after it.
+    pub version: i64,
+}
+
 /// A process manager: which events it reacts to, how they map to instances, and what it does.
 /// `react` and `on_failure` are pure: no I/O, no clock, no randomness, so that handling an
 /// event twice (after a crash) decides the same thing.
@@ -213,6 +231,21 @@ pub trait ProcessManager: Send + Sync + 'static {
     ) -> Result<Reaction<Self::State>, HandlerError> {
         Ok(Reaction::keep(state))
     }
+    /// True when the process manager follows its steps' successes ([`ProcessManager::on_done`]),
+    /// e.g. to move on once every step of a stage was applied; false (the default) spares the
+    /// runtime a transaction per command.
+    fn tracks_steps(&self) -> bool {
+        false
+    }
+    /// The reaction of an instance in `state` to an applied step (only when
+    /// [`ProcessManager::tracks_steps`]).
+    fn on_done(
+        &self,
+        state: Self::State,
+        _done: &StepDone,
+    ) -> Result<Reaction<Self::State>, HandlerError> {
+        Ok(Reaction::keep(state))
+    }
 }
 
 /// A process manager with its state as JSON, as the runtime drives it.
@@ -236,6 +269,14 @@ pub trait Process: Send + Sync + 'static {
         &self,
         state: Option<Value>,
         failure: &StepFailure,
+    ) -> Result<Reaction<Value>, HandlerError>;
+    /// See [`ProcessManager::tracks_steps`].
+    fn tracks_steps(&self) -> bool;
+    /// [`ProcessManager::on_done`] on a JSON state.
+    fn on_done_json(
+        &self,
+        state: Option<Value>,
+        done: &StepDone,
     ) -> Result<Reaction<Value>, HandlerError>;
 }
 
@@ -282,6 +323,16 @@ impl<P: ProcessManager> Process for P {
         failure: &StepFailure,
     ) -> Result<Reaction<Value>, HandlerError> {
         store(self.on_failure(load(state)?, failure)?)
+    }
+    fn tracks_steps(&self) -> bool {
+        ProcessManager::tracks_steps(self)
+    }
+    fn on_done_json(
+        &self,
+        state: Option<Value>,
+        done: &StepDone,
+    ) -> Result<Reaction<Value>, HandlerError> {
+        store(self.on_done(load(state)?, done)?)
     }
 }
 

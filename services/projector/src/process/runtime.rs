@@ -16,7 +16,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{Action, Process, ProcessEvent, Reaction, StepFailure, command_id};
+use super::{Action, Process, ProcessEvent, Reaction, StepDone, StepFailure, command_id};
 use crate::engine::backoff;
 use crate::state::ModelState;
 use crate::target::pg_schema;
@@ -573,7 +573,16 @@ impl Runtime {
         match answer {
             Answer::Done(status, body) => {
                 self.crash_at("dispatch-after-send");
-                sqlx::query(&format!(
+                let done = StepDone {
+                    step: p.step.clone(),
+                    command_id: p.command_id,
+                    aggregate_type: p.aggregate_type.clone(),
+                    aggregate_id: p.aggregate_id.clone(),
+                    command: p.command.clone(),
+                    version: body["version"].as_i64().unwrap_or_default(),
+                };
+                let mut tx = self.pool.begin().await?;
+                let updated = sqlx::query(&format!(
                     "UPDATE {schema}.commands SET status = 'done', attempts = attempts + 1, \
                      http_status = $2, outcome = $3, finished_at = clock_timestamp() \
                      WHERE command_id = $1 AND status = 'pending'"
@@ -581,8 +590,30 @@ impl Runtime {
                 .bind(p.command_id)
                 .bind(i32::from(status))
                 .bind(body)
-                .execute(&self.pool)
-                .await?;
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if updated == 1 && self.process.tracks_steps() {
+                    let key = (p.tenant.clone(), p.instance.clone());
+                    let mut states =
+                        load_states(&mut tx, schema, std::slice::from_ref(&key)).await?;
+                    match self.process.on_done_json(states.remove(&key), &done) {
+                        Ok(reaction) => {
+                            let trigger = Trigger {
+                                id: format!("{}/done", p.command_id),
+                                correlation_id: p.correlation_id.clone(),
+                                causation_id: p.causation_id.clone(),
+                            };
+                            apply_actions(&mut tx, schema, name, &key, &trigger, &reaction.actions)
+                                .await?;
+                            save_state(&mut tx, schema, &key, &reaction).await?;
+                        }
+                        Err(e) => {
+                            tracing::error!(process = name, command_id = %p.command_id, error = %e, "the process manager refused a step's success");
+                        }
+                    }
+                }
+                tx.commit().await?;
                 self.metrics
                     .commands
                     .with_label_values(&[name, "done"])
