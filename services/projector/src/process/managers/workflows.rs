@@ -265,12 +265,12 @@ mod tests {
         )
     }
 
-    fn done(state: &SagaState, step: &str) -> StepDone {
+    fn done(step: &str) -> StepDone {
         StepDone {
             step: step.into(),
             command_id: uuid::Uuid::nil(),
             aggregate_type: GRAPH.into(),
-            aggregate_id: state.graph_id.clone(),
+            aggregate_id: "g-1".into(),
             command: "X".into(),
             version: 1,
         }
@@ -313,19 +313,11 @@ mod tests {
                 .unwrap()
                 .state;
             for step in ["create", "node:a", "node:b", "edge:e1"] {
-                let r = WorkflowSaga
-                    .on_done(state, &done(&SagaState::default(), step))
-                    .unwrap();
-                let r = if r.actions.is_empty() {
-                    r
-                } else {
-                    panic!("{:?}", r.actions)
-                };
+                let r = WorkflowSaga.on_done(state, &done(step)).unwrap();
+                assert!(r.actions.is_empty(), "{step}: {:?}", r.actions);
                 state = r.state;
-                state.graph_id = "g-1".into();
             }
-            let last = done(&state, "point:a");
-            let r = WorkflowSaga.on_done(state, &last).unwrap();
+            let r = WorkflowSaga.on_done(state, &done("point:a")).unwrap();
             assert_eq!(keys(&r.actions), [next]);
         }
     }
