@@ -32,8 +32,8 @@ images: ## print the docker build commands for the three service images
 
 # Every benchmark is a target of its own listed in BENCHES; `make bench` runs them in this order.
 # A new one adds `BENCHES += bench-<name>`, `.PHONY: bench-<name>` and its target below.
-BENCHES := bench-write bench-avro bench-relay bench-projector
-.PHONY: bench bench-write bench-avro bench-relay bench-projector
+BENCHES := bench-write bench-avro bench-relay bench-projector bench-process
+.PHONY: bench bench-write bench-avro bench-relay bench-projector bench-process
 
 bench: $(BENCHES) ## every benchmark against the running stack (`make up` first; starts nothing)
 
@@ -45,6 +45,9 @@ bench-relay: ## relay events/s from a pre-filled outbox and commit-to-ack lag (B
 
 bench-projector: ## read models from pre-filled topics, end-to-end latency, rebuild (BENCH_PROJ_*, see README)
 	@BENCH_HTTP_URL= scripts/bench.sh cargo run --release -p eventfold-relay-bench --bin eventfold-projector-bench
+
+bench-process: ## a process manager: events in/s and commands applied/s from a backlog, one saga hop p50/p99 (BENCH_PM_*, see README)
+	@BENCH_HTTP_URL= scripts/bench.sh cargo run --release -p eventfold-relay-bench --bin eventfold-process-bench
 
 bench-avro: ## Avro codec throughput per core (encode, decode, decode + upcast), criterion
 	cargo bench -p eventfold-avro --bench codec
