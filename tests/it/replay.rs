@@ -335,6 +335,28 @@ async fn a_checkpointed_replay_stopped_after_one_batch_resumes_and_ends_as_a_ful
     let full = run(&p, &ReplayRequest::default()).await;
     assert_eq!((full.matched, full.applied, full.skipped), (120, 0, 120));
     assert_clean(&p.audit("opportunities").await);
+
+    // Every run is recorded for the health document: the stopped one as incomplete.
+    let runs: Vec<(String, i64, bool)> = sqlx::query_as(
+        "SELECT kind, events, complete FROM replay_runs WHERE read_model = 'opportunities' ORDER BY id",
+    )
+    .fetch_all(&p.db.admin)
+    .await
+    .unwrap();
+    let events: Vec<i64> = [&s1, &s2, &s3, &s4, &full]
+        .iter()
+        .map(|s| s.matched as i64)
+        .collect();
+    assert_eq!(
+        runs.iter().map(|r| r.1).collect::<Vec<_>>(),
+        events,
+        "{runs:?}"
+    );
+    assert!(runs.iter().all(|r| r.0 == "replay"));
+    assert_eq!(
+        runs.iter().map(|r| r.2).collect::<Vec<_>>(),
+        [false, true, true, true, true]
+    );
     p.drop_all().await;
 }
 

@@ -261,6 +261,50 @@ async fn the_health_document_shows_recent_activity_upcasters_and_the_state_cache
     assert!(xref["misses"].as_u64().unwrap() >= 1, "{xref}");
     let rate = health["state_cache"]["hit_rate"].as_f64().unwrap();
     assert!(rate > 0.0 && rate < 1.0, "{rate}");
+    // The miss was hydrated from the events (no snapshot yet).
+    assert!(
+        xref["hydrated_from_events"].as_u64().unwrap() >= 1,
+        "{xref}"
+    );
+    assert!(health["replays"]["recent"].is_array(), "{health}");
+}
+
+#[tokio::test]
+async fn a_restarted_command_service_hydrates_from_snapshots_and_says_so_in_health() {
+    let stack = Stack::from_env().await;
+    // A snapshot every 2 events: the cross-reference's third event leaves one at version 2.
+    let first = stack
+        .spawn_command_service(&[("SNAPSHOT_EVERY", "2")])
+        .await;
+    let tenant = unique("snap");
+    Caller::of(&tenant, &first).append_a_mix(0, 1).await;
+    eventually("a snapshot written", Duration::from_secs(30), || async {
+        let (_, body) = Caller::of(&tenant, &first).get("/v1/health").await;
+        let xref = &body["state_cache"]["by_aggregate_type"]["CrossReference"];
+        (xref["snapshots_written"].as_u64().unwrap_or(0) >= 1).then_some(())
+    })
+    .await;
+    first.stop().await;
+    // A fresh process has an empty cache: its first lookup is hydrated from the snapshot.
+    let second = stack
+        .spawn_command_service(&[("SNAPSHOT_EVERY", "2")])
+        .await;
+    let caller = Caller::of(&tenant, &second);
+    caller
+        .command(
+            "CrossReference",
+            "xref-0",
+            "ValidateCrossReference",
+            json!({"validator_agent": "theology", "validation_result": "approved", "reasoning": "three"}),
+        )
+        .await;
+    let (status, health) = caller.get("/v1/health").await;
+    assert_eq!(status, 200, "{health}");
+    let xref = &health["state_cache"]["by_aggregate_type"]["CrossReference"];
+    assert_eq!(xref["hydrated_from_snapshot"], 1, "{xref}");
+    assert_eq!(xref["snapshot_hit_rate"], 1.0, "{xref}");
+    assert_eq!(health["state_cache"]["snapshot_hit_rate"], 1.0, "{health}");
+    second.stop().await;
 }
 
 #[tokio::test]

@@ -131,6 +131,7 @@ pub struct BusMetrics {
     cache_bytes: prometheus::IntGaugeVec,
     cache_entries: prometheus::IntGaugeVec,
     snapshots: prometheus::IntCounterVec,
+    hydrations: prometheus::IntCounterVec,
 }
 
 impl BusMetrics {
@@ -183,8 +184,18 @@ impl BusMetrics {
         registry.register(Box::new(cache.clone()))?;
         registry.register(Box::new(cache_bytes.clone()))?;
         registry.register(Box::new(cache_entries.clone()))?;
+        let hydrations = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "aggregate_hydrations_total",
+                "States hydrated from the store (cache misses), by source: from a snapshot and \
+                 the events after it, or from the first event",
+            ),
+            &["aggregate_type", "source"],
+        )?;
         registry.register(Box::new(snapshots.clone()))?;
+        registry.register(Box::new(hydrations.clone()))?;
         Ok(Self {
+            hydrations,
             batch_size,
             commands,
             cache,
@@ -206,6 +217,14 @@ impl BusMetrics {
             stale: cache("stale"),
             snapshots_written: snapshots("written"),
             snapshots_failed: snapshots("failed"),
+            hydrated_from_snapshot: self
+                .hydrations
+                .with_label_values(&[aggregate_type, "snapshot"])
+                .get(),
+            hydrated_from_events: self
+                .hydrations
+                .with_label_values(&[aggregate_type, "events"])
+                .get(),
         }
     }
 }
@@ -224,6 +243,10 @@ pub struct CacheCounts {
     pub snapshots_written: u64,
     /// Snapshots that failed to be written.
     pub snapshots_failed: u64,
+    /// Hydrations that started from a snapshot.
+    pub hydrated_from_snapshot: u64,
+    /// Hydrations folded from the first event (no usable snapshot).
+    pub hydrated_from_events: u64,
 }
 
 impl CacheCounts {
@@ -231,6 +254,12 @@ impl CacheCounts {
     pub fn hit_rate(&self) -> Option<f64> {
         let all = self.hits + self.misses + self.stale;
         (all > 0).then(|| self.hits as f64 / all as f64)
+    }
+
+    /// Hydrations that started from a snapshot over all hydrations, `None` before the first.
+    pub fn snapshot_hit_rate(&self) -> Option<f64> {
+        let all = self.hydrated_from_snapshot + self.hydrated_from_events;
+        (all > 0).then(|| self.hydrated_from_snapshot as f64 / all as f64)
     }
 }
 
@@ -261,6 +290,13 @@ impl Counters {
             bytes: m.cache_bytes.with_label_values(&[self.aggregate_type]),
             entries: m.cache_entries.with_label_values(&[self.aggregate_type]),
         })
+    }
+    fn hydration(&self, source: &str, n: u64) {
+        if let Some(m) = &self.metrics {
+            m.hydrations
+                .with_label_values(&[self.aggregate_type, source])
+                .inc_by(n);
+        }
     }
     fn snapshot(&self, outcome: &str) {
         if let Some(m) = &self.metrics {
@@ -811,8 +847,12 @@ impl<A: Aggregate> Writer<A> {
         self.connections.clear();
         let mut loaded: HashMap<Stream, Result<(A, i64), HandleError>> = HashMap::new();
         for (tenant, ids) in by_tenant(&missing) {
-            let states = repository::hydrate_many::<A>(&self.store, tenant, &ids).await?;
-            loaded.extend(states.into_iter().map(|(id, state)| {
+            let hydrated = repository::hydrate_many::<A>(&self.store, tenant, &ids).await?;
+            self.counters
+                .hydration("snapshot", hydrated.from_snapshot as u64);
+            self.counters
+                .hydration("events", (ids.len() - hydrated.from_snapshot) as u64);
+            loaded.extend(hydrated.states.into_iter().map(|(id, state)| {
                 let stream = Stream {
                     tenant: tenant.to_owned(),
                     id,

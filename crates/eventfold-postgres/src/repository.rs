@@ -157,14 +157,22 @@ pub async fn hydrate<A: Aggregate>(
     }
 }
 
+/// States hydrated by [`hydrate_many`]: each aggregate's state and version (or its own decoding
+/// error), and how many of them started from a snapshot.
+pub struct Hydrated<A> {
+    /// State and version per aggregate id.
+    pub states: HashMap<String, Result<(A, i64), HandleError>>,
+    /// Aggregates restored from a usable snapshot (the others were folded from their first event).
+    pub from_snapshot: usize,
+}
+
 /// Rebuilds the current state of `tenant`'s streams of several aggregates of type `A` with two
-/// queries (snapshots, then the events after them). Each aggregate gets its state and version, or
-/// its own decoding error.
+/// queries (snapshots, then the events after them).
 pub async fn hydrate_many<A: Aggregate>(
     store: &EventStore,
     tenant: &str,
     aggregate_ids: &[String],
-) -> Result<HashMap<String, Result<(A, i64), HandleError>>, sqlx::Error> {
+) -> Result<Hydrated<A>, sqlx::Error> {
     let mut snapshots = store
         .latest_snapshots(tenant, A::TYPE, aggregate_ids, A::STATE_VERSION, None)
         .await?;
@@ -172,19 +180,24 @@ pub async fn hydrate_many<A: Aggregate>(
         .iter()
         .map(|id| (id.clone(), restore::<A>(snapshots.remove(id))))
         .collect();
+    let from_snapshot = states.values().filter(|(_, v)| *v > 0).count();
     let after: Vec<(String, i64)> = states.iter().map(|(id, (_, v))| (id.clone(), *v)).collect();
     let mut events: HashMap<String, Vec<RecordedEvent>> = HashMap::new();
     for e in store.load_after(tenant, A::TYPE, &after).await? {
         events.entry(e.aggregate_id.clone()).or_default().push(e);
     }
-    Ok(aggregate_ids
+    let states = aggregate_ids
         .iter()
         .map(|id| {
             let (state, version) = states.remove(id).unwrap_or_default();
             let folded = fold(state, version, events.remove(id).unwrap_or_default());
             (id.clone(), folded)
         })
-        .collect())
+        .collect();
+    Ok(Hydrated {
+        states,
+        from_snapshot,
+    })
 }
 
 /// A decided command ready to append: its events, the answer and what a repeat is answered with.

@@ -17,7 +17,7 @@ use eventfold_postgres::stats::{self, CatchUp};
 use eventfold_reference::registry::{AGGREGATE_TYPES, event_types, upcasters};
 use eventfold_runtime::{Env, SettingsError};
 use serde_json::{Value, json};
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 
 use crate::api::{Api, tenant_of};
 use crate::problem::Problem;
@@ -107,8 +107,42 @@ pub async fn health(
         },
         "upcasters": upcaster_document(),
         "state_cache": cache_document(api.bus_metrics.as_ref()),
+        "replays": replay_document(pool).await?,
     }))
     .into_response())
+}
+
+/// The last replays and rebuilds (at most 20, newest first) and, per read model and kind, the
+/// duration of the latest one.
+async fn replay_document(pool: &PgPool) -> Result<Value, Problem> {
+    let rows = sqlx::query(
+        "SELECT read_model, kind, started_at, finished_at, seconds, events, complete \
+         FROM replay_runs ORDER BY finished_at DESC, id DESC LIMIT 20",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| Problem::from(eventfold_postgres::HandleError::Database(e)))?;
+    let mut latest = serde_json::Map::new();
+    let recent: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let (model, kind): (String, String) = (r.get(0), r.get(1));
+            let seconds: f64 = r.get(4);
+            latest
+                .entry(format!("{model}/{kind}"))
+                .or_insert_with(|| json!(seconds));
+            json!({
+                "read_model": model,
+                "kind": kind,
+                "started_at": r.get::<chrono::DateTime<chrono::Utc>, _>(2),
+                "finished_at": r.get::<chrono::DateTime<chrono::Utc>, _>(3),
+                "seconds": seconds,
+                "events": r.get::<i64, _>(5),
+                "complete": r.get::<bool, _>(6),
+            })
+        })
+        .collect();
+    Ok(json!({"latest_seconds": latest, "recent": recent}))
 }
 
 /// Per aggregate type, each event type with upcasting steps: its latest version and the version
@@ -149,22 +183,26 @@ fn cache_document(metrics: Option<&BusMetrics>) -> Value {
     let Some(m) = metrics else {
         return Value::Null;
     };
-    let mut hits = 0;
-    let mut lookups = 0;
+    let (mut hits, mut lookups, mut from_snapshot, mut hydrations) = (0, 0, 0, 0);
     let by_type: serde_json::Map<String, Value> = AGGREGATE_TYPES
         .iter()
         .map(|t| {
             let c = m.cache_counts(t);
             hits += c.hits;
             lookups += c.hits + c.misses + c.stale;
+            from_snapshot += c.hydrated_from_snapshot;
+            hydrations += c.hydrated_from_snapshot + c.hydrated_from_events;
             let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
             v["hit_rate"] = c.hit_rate().into();
+            v["snapshot_hit_rate"] = c.snapshot_hit_rate().into();
             ((*t).to_owned(), v)
         })
         .collect();
     json!({
         "hit_rate": (lookups > 0).then(|| hits as f64 / lookups as f64),
         "lookups": lookups,
+        "snapshot_hit_rate": (hydrations > 0).then(|| from_snapshot as f64 / hydrations as f64),
+        "hydrations": hydrations,
         "by_aggregate_type": by_type,
     })
 }

@@ -247,6 +247,15 @@ pub async fn rebuild(
         let _ = state::set_rebuilding(&stores.pool, name, false).await;
     }
     let (generation, o) = result?;
+    record_run(
+        &stores.pool,
+        name,
+        "rebuild",
+        started,
+        o.applied + o.parked,
+        true,
+    )
+    .await;
     Ok(RebuildReport {
         read_model: name.into(),
         generation,
@@ -254,6 +263,33 @@ pub async fn rebuild(
         parked: o.parked,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Records a finished replay or rebuild in `replay_runs` (for `GET /v1/health`); a failure to
+/// record it is logged, never fatal.
+pub async fn record_run(
+    pool: &PgPool,
+    read_model: &str,
+    kind: &str,
+    started: Instant,
+    events: usize,
+    complete: bool,
+) {
+    let seconds = started.elapsed().as_secs_f64();
+    let recorded = sqlx::query(
+        "INSERT INTO replay_runs (read_model, kind, started_at, seconds, events, complete) \
+         VALUES ($1, $2, clock_timestamp() - make_interval(secs => $3), $3, $4, $5)",
+    )
+    .bind(read_model)
+    .bind(kind)
+    .bind(seconds)
+    .bind(events as i64)
+    .bind(complete)
+    .execute(pool)
+    .await;
+    if let Err(e) = recorded {
+        tracing::warn!(read_model, kind, error = %e, "the run was not recorded in replay_runs");
+    }
 }
 
 async fn rebuild_flagged(

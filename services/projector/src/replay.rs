@@ -334,6 +334,15 @@ pub async fn replay(
     drop(rows);
     tx.rollback().await?;
     summary.seconds = started.elapsed().as_secs_f64();
+    rebuild::record_run(
+        &stores.pool,
+        name,
+        "replay",
+        started,
+        summary.matched,
+        summary.complete,
+    )
+    .await;
     Ok(summary)
 }
 
