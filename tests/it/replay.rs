@@ -445,5 +445,37 @@ async fn the_cli_and_the_admin_api_replay_and_refuse_bad_requests() {
         .unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(applied(&p).await, expected, "a refused request wrote");
+
+    // A projector publishes the latest replay's duration as a metric.
+    let projector = p.projector("metrics", &[("PROJECTOR_READ_MODELS", "opportunities")]);
+    let series =
+        "eventfold_projector_last_replay_seconds{kind=\"replay\",read_model=\"opportunities\"}";
+    let seconds = eventfold_tests::eventually(
+        "the replay duration metric",
+        std::time::Duration::from_secs(60),
+        || {
+            let (http, url) = (http.clone(), projector.admin_url.clone());
+            async move {
+                let text = http
+                    .get(format!("{url}/metrics"))
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                eventfold_tests::relay::metric_value(&text, series)
+            }
+        },
+    )
+    .await;
+    let recorded: f64 = sqlx::query_scalar(
+        "SELECT seconds FROM replay_runs WHERE read_model = 'opportunities' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&p.db.admin)
+    .await
+    .unwrap();
+    assert!((seconds - recorded).abs() < 1e-9, "{seconds} vs {recorded}");
+    projector.stop().await;
     p.drop_all().await;
 }

@@ -375,6 +375,20 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
     }
     let process_metrics = process::runtime::ProcessMetrics::register(ops.registry())
         .map_err(|e| StartError::Schemas(format!("metrics: {e}")))?;
+    let replay_seconds = prometheus::GaugeVec::new(
+        prometheus::Opts::new(
+            "projector_last_replay_seconds",
+            "Duration of the latest replay or rebuild of each read model (table replay_runs)",
+        ),
+        &["read_model", "kind"],
+    )
+    .and_then(|g| ops.registry().register(Box::new(g.clone())).map(|()| g))
+    .map_err(|e| StartError::Schemas(format!("metrics: {e}")))?;
+    {
+        let (pool, every) = (pool.clone(), Duration::from_millis(cfg.state_poll_ms));
+        server = server
+            .with_worker(move |shutdown| watch_replays(pool, replay_seconds, every, shutdown));
+    }
     for pm in process::managers::all() {
         if registry.get(pm.name()).is_none() {
             continue;
@@ -398,6 +412,37 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
         });
     }
     Ok(server)
+}
+
+/// Publishes the latest replay and rebuild durations of every read model (from `replay_runs`,
+/// written by `eventfold replay`, `eventfold rebuild` and the admin API) every `every`
+/// (`PROJECTOR_STATE_POLL_MS`).
+async fn watch_replays(
+    pool: sqlx::PgPool,
+    gauge: prometheus::GaugeVec,
+    every: Duration,
+    shutdown: Shutdown,
+) {
+    loop {
+        let latest: Result<Vec<(String, String, f64)>, sqlx::Error> = sqlx::query_as(
+            "SELECT DISTINCT ON (read_model, kind) read_model, kind, seconds FROM replay_runs \
+             ORDER BY read_model, kind, finished_at DESC, id DESC",
+        )
+        .fetch_all(&pool)
+        .await;
+        match latest {
+            Ok(rows) => {
+                for (model, kind, seconds) in rows {
+                    gauge.with_label_values(&[&model, &kind]).set(seconds);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read replay_runs"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait() => return,
+        }
+    }
 }
 
 /// Everything one read model's consumer needs.

@@ -109,21 +109,21 @@ impl ProcessMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let events = IntCounterVec::new(
             Opts::new(
-                "eventfold_process_events_total",
+                "process_events_total",
                 "Inbox events a process manager handled or parked",
             ),
             &["process", "outcome"],
         )?;
         let commands = IntCounterVec::new(
             Opts::new(
-                "eventfold_process_commands_total",
+                "process_commands_total",
                 "Commands a process manager sent, by outcome",
             ),
             &["process", "outcome"],
         )?;
         let pending = IntGaugeVec::new(
             Opts::new(
-                "eventfold_process_pending_commands",
+                "process_pending_commands",
                 "Commands a process manager has not sent yet",
             ),
             &["process"],
