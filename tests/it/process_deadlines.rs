@@ -11,7 +11,7 @@ use eventfold_postgres::{CommandMeta, CommandRecord, CommandWrite, EventStore, N
 use eventfold_runtime::{Env, Shutdown};
 use eventfold_tests::pipeline::Pipeline;
 use eventfold_tests::relay::xref_chain;
-use eventfold_tests::{Stack, eventually, xref};
+use eventfold_tests::{Stack, eventually, send_command, xref};
 use projector::consumer;
 use projector::engine::{Mode, Processor};
 use projector::process::inbox::Inbox;
@@ -19,7 +19,6 @@ use projector::process::runtime::{self, ProcessMetrics, RuntimeSettings};
 use projector::process::{Action, ProcessEvent, ProcessManager, Reaction, Step, StepFailure};
 use projector::projection::{HandlerError, Projection};
 use projector::state;
-use reqwest::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -202,21 +201,6 @@ fn start(stack: &Stack, p: &Pipeline, api: &str, consume: bool) -> Running {
     Running { shutdown, tasks }
 }
 
-async fn post(http: &Client, base: &str, id: &str, name: &str, body: Value) {
-    let r = http
-        .post(format!("{base}/v1/CrossReference/{id}/commands/{name}"))
-        .json(&body)
-        .send()
-        .await
-        .expect("POST");
-    let status = r.status();
-    assert!(
-        status.is_success(),
-        "{id} {name}: {status} {}",
-        r.text().await.unwrap()
-    );
-}
-
 fn discover_body(target: &str) -> Value {
     let mut body = xref::discover_body();
     body["target_ref"] = json!(target);
@@ -309,9 +293,10 @@ async fn deadlines_survive_a_restart_refusals_are_compensated_and_effects_wait_f
     let running = start(&stack, &p, base, true);
 
     // A deadline is scheduled, the runtime stops before it is due, and fires after a restart.
-    post(
+    send_command(
         &http,
         base,
+        "CrossReference",
         "x-deadline",
         "DiscoverCrossReference",
         discover_body("ISA.40.8"),
@@ -361,17 +346,19 @@ async fn deadlines_survive_a_restart_refusals_are_compensated_and_effects_wait_f
     assert_eq!(fired[1].3, NAME, "sent as system:{NAME}");
 
     // A deadline cancelled by the validation it waited for.
-    post(
+    send_command(
         &http,
         base,
+        "CrossReference",
         "x-cancel",
         "DiscoverCrossReference",
         discover_body("PSA.33.6"),
     )
     .await;
-    post(
+    send_command(
         &http,
         base,
+        "CrossReference",
         "x-cancel",
         "ValidateCrossReference",
         xref::validate_body("in time"),
@@ -392,9 +379,10 @@ async fn deadlines_survive_a_restart_refusals_are_compensated_and_effects_wait_f
     .await;
 
     // A refused step goes back to the process manager, which compensates it.
-    post(
+    send_command(
         &http,
         base,
+        "CrossReference",
         "x-fail",
         "DiscoverCrossReference",
         discover_body("FAIL.1.1"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use eventfold_tests::pipeline::Pipeline;
 use eventfold_tests::relay::RelayProcess;
-use eventfold_tests::{Stack, eventually};
+use eventfold_tests::{Stack, eventually, send_command};
 use projector::process::managers::discovery::{CORPUS, CrossReferenceDiscovery, KeywordCandidates};
 use reqwest::Client;
 use serde_json::json;
@@ -17,33 +17,11 @@ use sqlx::Row;
 const PM: &str = "discovery";
 const COMMANDS: &str = "rm_discovery_g1.commands";
 
-async fn command(
-    http: &Client,
-    base: &str,
-    t: &str,
-    id: &str,
-    name: &str,
-    body: serde_json::Value,
-) {
-    let r = http
-        .post(format!("{base}/v1/{t}/{id}/commands/{name}"))
-        .json(&body)
-        .send()
-        .await
-        .expect("POST");
-    let status = r.status();
-    assert!(
-        status.is_success(),
-        "{t}/{id} {name}: {status} {}",
-        r.text().await.unwrap()
-    );
-}
-
 /// Starts and completes the intertextual phase of `verse_id` with `text`.
 async fn process_verse(http: &Client, base: &str, verse_id: &str, text: &str) {
     let body = json!({"verse_id": verse_id, "book": "GEN", "chapter": 1, "verse": 1,
                       "text_content": text, "phase": "intertextual"});
-    command(
+    send_command(
         http,
         base,
         "VerseProcessing",
@@ -53,7 +31,7 @@ async fn process_verse(http: &Client, base: &str, verse_id: &str, text: &str) {
     )
     .await;
     let body = json!({"phase": "intertextual", "duration_ms": 7, "quality_score": 0.9});
-    command(
+    send_command(
         http,
         base,
         "VerseProcessing",

@@ -7,29 +7,13 @@ use std::time::Duration;
 
 use eventfold_tests::pipeline::Pipeline;
 use eventfold_tests::relay::RelayProcess;
-use eventfold_tests::{Stack, eventually};
-use reqwest::Client;
+use eventfold_tests::{Stack, eventually, send_command};
 use serde_json::{Value, json};
 use sqlx::Row;
 use uuid::Uuid;
 
 const SAGA: &str = "workflows";
 const COMMANDS: &str = "rm_workflows_g1.commands";
-
-async fn post(http: &Client, base: &str, t: &str, id: &str, name: &str, body: Value) {
-    let r = http
-        .post(format!("{base}/v1/{t}/{id}/commands/{name}"))
-        .json(&body)
-        .send()
-        .await
-        .expect("POST");
-    let status = r.status();
-    assert!(
-        status.is_success(),
-        "{t}/{id} {name}: {status} {}",
-        r.text().await.unwrap()
-    );
-}
 
 fn start(graph: &str, extra_edge: Option<(&str, &str)>, approval: Option<u64>) -> Value {
     let mut edges = vec![
@@ -114,7 +98,7 @@ async fn the_workflow_saga_completes_compensates_and_fires_its_deadline_after_a_
     let saga1 = saga(&p, "saga1", base);
 
     // Completed: the graph prepared in order, then CompleteWorkflow.
-    post(
+    send_command(
         &http,
         base,
         "Workflow",
@@ -153,7 +137,7 @@ async fn the_workflow_saga_completes_compensates_and_fires_its_deadline_after_a_
     );
 
     // Compensated: the graph refuses an edge to an unknown node; the saga fails the workflow.
-    post(
+    send_command(
         &http,
         base,
         "Workflow",
@@ -187,7 +171,7 @@ async fn the_workflow_saga_completes_compensates_and_fires_its_deadline_after_a_
     assert_eq!(refused, ("failed".into(), Some(422)));
 
     // Approved in time: the approval deadline is cancelled.
-    post(
+    send_command(
         &http,
         base,
         "Workflow",
@@ -197,7 +181,7 @@ async fn the_workflow_saga_completes_compensates_and_fires_its_deadline_after_a_
     )
     .await;
     ends_with(&p, "w-approve", "WorkflowApprovalRequested").await;
-    post(
+    send_command(
         &http,
         base,
         "Workflow",
@@ -225,7 +209,7 @@ async fn the_workflow_saga_completes_compensates_and_fires_its_deadline_after_a_
 
     // Timed out: the deadline is recorded, the saga is killed, nothing fires while it is down,
     // and the deadline fires after the restart.
-    post(
+    send_command(
         &http,
         base,
         "Workflow",

@@ -269,6 +269,30 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// Sends command `name` with `body` to `aggregate_type`/`id` through the HTTP API at `base`;
+/// panics with the answer unless the command was applied.
+pub async fn send_command(
+    http: &reqwest::Client,
+    base: &str,
+    aggregate_type: &str,
+    id: &str,
+    name: &str,
+    body: serde_json::Value,
+) {
+    let r = http
+        .post(format!("{base}/v1/{aggregate_type}/{id}/commands/{name}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    let status = r.status();
+    assert!(
+        status.is_success(),
+        "{aggregate_type}/{id} {name}: {status} {}",
+        r.text().await.unwrap_or_default()
+    );
+}
+
 /// Polls `check` every 200 ms until it returns `Some`, or panics after `timeout` naming `what`.
 #[track_caller]
 pub fn eventually<T, F, Fut>(

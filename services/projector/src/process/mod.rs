@@ -349,6 +349,29 @@ pub fn command_id(name: &str, trigger: &str, step: &str) -> Uuid {
     )
 }
 
+/// An event of `aggregate_type`/`aggregate_id` at `version` for given-when-then tests: event id
+/// `e<version>`, tenant `default`, correlation `c`, no cause.
+pub fn test_event(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    event_type: &str,
+    version: i64,
+    payload: Value,
+) -> ProcessEvent {
+    ProcessEvent {
+        event_id: format!("e{version}"),
+        event_type: event_type.into(),
+        aggregate_type: aggregate_type.into(),
+        aggregate_id: aggregate_id.into(),
+        version,
+        tenant: "default".into(),
+        correlation_id: "c".into(),
+        causation_id: None,
+        occurred_at: "2026-12-08T00:00:00Z".into(),
+        payload,
+    }
+}
+
 /// Given-when-then for process managers: given earlier events of an instance, when `event`
 /// arrives, then these actions (and this state).
 pub fn given_when<P: ProcessManager>(

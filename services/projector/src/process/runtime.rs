@@ -581,39 +581,12 @@ impl Runtime {
                     command: p.command.clone(),
                     version: body["version"].as_i64().unwrap_or_default(),
                 };
-                let mut tx = self.pool.begin().await?;
-                let updated = sqlx::query(&format!(
-                    "UPDATE {schema}.commands SET status = 'done', attempts = attempts + 1, \
-                     http_status = $2, outcome = $3, finished_at = clock_timestamp() \
-                     WHERE command_id = $1 AND status = 'pending'"
-                ))
-                .bind(p.command_id)
-                .bind(i32::from(status))
-                .bind(body)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if updated == 1 && self.process.tracks_steps() {
-                    let key = (p.tenant.clone(), p.instance.clone());
-                    let mut states =
-                        load_states(&mut tx, schema, std::slice::from_ref(&key)).await?;
-                    match self.process.on_done_json(states.remove(&key), &done) {
-                        Ok(reaction) => {
-                            let trigger = Trigger {
-                                id: format!("{}/done", p.command_id),
-                                correlation_id: p.correlation_id.clone(),
-                                causation_id: p.causation_id.clone(),
-                            };
-                            apply_actions(&mut tx, schema, name, &key, &trigger, &reaction.actions)
-                                .await?;
-                            save_state(&mut tx, schema, &key, &reaction).await?;
-                        }
-                        Err(e) => {
-                            tracing::error!(process = name, command_id = %p.command_id, error = %e, "the process manager refused a step's success");
-                        }
-                    }
-                }
-                tx.commit().await?;
+                let hook = |s| self.process.on_done_json(s, &done);
+                let follow = self
+                    .process
+                    .tracks_steps()
+                    .then(|| (format!("{}/done", p.command_id), &hook as &Hook<'_>));
+                self.finish(schema, p, "done", status, body, follow).await?;
                 self.metrics
                     .commands
                     .with_label_values(&[name, "done"])
@@ -645,40 +618,11 @@ impl Runtime {
                     .inc();
             }
             Answer::Refused(failure) => {
-                let mut tx = self.pool.begin().await?;
-                let updated = sqlx::query(&format!(
-                    "UPDATE {schema}.commands SET status = 'failed', attempts = attempts + 1, \
-                     http_status = $2, outcome = $3, finished_at = clock_timestamp() \
-                     WHERE command_id = $1 AND status = 'pending'"
-                ))
-                .bind(p.command_id)
-                .bind(i32::from(failure.status))
-                .bind(json!({"code": failure.code, "detail": failure.detail}))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if updated == 1 {
-                    let key = (p.tenant.clone(), p.instance.clone());
-                    let mut states =
-                        load_states(&mut tx, schema, std::slice::from_ref(&key)).await?;
-                    let state = states.remove(&key);
-                    match self.process.on_failure_json(state, &failure) {
-                        Ok(reaction) => {
-                            let trigger = Trigger {
-                                id: p.command_id.to_string(),
-                                correlation_id: p.correlation_id.clone(),
-                                causation_id: p.causation_id.clone(),
-                            };
-                            apply_actions(&mut tx, schema, name, &key, &trigger, &reaction.actions)
-                                .await?;
-                            save_state(&mut tx, schema, &key, &reaction).await?;
-                        }
-                        Err(e) => {
-                            tracing::error!(process = name, command_id = %p.command_id, error = %e, "the process manager refused a step failure");
-                        }
-                    }
-                }
-                tx.commit().await?;
+                let outcome = json!({"code": failure.code, "detail": failure.detail});
+                let hook = |s| self.process.on_failure_json(s, &failure);
+                let follow = Some((p.command_id.to_string(), &hook as &Hook<'_>));
+                self.finish(schema, p, "failed", failure.status, outcome, follow)
+                    .await?;
                 tracing::info!(process = name, command_id = %p.command_id, code = failure.code, "step refused by the command service; handed to the process manager");
                 self.metrics
                     .commands
@@ -688,7 +632,61 @@ impl Runtime {
         }
         Ok(())
     }
+
+    /// Marks `p` finished with `status` and, with `follow`, hands the outcome to the process
+    /// manager in the same transaction: its reaction's commands descend from the trigger id
+    /// given, keep `p`'s correlation and cause. A command already finished (a duplicate answer)
+    /// changes nothing.
+    async fn finish(
+        &self,
+        schema: &str,
+        p: &Pending,
+        status: &str,
+        http_status: u16,
+        outcome: Value,
+        follow: Option<(String, &Hook<'_>)>,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(&format!(
+            "UPDATE {schema}.commands SET status = $2, attempts = attempts + 1, \
+             http_status = $3, outcome = $4, finished_at = clock_timestamp() \
+             WHERE command_id = $1 AND status = 'pending'"
+        ))
+        .bind(p.command_id)
+        .bind(status)
+        .bind(i32::from(http_status))
+        .bind(outcome)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if let (1, Some((trigger_id, hook))) = (updated, follow) {
+            let key = (p.tenant.clone(), p.instance.clone());
+            let mut states = load_states(&mut tx, schema, std::slice::from_ref(&key)).await?;
+            match hook(states.remove(&key)) {
+                Ok(reaction) => {
+                    let trigger = Trigger {
+                        id: trigger_id,
+                        correlation_id: p.correlation_id.clone(),
+                        causation_id: p.causation_id.clone(),
+                    };
+                    let name = self.process.name();
+                    apply_actions(&mut tx, schema, name, &key, &trigger, &reaction.actions).await?;
+                    save_state(&mut tx, schema, &key, &reaction).await?;
+                }
+                Err(e) => {
+                    tracing::error!(process = self.process.name(), command_id = %p.command_id, status, error = %e, "the process manager refused a step's outcome");
+                }
+            }
+        }
+        tx.commit().await
+    }
 }
+
+/// A process manager's hook for a step's outcome: its reaction from the instance's state.
+type Hook<'a> = dyn Fn(Option<Value>) -> Result<Reaction<Value>, crate::projection::HandlerError>
+    + Send
+    + Sync
+    + 'a;
 
 /// What a reaction's commands descend from.
 struct Trigger {

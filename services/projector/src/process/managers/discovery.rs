@@ -314,18 +314,7 @@ mod tests {
     use serde_json::json;
 
     fn event(event_type: &str, version: i64, payload: serde_json::Value) -> ProcessEvent {
-        ProcessEvent {
-            event_id: format!("e{version}"),
-            event_type: event_type.into(),
-            aggregate_type: VERSE_PROCESSING.into(),
-            aggregate_id: "GEN.1.1".into(),
-            version,
-            tenant: "default".into(),
-            correlation_id: "c".into(),
-            causation_id: None,
-            occurred_at: "2026-12-08T00:00:00Z".into(),
-            payload,
-        }
+        crate::process::test_event(VERSE_PROCESSING, "GEN.1.1", event_type, version, payload)
     }
 
     fn started(phase: &str) -> ProcessEvent {

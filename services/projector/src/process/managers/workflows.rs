@@ -238,18 +238,7 @@ mod tests {
     use serde_json::json;
 
     fn event(event_type: &str, version: i64, payload: serde_json::Value) -> ProcessEvent {
-        ProcessEvent {
-            event_id: format!("e{version}"),
-            event_type: event_type.into(),
-            aggregate_type: WORKFLOW.into(),
-            aggregate_id: "w-1".into(),
-            version,
-            tenant: "default".into(),
-            correlation_id: "c".into(),
-            causation_id: None,
-            occurred_at: "2026-12-08T00:00:00Z".into(),
-            payload,
-        }
+        crate::process::test_event(WORKFLOW, "w-1", event_type, version, payload)
     }
 
     fn started(approval: Option<u64>) -> ProcessEvent {
