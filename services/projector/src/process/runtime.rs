@@ -368,6 +368,7 @@ impl Runtime {
         let mut parked: Vec<(i64, String)> = Vec::new();
         let mut finished: HashSet<Instance> = HashSet::new();
         let mut waiting: Vec<&InboxRow> = rows.iter().collect();
+        let mut batch = CommandBatch::default();
         // Passes until nothing more can be handled: an event waiting for its cause is skipped
         // in one pass and handled in a later one once its cause was handled.
         loop {
@@ -399,8 +400,16 @@ impl Runtime {
                         if reaction.finished {
                             finished.insert(key.clone());
                         }
-                        apply_actions(&mut tx, schema, name, &key, &trigger, &reaction.actions)
-                            .await?;
+                        apply_actions(
+                            &mut tx,
+                            schema,
+                            name,
+                            &key,
+                            &trigger,
+                            &reaction.actions,
+                            &mut batch,
+                        )
+                        .await?;
                         states.insert(key, reaction.state);
                         handled.insert(row.event.event_id.clone());
                         done.push(row.seq);
@@ -420,6 +429,7 @@ impl Runtime {
                 break;
             }
         }
+        batch.flush(&mut tx, schema).await?;
         save_states(&mut tx, schema, &states, &finished, &done, &rows).await?;
         // `handled_rank` numbers the rows in the order they were handled (an event waiting for
         // its cause is handled after rows that arrived later).
@@ -670,7 +680,18 @@ impl Runtime {
                         causation_id: p.causation_id.clone(),
                     };
                     let name = self.process.name();
-                    apply_actions(&mut tx, schema, name, &key, &trigger, &reaction.actions).await?;
+                    let mut batch = CommandBatch::default();
+                    apply_actions(
+                        &mut tx,
+                        schema,
+                        name,
+                        &key,
+                        &trigger,
+                        &reaction.actions,
+                        &mut batch,
+                    )
+                    .await?;
+                    batch.flush(&mut tx, schema).await?;
                     save_state(&mut tx, schema, &key, &reaction).await?;
                 }
                 Err(e) => {
@@ -814,8 +835,90 @@ async fn save_states(
     Ok(())
 }
 
-/// Writes a reaction's actions: commands to send now or later (ignored when already recorded:
-/// same trigger, same step, same id), deadlines cancelled.
+/// The commands a transaction records, written in one statement: before a cancellation (which
+/// must see them) and before the transaction commits.
+#[derive(Default)]
+struct CommandBatch {
+    ids: Vec<Uuid>,
+    tenants: Vec<String>,
+    instances: Vec<String>,
+    steps: Vec<String>,
+    triggers: Vec<String>,
+    aggregate_types: Vec<String>,
+    aggregate_ids: Vec<String>,
+    commands: Vec<String>,
+    bodies: Vec<Value>,
+    correlations: Vec<String>,
+    causations: Vec<Option<String>>,
+    deadlines: Vec<Option<String>>,
+    delays: Vec<f64>,
+}
+
+impl CommandBatch {
+    fn push(
+        &mut self,
+        process: &str,
+        key: &Instance,
+        trigger: &Trigger,
+        step: &super::Step,
+        deadline: Option<&str>,
+        after: Duration,
+    ) {
+        self.ids.push(command_id(process, &trigger.id, &step.key));
+        self.tenants.push(key.0.clone());
+        self.instances.push(key.1.clone());
+        self.steps.push(step.key.clone());
+        self.triggers.push(trigger.id.clone());
+        self.aggregate_types.push(step.aggregate_type.clone());
+        self.aggregate_ids.push(step.aggregate_id.clone());
+        self.commands.push(step.command.clone());
+        self.bodies.push(step.body.clone());
+        self.correlations.push(trigger.correlation_id.clone());
+        self.causations.push(trigger.causation_id.clone());
+        self.deadlines.push(deadline.map(str::to_owned));
+        self.delays.push(after.as_secs_f64());
+    }
+
+    /// Inserts the pushed commands in order (one already recorded — same trigger, same step,
+    /// same id — is left as it is) and empties the batch.
+    async fn flush(&mut self, tx: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {schema}.commands (command_id, tenant, instance_key, step, trigger, \
+               aggregate_type, aggregate_id, command, body, correlation_id, causation_id, \
+               deadline, due_at) \
+             SELECT id, t, i, s, tr, at, ai, c, b, co, ca, d, \
+               clock_timestamp() + make_interval(secs => delay) \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+               $7::text[], $8::text[], $9::jsonb[], $10::text[], $11::text[], $12::text[], \
+               $13::float8[]) WITH ORDINALITY AS u(id, t, i, s, tr, at, ai, c, b, co, ca, d, delay, n) \
+             ORDER BY n ON CONFLICT (command_id) DO NOTHING"
+        ))
+        .bind(&self.ids)
+        .bind(&self.tenants)
+        .bind(&self.instances)
+        .bind(&self.steps)
+        .bind(&self.triggers)
+        .bind(&self.aggregate_types)
+        .bind(&self.aggregate_ids)
+        .bind(&self.commands)
+        .bind(&self.bodies)
+        .bind(&self.correlations)
+        .bind(&self.causations)
+        .bind(&self.deadlines)
+        .bind(&self.delays)
+        .execute(&mut *tx)
+        .await?;
+        *self = Self::default();
+        Ok(())
+    }
+}
+
+/// Adds a reaction's actions to `batch` (commands to send now or later) and cancels deadlines
+/// (after writing what the batch holds, so that a deadline scheduled earlier in it is cancelled
+/// too).
 async fn apply_actions(
     tx: &mut PgConnection,
     schema: &str,
@@ -823,43 +926,21 @@ async fn apply_actions(
     key: &Instance,
     trigger: &Trigger,
     actions: &[Action],
+    batch: &mut CommandBatch,
 ) -> Result<(), sqlx::Error> {
     for action in actions {
-        let (step, deadline, after) = match action {
-            Action::Send(step) => (step, None, Duration::ZERO),
+        match action {
+            Action::Send(step) => batch.push(process, key, trigger, step, None, Duration::ZERO),
             Action::Schedule { name, after, step } => {
+                batch.flush(tx, schema).await?;
                 cancel(tx, schema, key, name).await?;
-                (step, Some(name.as_str()), *after)
+                batch.push(process, key, trigger, step, Some(name), *after);
             }
             Action::Cancel { name } => {
+                batch.flush(tx, schema).await?;
                 cancel(tx, schema, key, name).await?;
-                continue;
             }
-        };
-        let id = command_id(process, &trigger.id, &step.key);
-        sqlx::query(&format!(
-            "INSERT INTO {schema}.commands (command_id, tenant, instance_key, step, trigger, \
-               aggregate_type, aggregate_id, command, body, correlation_id, causation_id, \
-               deadline, due_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-               clock_timestamp() + make_interval(secs => $13)) \
-             ON CONFLICT (command_id) DO NOTHING"
-        ))
-        .bind(id)
-        .bind(&key.0)
-        .bind(&key.1)
-        .bind(&step.key)
-        .bind(&trigger.id)
-        .bind(&step.aggregate_type)
-        .bind(&step.aggregate_id)
-        .bind(&step.command)
-        .bind(&step.body)
-        .bind(&trigger.correlation_id)
-        .bind(&trigger.causation_id)
-        .bind(deadline)
-        .bind(after.as_secs_f64())
-        .execute(&mut *tx)
-        .await?;
+        }
     }
     Ok(())
 }
