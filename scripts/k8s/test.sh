@@ -13,7 +13,8 @@
 #     (new ReplicaSet, every pod replaced); helm rollback rolls them back to the first template
 #  4. the projector Deployment scaled 1 -> 3 -> 1; its HPA accepted and read by the HPA controller
 #  5. a PDB: an eviction within maxUnavailable is granted (201), one below minAvailable is refused (429)
-#  6. kubectl apply --dry-run=server of every values scenario of scripts/helm/check.sh
+#  6. kubectl apply --dry-run=server of every values scenario of scripts/helm/check.sh (the ServiceMonitor
+#     against the Prometheus Operator's own CRD)
 #  7. helm uninstall --wait leaves nothing of the release in the namespace
 #
 # Needs the stack (`make up`: PostgreSQL, Kafka, the registry, Neo4j), Go >= 1.26 for the first build,
@@ -49,6 +50,7 @@ done
 
 HELM_BIN="$("$ROOT/scripts/helm/install-tools.sh" 2>/dev/null)" || fatal "installing helm failed (scripts/helm/install-tools.sh)"
 source "$HERE/lib.sh"   # after the checks above: its helpers print [k8s]
+set +e                  # lib.sh sets -e; a failed check must not end the run
 export PATH="$K8S_BIN:$HELM_BIN:$PATH" KUBECONFIG="$KUBECONFIG_ADMIN"
 
 started_cluster=0
@@ -60,7 +62,7 @@ fi
 
 WORK="$(mktemp -d)"
 cleanup() {
-  local p
+  local rc=$? p
   for p in $(jobs -p); do kill "$p" 2>/dev/null; done
   if [[ -z "${KEEP:-}" ]]; then
     helm uninstall "$RELEASE" -n "$NS" --wait >/dev/null 2>&1
@@ -68,6 +70,7 @@ cleanup() {
   fi
   ((started_cluster)) && "$HERE/cluster.sh" down
   rm -rf "$WORK"
+  exit "$rc"
 }
 trap cleanup EXIT
 
@@ -263,11 +266,27 @@ check "PDB minAvailable 2 of 2 relays: an eviction is refused (429) and the pod 
 
 # --- 6. server-side dry-run of every values scenario of scripts/helm/check.sh
 kubectl create namespace "$NS-dry" >/dev/null 2>&1
+# The ServiceMonitor (metrics.serviceMonitor.enabled) is a CRD of the Prometheus Operator: its real
+# CustomResourceDefinition, from the operator's Go module (PROM_OPERATOR_VERSION, pinned; the newest
+# version of that module the proxy serves), so the API server validates the chart's ServiceMonitor
+# against the operator's own schema.
+PROM_OPERATOR_VERSION=v0.85.0
+servicemonitor_crd() {
+  local dir
+  dir="$(env GOPATH="$DOWNLOADS/k8s/gopath" GOMODCACHE="$DOWNLOADS/k8s/gopath/pkg/mod" GOFLAGS=-modcacherw GOTOOLCHAIN=local \
+    go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROM_OPERATOR_VERSION" \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [[ -f "$dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" ]] || return 1
+  kubectl apply --server-side -f "$dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" &&
+    kubectl wait --for condition=Established crd/servicemonitors.monitoring.coreos.com --timeout=60s
+}
+check "the Prometheus Operator's ServiceMonitor CRD ($PROM_OPERATOR_VERSION) established" servicemonitor_crd
 dry_run() {  # VALUES_FILES...
   local args=() f
   for f in "$@"; do args+=(-f "$ROOT/$f"); done
   helm template "$RELEASE" "$CHART" -n "$NS-dry" "${args[@]}" --kube-version "$(kubectl version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')" >"$WORK/dry.yaml" || return 1
-  kubectl apply --dry-run=server -n "$NS-dry" -f "$WORK/dry.yaml"
+  kubectl apply --dry-run=server -n "$NS-dry" -f "$WORK/dry.yaml" | tee "$WORK/dry.out"
+  echo "$(wc -l <"$WORK/dry.out") objects accepted"
 }
 for f in helm/values-minimal.yaml helm/values-production.yaml helm/ci/*.yaml; do
   [[ -f "$ROOT/$f" ]] || continue
@@ -293,4 +312,4 @@ check "helm uninstall --wait leaves nothing of the release behind" leftovers
 
 printf '    install took %ss; whole run %ss\n' "$install_s" $((SECONDS - start)) >&2
 printf 'test-k8s: %s passed, %s failed\n' "$passed" "$failed"
-((failed == 0))
+exit $((failed > 0))
