@@ -175,6 +175,10 @@ cmd_up() {
     --kubeconfig "$sch_kc" --authentication-kubeconfig "$sch_kc" --authorization-kubeconfig "$sch_kc" \
     --bind-address 127.0.0.1 --secure-port "$K8S_SCHEDULER_PORT" --leader-elect=false --profiling=false --v 1
   local kwok_cfg; kwok_cfg="$(kwok_config)"
+  # A node lease left by an earlier kwok blocks the new one until it expires (40 s), and kwok plays no
+  # pod of a node whose lease it does not hold (it does not catch up on them later): drop stale leases.
+  is_running k8s-kwok || kc -n kube-node-lease get lease -o name 2>/dev/null | grep '/kwok-node-' \
+    | xargs -r "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" -n kube-node-lease delete >/dev/null 2>&1
   is_running k8s-kwok || require_free_port k8s-kwok "$K8S_KWOK_PORT" EVENTFOLD_K8S_KWOK_PORT
   daemon k8s-kwok 60 "kwok_ready" -- "$K8S_BIN/kwok" --kubeconfig "$K8S_HOME/kwok.kubeconfig" \
     --config "$kwok_cfg" --manage-all-nodes=false \
@@ -216,6 +220,14 @@ EOF
   done
   kc wait --for=condition=Ready node -l type=kwok --timeout=60s >/dev/null \
     || die "the simulated nodes did not become Ready (log: $(log_file k8s-kwok))"
+  # Ready above may be an earlier run's status: wait until this kwok holds every node's lease.
+  local deadline=$((SECONDS + 60)) held
+  while :; do
+    held="$(kc -n kube-node-lease get lease -o name 2>/dev/null | grep -c '/kwok-node-')"
+    ((held >= K8S_NODES)) && break
+    ((SECONDS < deadline)) || die "kwok holds $held of $K8S_NODES node leases after 60 s (log: $(log_file k8s-kwok))"
+    sleep 0.5
+  done
 }
 
 cmd_down() {
