@@ -178,7 +178,7 @@ cmd_up() {
   # A node lease left by an earlier kwok blocks the new one until it expires (40 s), and kwok plays no
   # pod of a node whose lease it does not hold (it does not catch up on them later): drop stale leases.
   is_running k8s-kwok || kc -n kube-node-lease get lease -o name 2>/dev/null | grep '/kwok-node-' \
-    | xargs -r "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" -n kube-node-lease delete >/dev/null 2>&1
+    | xargs -r "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" -n kube-node-lease delete >/dev/null 2>&1 || true
   is_running k8s-kwok || require_free_port k8s-kwok "$K8S_KWOK_PORT" EVENTFOLD_K8S_KWOK_PORT
   daemon k8s-kwok 60 "kwok_ready" -- "$K8S_BIN/kwok" --kubeconfig "$K8S_HOME/kwok.kubeconfig" \
     --config "$kwok_cfg" --manage-all-nodes=false \

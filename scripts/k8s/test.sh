@@ -56,7 +56,7 @@ export PATH="$K8S_BIN:$HELM_BIN:$PATH" KUBECONFIG="$KUBECONFIG_ADMIN"
 started_cluster=0
 if ! is_running k8s-apiserver; then
   printf '\n==> starting the local control plane (scripts/k8s/cluster.sh up)\n' >&2
-  "$HERE/cluster.sh" up || fatal "the local control plane did not start (logs: $LOG_DIR)"
+  "$HERE/cluster.sh" up || { "$HERE/cluster.sh" down; fatal "the local control plane did not start (logs: $LOG_DIR)"; }
   started_cluster=1
 fi
 
