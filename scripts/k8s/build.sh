@@ -3,6 +3,8 @@
 # module proxy (no Docker, no release tarballs), and prints the directory that holds them:
 #
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl   k8s.io/kubernetes  (KUBE_VERSION)
+#   kube-apiserver-v1.29.6   k8s.io/kubernetes v1.29.6 (scripts/k8s/kube-1.29, build tag providerless): the
+#            oldest minor the chart claims (Chart.yaml kubeVersion), only for test-k8s's server-side dry-run
 #   kine     github.com/k3s-io/kine    (KINE_VERSION): the etcd API on PostgreSQL, the API server's store
 #   kwok     sigs.k8s.io/kwok          (KWOK_VERSION): simulated nodes and pod lifecycles (no kubelet here)
 #
@@ -62,16 +64,16 @@ module_dir() {
   printf '%s' "$dir"
 }
 
-# build NAME MODULE VERSION PKG LDFLAGS: build PKG inside MODULE@VERSION, or, when MODULE is a
+# build NAME MODULE VERSION PKG LDFLAGS [TAGS]: build PKG inside MODULE@VERSION, or, when MODULE is a
 # directory, inside that directory (our own module).
 build() {
-  local name="$1" module="$2" version="$3" pkg="$4" ldflags="$5"
+  local name="$1" module="$2" version="$3" pkg="$4" ldflags="$5" tags="${6:-}"
   stamped "$name" "$version" && return 0
   need_go
   log "building $name $version (first run only; -p $JOBS)"
   local dir start=$SECONDS
   if [[ -d "$module" ]]; then dir="$module"; else dir="$(module_dir "$module" "$version")"; fi
-  (cd "$dir" && go_env go build -p "$JOBS" -trimpath -ldflags "$ldflags" -o "$BIN/$name.tmp" "$pkg") \
+  (cd "$dir" && go_env go build -p "$JOBS" -tags "$tags" -trimpath -ldflags "$ldflags" -o "$BIN/$name.tmp" "$pkg") \
     || { rm -f "$BIN/$name.tmp"; die "go build of $name ($module@$version) failed"; }
   mv "$BIN/$name.tmp" "$BIN/$name"
   printf '%s\n' "$version" >"$BIN/.$name.version"
@@ -79,10 +81,10 @@ build() {
   return 0
 }
 
-kube_ldflags() {
-  local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+kube_ldflags() {  # VERSION
+  local minor="${1#v1.}"; minor="${minor%%.*}"
   local out="-s -w" key val pkg
-  for kv in "gitVersion=$KUBE_VERSION" "gitMajor=1" "gitMinor=$minor" "gitTreeState=clean" \
+  for kv in "gitVersion=$1" "gitMajor=1" "gitMinor=$minor" "gitTreeState=clean" \
     "buildDate=1970-01-01T00:00:00Z"; do
     key="${kv%%=*}"; val="${kv#*=}"
     for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do out+=" -X $pkg.$key=$val"; done
@@ -90,10 +92,14 @@ kube_ldflags() {
   printf '%s' "$out"
 }
 
-KL="$(kube_ldflags)"
+KL="$(kube_ldflags "$KUBE_VERSION")"
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   build "$cmd" "$HERE/kube" "$KUBE_VERSION" "k8s.io/kubernetes/cmd/$cmd" "$KL"
 done
+# The 1.29 module's go.mod was made with `go mod tidy -e`: its tests import k8s.io/legacy-cloud-providers,
+# which the proxy does not serve at v0.29.6; the providerless build imports none of it.
+build kube-apiserver-v1.29.6 "$HERE/kube-1.29" v1.29.6 k8s.io/kubernetes/cmd/kube-apiserver \
+  "$(kube_ldflags v1.29.6)" providerless
 build kine github.com/k3s-io/kine "$KINE_VERSION" . "-s -w -X github.com/k3s-io/kine/pkg/version.Version=$KINE_VERSION"
 build kwok sigs.k8s.io/kwok "$KWOK_VERSION" ./cmd/kwok "-s -w"
 printf '%s\n' "$BIN"

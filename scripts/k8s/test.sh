@@ -13,8 +13,9 @@
 #     (new ReplicaSet, every pod replaced); helm rollback rolls them back to the first template
 #  4. the projector Deployment scaled 1 -> 3 -> 1; its HPA accepted and read by the HPA controller
 #  5. a PDB: an eviction within maxUnavailable is granted (201), one below minAvailable is refused (429)
-#  6. kubectl apply --dry-run=server of every values scenario of scripts/helm/check.sh (the ServiceMonitor
-#     against the Prometheus Operator's own CRD)
+#  6. kubectl apply --dry-run=server of every values scenario of scripts/helm/check.sh, on Kubernetes 1.36
+#     and 1.29 (the oldest minor the chart claims; an API server of its own, for this step only), the
+#     ServiceMonitor against the Prometheus Operator's own CRD
 #  7. helm uninstall --wait leaves nothing of the release in the namespace
 #
 # Needs the stack (`make up`: PostgreSQL, Kafka, the registry, Neo4j), Go >= 1.26 for the first build,
@@ -67,7 +68,9 @@ cleanup() {
   if [[ -z "${KEEP:-}" ]]; then
     helm uninstall "$RELEASE" -n "$NS" --wait >/dev/null 2>&1
     kubectl delete namespace "$NS" "$NS-dry" --ignore-not-found --wait=false >/dev/null 2>&1
+    kubectl delete crd servicemonitors.monitoring.coreos.com --ignore-not-found --wait=false >/dev/null 2>&1
   fi
+  stop_by_pid k8s-apiserver-v1.29.6 30 2>/dev/null
   ((started_cluster)) && "$HERE/cluster.sh" down
   rm -rf "$WORK"
   exit "$rc"
@@ -86,6 +89,7 @@ check() {
     passed=$((passed + 1)); printf '  ok    %s\n' "$name"
   else
     failed=$((failed + 1)); printf '  FAIL  %s\n' "$name"; tail -n 30 "$log" | sed 's/^/        /'
+    return 1
   fi
 }
 
@@ -264,33 +268,68 @@ evict_refused() {
 }
 check "PDB minAvailable 2 of 2 relays: an eviction is refused (429) and the pod stays" evict_refused
 
-# --- 6. server-side dry-run of every values scenario of scripts/helm/check.sh
-kubectl create namespace "$NS-dry" >/dev/null 2>&1
+# --- 6. server-side dry-run of every values scenario of scripts/helm/check.sh, on v1.36.3 (the running
+# API server) and on v1.29.6 (the oldest minor Chart.yaml claims: a second API server, on the same kine
+# under its own key prefix, started for this step only)
 # The ServiceMonitor (metrics.serviceMonitor.enabled) is a CRD of the Prometheus Operator: its real
 # CustomResourceDefinition, from the operator's Go module (PROM_OPERATOR_VERSION, pinned; the newest
 # version of that module the proxy serves), so the API server validates the chart's ServiceMonitor
 # against the operator's own schema.
 PROM_OPERATOR_VERSION=v0.85.0
-servicemonitor_crd() {
+servicemonitor_crd() {  # KUBECTL ARGS...
   local dir
   dir="$(env GOPATH="$DOWNLOADS/k8s/gopath" GOMODCACHE="$DOWNLOADS/k8s/gopath/pkg/mod" GOFLAGS=-modcacherw GOTOOLCHAIN=local \
     go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROM_OPERATOR_VERSION" \
     | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
   [[ -f "$dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" ]] || return 1
-  kubectl apply --server-side -f "$dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" &&
-    kubectl wait --for condition=Established crd/servicemonitors.monitoring.coreos.com --timeout=60s
+  "$@" apply --server-side -f "$dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" &&
+    "$@" wait --for condition=Established crd/servicemonitors.monitoring.coreos.com --timeout=60s &&
+    { "$@" get namespace "$NS-dry" >/dev/null 2>&1 || "$@" create namespace "$NS-dry"; }
 }
-check "the Prometheus Operator's ServiceMonitor CRD ($PROM_OPERATOR_VERSION) established" servicemonitor_crd
-dry_run() {  # VALUES_FILES...
-  local args=() f
-  for f in "$@"; do args+=(-f "$ROOT/$f"); done
-  helm template "$RELEASE" "$CHART" -n "$NS-dry" "${args[@]}" --kube-version "$(kubectl version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')" >"$WORK/dry.yaml" || return 1
-  kubectl apply --dry-run=server -n "$NS-dry" -f "$WORK/dry.yaml" | tee "$WORK/dry.out"
+dry_run() {  # VERSION VALUES_FILE KUBECTL ARGS...
+  local version="$1" f="$2"; shift 2
+  helm template "$RELEASE" "$CHART" -n "$NS-dry" -f "$ROOT/$f" --kube-version "$version" >"$WORK/dry.yaml" || return 1
+  "$@" apply --dry-run=server -n "$NS-dry" -f "$WORK/dry.yaml" | tee "$WORK/dry.out"
+  ((PIPESTATUS[0] == 0)) || return 1
   echo "$(wc -l <"$WORK/dry.out") objects accepted"
 }
-for f in helm/values-minimal.yaml helm/values-production.yaml helm/ci/*.yaml; do
-  [[ -f "$ROOT/$f" ]] || continue
-  check "kubectl apply --dry-run=server, $(kube-apiserver --version | awk '{print $2}') [$f]" dry_run "$f"
+OLD_API_PORT="${EVENTFOLD_K8S_OLD_API_PORT:-16444}"
+old_api_ready() {
+  curl -fsS -m 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "https://127.0.0.1:$OLD_API_PORT/readyz" >/dev/null 2>&1
+}
+start_old_api() {  # VERSION
+  stop_by_pid "k8s-apiserver-$1" 10 2>/dev/null
+  port_in_use "$OLD_API_PORT" && { echo "port $OLD_API_PORT taken (EVENTFOLD_K8S_OLD_API_PORT)"; return 1; }
+  start_daemon "k8s-apiserver-$1" "$K8S_BIN/kube-apiserver-$1" \
+    --etcd-servers "http://127.0.0.1:$K8S_KINE_PORT" --etcd-prefix "/registry-$1" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$OLD_API_PORT" \
+    --endpoint-reconciler-type none --service-cluster-ip-range 10.96.0.0/16 \
+    --client-ca-file "$PKI/ca.crt" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+    --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local --authorization-mode RBAC --profiling=false
+  local deadline=$((SECONDS + 90))
+  until old_api_ready; do
+    is_running "k8s-apiserver-$1" || { tail -n 20 "$(log_file "k8s-apiserver-$1")"; return 1; }
+    ((SECONDS < deadline)) || { echo "not ready after 90 s"; return 1; }
+    sleep 0.5
+  done
+  kubectl --server "https://127.0.0.1:$OLD_API_PORT" version
+}
+
+V_NEW="$(kube-apiserver --version | awk '{print $2}')"
+check "the Prometheus Operator's ServiceMonitor CRD ($PROM_OPERATOR_VERSION) established, $V_NEW" servicemonitor_crd kubectl
+for v in "$V_NEW" v1.29.6; do
+  kc_args=(kubectl)
+  if [[ "$v" != "$V_NEW" ]]; then
+    check "API server $v started for the dry-run (kine prefix /registry-$v)" start_old_api "$v" || continue
+    kc_args=(kubectl --server "https://127.0.0.1:$OLD_API_PORT")
+    check "the Prometheus Operator's ServiceMonitor CRD ($PROM_OPERATOR_VERSION) established, $v" servicemonitor_crd "${kc_args[@]}"
+  fi
+  for f in helm/values-minimal.yaml helm/values-production.yaml helm/ci/*.yaml; do
+    [[ -f "$ROOT/$f" ]] || continue
+    check "kubectl apply --dry-run=server, Kubernetes $v [$f]" dry_run "$v" "$f" "${kc_args[@]}"
+  done
+  [[ "$v" != "$V_NEW" ]] && stop_by_pid "k8s-apiserver-$v" 30 2>/dev/null
 done
 
 # --- 7. uninstall leaves nothing behind
