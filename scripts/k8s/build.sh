@@ -21,7 +21,8 @@
 # Helm's kubeVersion check refuses the chart.
 #
 # Binaries: $EVENTFOLD_CACHE/downloads/k8s/bin (a stamp file per binary names its version; a second run
-# only checks the stamps). Go caches: $EVENTFOLD_CACHE/downloads/k8s/{gopath,gocache}.
+# only checks the stamps). Go caches: $EVENTFOLD_CACHE/downloads/k8s/{gopath,gocache}; the build cache
+# (about 5 GB) is removed after a build (EVENTFOLD_K8S_KEEP_GOCACHE=1 keeps it).
 # Builds run one package at a time (EVENTFOLD_K8S_BUILD_JOBS, default 1): the machine has 2 cores.
 set -euo pipefail
 
@@ -34,6 +35,7 @@ KINE_VERSION="${EVENTFOLD_KINE_VERSION:-v0.17.5}"
 KWOK_VERSION="${EVENTFOLD_KWOK_VERSION:-v0.8.0}"
 JOBS="${EVENTFOLD_K8S_BUILD_JOBS:-1}"
 TIME=0
+BUILT=0
 [[ "${1:-}" == --time ]] && TIME=1
 
 log() { printf '[k8s-build] %s\n' "$*" >&2; }
@@ -77,6 +79,7 @@ build() {
     || { rm -f "$BIN/$name.tmp"; die "go build of $name ($module@$version) failed"; }
   mv "$BIN/$name.tmp" "$BIN/$name"
   printf '%s\n' "$version" >"$BIN/.$name.version"
+  BUILT=1
   ((TIME)) && printf '[k8s-build] %s built in %ss\n' "$name" $((SECONDS - start)) >&2
   return 0
 }
@@ -102,4 +105,7 @@ build kube-apiserver-v1.29.6 "$HERE/kube-1.29" v1.29.6 k8s.io/kubernetes/cmd/kub
   "$(kube_ldflags v1.29.6)" providerless
 build kine github.com/k3s-io/kine "$KINE_VERSION" . "-s -w -X github.com/k3s-io/kine/pkg/version.Version=$KINE_VERSION"
 build kwok sigs.k8s.io/kwok "$KWOK_VERSION" ./cmd/kwok "-s -w"
+# The Go build cache of these builds is about 5 GB and serves no later run (the binaries are stamped; a
+# version bump recompiles nearly everything): drop it unless EVENTFOLD_K8S_KEEP_GOCACHE=1.
+if ((BUILT)) && [[ "${EVENTFOLD_K8S_KEEP_GOCACHE:-0}" != 1 ]]; then rm -rf "$ROOT/gocache"; fi
 printf '%s\n' "$BIN"
