@@ -222,6 +222,13 @@ scale_to() {
   echo "$PROJ at $ready, want $1/$1"; return 1
 }
 check "projector scaled 1 -> 3 (3 ready pods)" scale_to 3
+spread() {  # the chart's topologySpreadConstraints (kubernetes.io/hostname, maxSkew 1) read by the scheduler
+  local sel; sel="$(kubectl -n "$NS" get "$PROJ" -o go-template='{{range $k, $v := .spec.selector.matchLabels}}{{$k}}={{$v}},{{end}}')"
+  local nodes; nodes="$(kubectl -n "$NS" get pods -l "${sel%,}" --field-selector status.phase=Running \
+    -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort | uniq -c)"
+  echo "$nodes"; [[ "$(wc -l <<<"$nodes")" == 3 ]]
+}
+check "  its 3 pods spread over the 3 nodes (topologySpreadConstraints, scheduler)" spread
 check "projector scaled 3 -> 1" scale_to 1
 hpa_read() {
   local hpa="${PROJ#deployment.apps/}"
