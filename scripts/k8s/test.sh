@@ -8,7 +8,9 @@
 #  1. helm install --wait of helm/eventfold (namespace eventfold-k8s-test) pointed at the stack's
 #     PostgreSQL, Kafka, registry and Neo4j, with the stack's token issuer (AUTH_*, the JWKS inline);
 #     the pre-install hook Jobs (migrations, then schemas) complete before any Deployment exists
-#  2. every Deployment available, every pod scheduled on a node; each Service has endpoints
+#  2. every Deployment available, every pod scheduled on a node; each Service has endpoints; the
+#     migrations Job's container and the command-service container run as local processes with their
+#     pods' environment (scripts/k8s/podrun.py): the migrations apply, the readinessProbe answers 200
 #  3. helm upgrade with a changed value (log.level) runs the hooks again and rolls every Deployment
 #     (new ReplicaSet, every pod replaced); helm rollback rolls them back to the first template
 #  4. the projector Deployment scaled 1 -> 3 -> 1; its HPA accepted and read by the HPA controller
@@ -19,7 +21,8 @@
 #  7. helm uninstall --wait leaves nothing of the release in the namespace
 #
 # Needs the stack (`make up`: PostgreSQL, Kafka, the registry, Neo4j), Go >= 1.26 for the first build,
-# openssl, curl and psql. Prints one line per check and "N passed, N failed"; exits 1 when anything failed.
+# openssl, curl and psql. Prints one line per check (VERBOSE=1: and its output) and "N passed, N failed";
+# exits 1 when anything failed. KEEP=1 leaves the release and the namespaces in place.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -87,6 +90,7 @@ check() {
   local log="$WORK/log.$((passed + failed))"
   if "$@" >"$log" 2>&1; then
     passed=$((passed + 1)); printf '  ok    %s\n' "$name"
+    [[ -n "${VERBOSE:-}" ]] && sed 's/^/        /' "$log"
   else
     failed=$((failed + 1)); printf '  FAIL  %s\n' "$name"; tail -n 30 "$log" | sed 's/^/        /'
     return 1
@@ -97,12 +101,25 @@ check() {
 kubectl delete namespace "$NS" --ignore-not-found --wait=true --timeout=120s >/dev/null 2>&1
 kubectl create namespace "$NS" >/dev/null || fatal "cannot create namespace $NS"
 
-# Values: the stack's addresses as the external services, the stack's issuer.
+# Values: the stack's addresses as the external services, the stack's issuer. PostgreSQL: a database of
+# this test's own (APP_DB, made anew each run), the stack's superuser as the migrator and the stack's
+# command-service login role (its local password is its name), so that the migrations Job's and the
+# command-service pod's environments can be run for real (podrun.py, step 2).
 pg_hostport="${DATABASE_URL##*@}"; pg_hostport="${pg_hostport%%/*}"
+pg_userpass="${DATABASE_URL#*://}"; pg_userpass="${pg_userpass%%@*}"
+APP_DB="${EVENTFOLD_K8S_APP_DATABASE:-eventfold_k8s_app}"
+psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"$APP_DB\"" -c "CREATE DATABASE \"$APP_DB\"" >/dev/null \
+  || fatal "cannot make the database $APP_DB on the stack's PostgreSQL"
 cat >"$WORK/values.yaml" <<EOF
 existingSecret: eventfold-credentials
 image: {registry: eventfold.local, pullPolicy: Never}
-postgresql: {host: "${pg_hostport%:*}", port: ${pg_hostport##*:}, database: eventfold}
+postgresql:
+  host: "${pg_hostport%:*}"
+  port: ${pg_hostport##*:}
+  database: $APP_DB
+  users:
+    migrator: {username: "${pg_userpass%%:*}"}
+    commandService: {username: ef_command_service}
 kafka: {bootstrapServers: "$KAFKA_BOOTSTRAP_SERVERS", replicationFactor: 1}
 schemaRegistry: {url: "$SCHEMA_REGISTRY_URL"}
 neo4j: {uri: "$NEO4J_URI"}
@@ -110,8 +127,8 @@ auth: {issuer: "$AUTH_ISSUER", audience: "$AUTH_AUDIENCE"}
 EOF
 VALUES=(-f "$WORK/values.yaml" --set-file "auth.jwks.inline=$AUTH_JWKS_FILE")
 
-# The credentials Secret: every secretKeyRef the rendering names, random hex values (kwok runs no
-# container, so nothing logs in with them).
+# The credentials Secret: every secretKeyRef the rendering names; real passwords for the migrator and
+# the command-service (podrun.py logs in with them), random hex for the rest (nothing logs in with them).
 helm template "$RELEASE" "$CHART" -n "$NS" "${VALUES[@]}" >"$WORK/render.yaml" || fatal "helm template failed"
 python3 - "$WORK/render.yaml" >"$WORK/secret-keys" <<'PY' || fatal "reading the secretKeyRefs failed"
 import re, sys
@@ -124,9 +141,16 @@ for m in re.finditer(r"secretKeyRef:\s*\n\s*key:\s*(\S+)\s*\n\s*name:\s*(\S+)", 
 for name, key in sorted(keys):
     print(name, key)
 PY
+secret_value() {  # KEY: the two real passwords, random hex for the rest
+  case "$1" in
+    postgresql-migrator-password) printf '%s' "${pg_userpass#*:}" ;;
+    postgresql-commandService-password) printf ef_command_service ;;
+    *) openssl rand -hex 16 ;;
+  esac
+}
 while read -r sname _; do
   args=()
-  while read -r n k; do [[ "$n" == "$sname" ]] && args+=(--from-literal "$k=$(openssl rand -hex 16)"); done <"$WORK/secret-keys"
+  while read -r n k; do [[ "$n" == "$sname" ]] && args+=(--from-literal "$k=$(secret_value "$k")"); done <"$WORK/secret-keys"
   kubectl -n "$NS" get secret "$sname" >/dev/null 2>&1 || kubectl -n "$NS" create secret generic "$sname" "${args[@]}" >/dev/null
 done < <(awk '{print $1}' "$WORK/secret-keys" | sort -u)
 
@@ -181,6 +205,28 @@ endpoints_ok() {
   done
 }
 check "every Service has ready endpoints (EndpointSlice controller)" endpoints_ok
+
+# --- 2b. what kwok does not run, run as local processes with the pods' environment (podrun.py):
+# the migrations hook Job's container (its spec from `helm get hooks`) against $APP_DB, then the
+# command-service container until its readinessProbe answers 200.
+BIN_DIR="${CARGO_TARGET_DIR:-$CACHE/target}/debug"
+podrun_job() {  # the migrations hook Job's pod template
+  helm get hooks "$RELEASE" -n "$NS" | yaml2json | python3 -c '
+import json, sys
+for item in json.load(sys.stdin):
+    d = item.get("object") or {}
+    if d.get("kind") == "Job" and d["metadata"]["name"].endswith("-migrations"):
+        print(json.dumps(d["spec"]["template"]["spec"]))' >"$WORK/migrations.spec.json"
+  [[ -s "$WORK/migrations.spec.json" ]] || { echo "no migrations Job in helm get hooks"; return 1; }
+  python3 "$HERE/podrun.py" --spec "$WORK/migrations.spec.json" --namespace "$NS" --bin-dir "$BIN_DIR" --job --timeout 120 &&
+    psql "${DATABASE_URL%/*}/$APP_DB" -Atc "select count(*) || ' migrations applied' from _sqlx_migrations"
+}
+check "the migrations Job's container, run with its pod's environment, migrates $APP_DB" podrun_job
+podrun_cmd() {
+  kubectl -n "$NS" get deploy "$RELEASE-command-service" -o jsonpath='{.spec.template.spec}' >"$WORK/cmd.spec.json" &&
+    python3 "$HERE/podrun.py" --spec "$WORK/cmd.spec.json" --namespace "$NS" --bin-dir "$BIN_DIR" --timeout 60
+}
+check "the command-service container, run with its pod's environment, passes its readinessProbe" podrun_cmd
 
 # --- 3. upgrade with a changed value, rollback
 pod_names() { kubectl -n "$NS" get pods -l "app.kubernetes.io/instance=$RELEASE" -o jsonpath='{.items[*].metadata.name}' | tr ' ' '\n' | sort; }
