@@ -90,7 +90,8 @@ check() {
   local log="$WORK/log.$((passed + failed))"
   if "$@" >"$log" 2>&1; then
     passed=$((passed + 1)); printf '  ok    %s\n' "$name"
-    [[ -n "${VERBOSE:-}" ]] && sed 's/^/        /' "$log"
+    if [[ -n "${VERBOSE:-}" ]]; then sed 's/^/        /' "$log"; fi
+    return 0
   else
     failed=$((failed + 1)); printf '  FAIL  %s\n' "$name"; tail -n 30 "$log" | sed 's/^/        /'
     return 1
