@@ -70,3 +70,23 @@ env: ## print the stack's addresses as export lines
 
 clean-data: down ## stop the stack and delete its data (keeps downloads and the cargo cache)
 	rm -rf "$(EVENTFOLD_CACHE)/data" "$(EVENTFOLD_CACHE)/run"
+
+# A local Kubernetes control plane (scripts/k8s, docs/helm.md "The chart on a local control plane"):
+# kube-apiserver, kube-controller-manager, kube-scheduler on kine on the stack's PostgreSQL, simulated
+# kwok nodes. `make test-k8s` installs, upgrades, rolls back, scales and uninstalls the chart on it.
+.PHONY: k8s-build k8s-up k8s-down k8s-status test-k8s
+
+k8s-build: ## build the control plane's binaries once from pinned Go modules (cold: see docs/helm.md)
+	@scripts/k8s/build.sh --time
+
+k8s-up: ## start the local control plane (needs `make up` for PostgreSQL); pids in $(EVENTFOLD_CACHE)/k8s/run
+	@scripts/k8s/cluster.sh up
+
+k8s-down: ## stop the local control plane (by pid)
+	@scripts/k8s/cluster.sh down
+
+k8s-status: ## one line per control-plane process
+	@scripts/k8s/cluster.sh status
+
+test-k8s: ## the Helm chart on the local control plane (starts and stops it when it is not running)
+	@scripts/k8s/test.sh
