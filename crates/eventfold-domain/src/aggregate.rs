@@ -7,7 +7,9 @@ use crate::upcast::{StoredEventError, Upcasters};
 use crate::{CommandError, DomainError, StateMachine};
 
 /// Event category, used for routing, filtering and retention (seed 000).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EventCategory {
     /// Processing lifecycle (verse processing, batches).
@@ -74,6 +76,15 @@ pub trait DomainEvent:
         payload: serde_json::Value,
     ) -> Result<Self, serde_json::Error>;
 
+    /// The JSON Schema of each event type's payload at the latest version, by type name, with
+    /// shared definitions added to `generator` (for the OpenAPI documents; none by default).
+    fn payload_schemas(
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Vec<(&'static str, schemars::Schema)> {
+        let _ = generator;
+        Vec::new()
+    }
+
     /// The steps that bring older payload versions of these events to the latest (none by default).
     fn upcasters() -> &'static Upcasters {
         Upcasters::empty()
@@ -99,14 +110,24 @@ pub trait DomainEvent:
 /// An aggregate as a Mealy machine: `decide` turns (state, command) into events, `apply` folds an
 /// event into the state. Both are pure; `decide` never panics on a bad transition.
 pub trait Aggregate:
-    Default + Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+    Default
+    + Clone
+    + std::fmt::Debug
+    + Serialize
+    + DeserializeOwned
+    + schemars::JsonSchema
+    + Send
+    + Sync
+    + 'static
 {
     /// Stable aggregate type name used in URLs, rows and topics, e.g. `CrossReference`.
     const TYPE: &'static str;
     /// Version of the serialized state; snapshots with another version are ignored.
     const STATE_VERSION: u32 = 1;
     /// The commands this aggregate accepts.
-    type Command: DeserializeOwned + std::fmt::Debug + Send;
+    /// Its JSON Schema is an externally tagged `oneOf`: one object per command, whose only
+    /// property is the command name and holds the body's schema.
+    type Command: DeserializeOwned + schemars::JsonSchema + std::fmt::Debug + Send;
     /// The events it emits.
     type Event: DomainEvent;
 
