@@ -27,8 +27,9 @@ use crate::openapi;
 use crate::problem::Problem;
 use crate::stats::{self, StatsSettings};
 
-/// Longest aggregate id accepted, in bytes.
-pub const MAX_AGGREGATE_ID_BYTES: usize = 256;
+/// Longest aggregate id accepted, in characters (a limit the OpenAPI document can state; in bytes
+/// it could not).
+pub const MAX_AGGREGATE_ID_CHARS: usize = 256;
 /// Most events per page.
 pub const MAX_PAGE: i64 = 1000;
 const DEFAULT_PAGE: i64 = 100;
@@ -309,11 +310,14 @@ impl Drop for InFlight {
 }
 
 fn check_aggregate_id(id: &str) -> Result<(), Problem> {
-    if id.is_empty() || id.len() > MAX_AGGREGATE_ID_BYTES || id.chars().any(char::is_control) {
+    if id.is_empty()
+        || id.chars().count() > MAX_AGGREGATE_ID_CHARS
+        || id.chars().any(char::is_control)
+    {
         return Err(Problem::bad_request(
             "invalid_aggregate_id",
             format!(
-                "an aggregate id has 1 to {MAX_AGGREGATE_ID_BYTES} bytes and no control characters"
+                "an aggregate id has 1 to {MAX_AGGREGATE_ID_CHARS} characters and no control characters"
             ),
         ));
     }
