@@ -168,7 +168,10 @@ pub trait Aggregate:
 /// Reads a command of aggregate `A` from its name and JSON body.
 ///
 /// Commands are externally tagged enums (`{"DiscoverCrossReference": {...}}`); the name must be one
-/// of [`Aggregate::command_names`], and a field error names the field as a JSON pointer.
+/// of [`Aggregate::command_names`], and a field error names the field as a JSON pointer. A number
+/// with a zero fraction (`3.0`) is an integer to JSON Schema (and so to the OpenAPI document) but
+/// not to serde: a body serde refuses is read once more with such numbers as integers, so that
+/// an integer field takes them while a body read the first time keeps its numbers as sent.
 pub fn parse_command<A: Aggregate>(
     name: &str,
     body: serde_json::Value,
@@ -179,11 +182,50 @@ pub fn parse_command<A: Aggregate>(
             command: name.to_owned(),
         });
     };
-    let tagged = serde_json::json!({ *known: body });
-    serde_path_to_error::deserialize(tagged).map_err(|e| CommandError::InvalidBody {
-        pointer: body_pointer(e.path()),
-        message: e.into_inner().to_string(),
-    })
+    let mut tagged = serde_json::json!({ *known: body });
+    let first = match serde_path_to_error::deserialize(&tagged) {
+        Ok(command) => return Ok(command),
+        Err(e) => CommandError::InvalidBody {
+            pointer: body_pointer(e.path()),
+            message: e.into_inner().to_string(),
+        },
+    };
+    if integral_numbers_as_integers(&mut tagged)
+        && let Ok(command) = serde_path_to_error::deserialize(&tagged)
+    {
+        return Ok(command);
+    }
+    Err(first)
+}
+
+/// Rewrites every number with a zero fraction that fits an `i64` or `u64` (`3.0`, `-0.0`) as that
+/// integer, in place; true when it rewrote any.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let Some(f) = n.as_f64() else { return false };
+            // 2^63 and 2^64 are exact in f64; the bounds keep the casts below lossless.
+            if f.fract() != 0.0 || !f.is_finite() {
+                return false;
+            }
+            if (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) {
+                *value = Value::from(f as i64);
+            } else if (0.0..18_446_744_073_709_551_616.0).contains(&f) {
+                *value = Value::from(f as u64);
+            } else {
+                return false;
+            }
+            true
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |any, v| integral_numbers_as_integers(v) || any),
+        Value::Object(fields) => fields
+            .values_mut()
+            .fold(false, |any, v| integral_numbers_as_integers(v) || any),
+        _ => false,
+    }
 }
 
 /// The RFC 6901 pointer of a deserialization path, relative to the command body: the first segment

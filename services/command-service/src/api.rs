@@ -220,16 +220,7 @@ async fn command(
     })?;
     let body = json_body(&headers, &body)?;
     let tenant = tenant_of(&principal, &headers)?;
-    let command_id = match (query.command_id, idempotency_key(&headers, tenant)?) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(Problem::bad_request(
-                "invalid_header",
-                "Idempotency-Key and command_id name different commands",
-            ));
-        }
-        (Some(id), _) | (None, Some(id)) => id,
-        (None, None) => Uuid::now_v7(),
-    };
+    let command_id = command_id(query.command_id, idempotency_key(&headers, tenant)?)?;
     let meta = CommandMeta {
         command_id,
         correlation_id: uuid_header(&headers, "x-correlation-id")?.unwrap_or(command_id),
@@ -275,6 +266,21 @@ async fn command(
         );
     }
     Ok(response)
+}
+
+/// The command id `?command_id=` and `Idempotency-Key` name (a new one when neither is sent).
+/// Both are well-formed on their own when they disagree, so that is 422 `command_id_mismatch`,
+/// a rule between two parameters that the OpenAPI document states in words only.
+fn command_id(from_query: Option<Uuid>, from_key: Option<Uuid>) -> Result<Uuid, Problem> {
+    match (from_query, from_key) {
+        (Some(a), Some(b)) if a != b => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "command_id_mismatch",
+            "Idempotency-Key and command_id name different commands",
+        )),
+        (Some(id), _) | (None, Some(id)) => Ok(id),
+        (None, None) => Ok(Uuid::now_v7()),
+    }
 }
 
 /// Marks a command id as being handled here; a second request with it gets 409 until it is done.
@@ -752,6 +758,17 @@ async fn openapi_json() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_id_and_an_idempotency_key_that_disagree_are_unprocessable() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let p = command_id(Some(a), Some(b)).unwrap_err();
+        assert_eq!(p.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(p.code(), "command_id_mismatch");
+        assert_eq!(command_id(Some(a), Some(a)).unwrap(), a);
+        assert_eq!(command_id(None, Some(b)).unwrap(), b);
+        assert_eq!(command_id(Some(a), None).unwrap(), a);
+    }
 
     #[test]
     fn the_request_hash_ignores_key_order_but_not_values() {

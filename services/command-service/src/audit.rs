@@ -31,7 +31,10 @@ impl AuditQuery {
         if let (Some(f), Some(t)) = (from, to)
             && f > t
         {
-            return Err(Problem::bad_request(
+            // Each value is well-formed; only the two together break the rule (which the OpenAPI
+            // document cannot state for parameters), so 422 rather than 400.
+            return Err(Problem::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_time_range",
                 format!("from ({f}) is later than to ({t})"),
             )
@@ -206,6 +209,15 @@ mod tests {
     fn an_unencoded_plus_offset_is_read_as_a_plus() {
         let f = query("from=2026-12-01T10:00:00+01:00").filter().unwrap();
         assert_eq!(f.from.unwrap().to_rfc3339(), "2026-12-01T09:00:00+00:00");
+    }
+
+    #[test]
+    fn a_from_after_its_to_is_unprocessable_not_malformed() {
+        let p = query("from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z")
+            .filter()
+            .unwrap_err();
+        assert_eq!(p.status(), axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(p.code(), "invalid_time_range");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub const PROBLEM_CODES: &[&str] = &[
     "unreadable_body",
     "invalid_time",
     "invalid_time_range",
+    "command_id_mismatch",
     "invalid_actor",
     "unknown_category",
     "invalid_types",
@@ -152,7 +153,7 @@ fn command_operation(aggregate_type: &str, command: &str, body: &Value) -> Value
             param("aggregate_id", "path", json!({"type": "string", "minLength": 1, "maxLength": MAX_AGGREGATE_ID_CHARS, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"}),
                 "Aggregate id: 1 to 256 characters, no control characters (400 invalid_aggregate_id)"),
             param("expected_version", "query", int64(0), "Refuse with 409 unless the aggregate is at this version"),
-            param("command_id", "query", json!({"type": "string", "format": "uuid"}), "Command id (alternative to Idempotency-Key; both must then name the same command)"),
+            param("command_id", "query", json!({"type": "string", "format": "uuid"}), "Command id (alternative to Idempotency-Key; when both are sent they must name the same command, else 422 command_id_mismatch)"),
             param("Idempotency-Key", "header", json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\u0021-\\u007e]([\\u0020-\\u007e]*[\\u0021-\\u007e])?$"}), "Repeats return the first result and append nothing (1 to 255 visible ASCII characters)"),
             param("X-Correlation-Id", "header", json!({"type": "string", "format": "uuid"}), "Correlation id (default: the command id)"),
             param("X-Causation-Id", "header", json!({"type": "string", "format": "uuid"}), "Id of the event or command that caused this one"),
@@ -172,7 +173,7 @@ fn command_operation(aggregate_type: &str, command: &str, body: &Value) -> Value
             "409": problem("version_conflict (with current_version) or idempotency_key_in_flight"),
             "413": problem("payload_too_large"),
             "415": problem("unsupported_media_type: a body not declared as application/json"),
-            "422": problem(&format!("Refused by the aggregate: invalid_transition (with state and command), idempotency_key_reused, or a domain rule, one of: {}", RULE_CODES.join(", "))),
+            "422": problem(&format!("Refused by the aggregate: invalid_transition (with state and command), idempotency_key_reused, command_id_mismatch, or a domain rule, one of: {}", RULE_CODES.join(", "))),
         }), true)
     }})
 }
@@ -185,7 +186,7 @@ fn with_audit(mut params: Vec<Value>) -> Vec<Value> {
         .collect();
     params.extend([
         param("from", "query", json!({"type": "string", "format": "date-time"}), "Only events recorded at or after this time (recorded_at; 400 invalid_time)"),
-        param("to", "query", json!({"type": "string", "format": "date-time"}), "Only events recorded before this time (exclusive; not before from: 400 invalid_time_range)"),
+        param("to", "query", json!({"type": "string", "format": "date-time"}), "Only events recorded before this time (exclusive; a from later than to is 422 invalid_time_range)"),
         param("actor", "query", json!({"type": "string", "pattern": "^(user|agent|system):[\\u0021-\\u007e]{1,128}$"}), "Only events caused by this actor, e.g. user:alice (400 invalid_actor)"),
         param("category", "query", json!({"type": "string", "pattern": format!("^ *({0}) *(, *({0}) *)*$", categories.join("|"))}), &format!("Comma-separated categories, each one of: {} (400 unknown_category)", categories.join(", "))),
         param("types", "query", json!({"type": "string", "pattern": "[^, ]"}), "Comma-separated event types, at least one (400 invalid_types)"),
@@ -397,7 +398,7 @@ pub fn document() -> Value {
         "parameters": with_audit(vec![ty(), id(), tenant_header(),
             param("after_version", "query", int64(i64::MIN), "Events after this version (below 0 counts as 0)"),
             limit()]),
-        "responses": with_common(json!({"200": ok("HistoryPage"), "400": problem("invalid_time, invalid_time_range, invalid_actor, unknown_category, invalid_types, invalid_query"), "404": problem("unknown_aggregate_type, or aggregate_not_found (no event at all in the caller's tenant)")}), true)
+        "responses": with_common(json!({"200": ok("HistoryPage"), "400": problem("invalid_time, invalid_actor, unknown_category, invalid_types, invalid_query"), "422": problem("invalid_time_range: from is later than to"), "404": problem("unknown_aggregate_type, or aggregate_not_found (no event at all in the caller's tenant)")}), true)
     }}));
     paths.insert("/v1/correlations/{correlation_id}/events".into(), json!({"get": {
         "operationId": "correlation", "summary": "All events of a correlation id, paged by position",
@@ -413,7 +414,7 @@ pub fn document() -> Value {
         "parameters": with_audit(vec![tenant_header(),
             param("after", "query", json!({"type": "string", "pattern": "^([0-9]{1,18}-[0-9]{1,18})?$"}), "Cursor `next` of the previous page (empty: from the start)"),
             limit()]),
-        "responses": with_common(json!({"200": ok("FeedPage"), "400": problem("invalid_time, invalid_time_range, invalid_actor, unknown_category, invalid_types, invalid_query (a bad cursor or limit)")}), true)
+        "responses": with_common(json!({"200": ok("FeedPage"), "400": problem("invalid_time, invalid_actor, unknown_category, invalid_types, invalid_query (a bad cursor or limit)"), "422": problem("invalid_time_range: from is later than to")}), true)
     }}));
     paths.insert(
         "/v1/types".into(),
