@@ -474,10 +474,15 @@ fn metadata(headers: &HeaderMap, principal: &Principal) -> Result<Value, Problem
             format!("{}:{}", principal.actor_kind, principal.subject).into(),
         );
     }
-    if let Some(tp) = header_text(headers, "traceparent")? {
-        let valid = tp.len() == 55
-            && tp.split('-').count() == 4
-            && tp.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    // An empty traceparent is no trace context: ignored like an absent one, as an empty optional
+    // header is by HTTP clients and the OpenAPI document's readers.
+    if let Some(tp) = header_text(headers, "traceparent")?.filter(|tp| !tp.is_empty()) {
+        // version-trace_id-parent_id-flags, lowercase hex of 2, 32, 16 and 2 digits (W3C).
+        let lengths: Vec<usize> = tp.split('-').map(str::len).collect();
+        let valid = lengths == [2, 32, 16, 2]
+            && tp
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c) || c == '-');
         if !valid {
             return Err(Problem::bad_request(
                 "invalid_header",
@@ -822,6 +827,25 @@ mod tests {
         );
         h.insert("x-actor", "robot:x".parse().unwrap());
         assert_eq!(actor(&h, &proxy).unwrap_err().code(), "invalid_header");
+    }
+
+    #[test]
+    fn an_empty_traceparent_counts_as_absent_and_a_bad_one_is_refused() {
+        let mut h = HeaderMap::new();
+        let p = principal("user", &[]);
+        h.insert("traceparent", "".parse().unwrap());
+        assert_eq!(metadata(&h, &p).unwrap(), json!({}));
+        let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        h.insert("traceparent", tp.parse().unwrap());
+        assert_eq!(metadata(&h, &p).unwrap()["traceparent"], tp);
+        for bad in [
+            "null",
+            "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",
+            "0-00af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ] {
+            h.insert("traceparent", bad.parse().unwrap());
+            assert_eq!(metadata(&h, &p).unwrap_err().code(), "invalid_header");
+        }
     }
 
     #[test]
