@@ -395,7 +395,15 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Problem> {
     Ok(value)
 }
 
+/// An optional header's value; one sent empty counts as absent (as HTTP clients and OpenAPI tools
+/// send an optional header they have no value for). `Idempotency-Key` is read with
+/// [`raw_header_text`] instead: an empty key is refused rather than losing the idempotency.
 fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Problem> {
+    Ok(raw_header_text(headers, name)?.filter(|v| !v.trim().is_empty()))
+}
+
+/// A header's value as sent, empty included.
+fn raw_header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Problem> {
     headers
         .get(name)
         .map(|v| {
@@ -419,7 +427,7 @@ fn uuid_header(headers: &HeaderMap, name: &str) -> Result<Option<Uuid>, Problem>
 /// The command id named by `Idempotency-Key`: the key itself when it is a UUID, otherwise a
 /// UUID derived from the tenant and the key.
 fn idempotency_key(headers: &HeaderMap, tenant: &str) -> Result<Option<Uuid>, Problem> {
-    let Some(key) = header_text(headers, "idempotency-key")? else {
+    let Some(key) = raw_header_text(headers, "idempotency-key")? else {
         return Ok(None);
     };
     let key = key.trim().trim_matches('"');
@@ -468,15 +476,13 @@ fn actor(headers: &HeaderMap, principal: &Principal) -> Result<Actor, Problem> {
 /// subject when it acts for another actor.
 fn metadata(headers: &HeaderMap, principal: &Principal) -> Result<Value, Problem> {
     let mut meta = serde_json::Map::new();
-    if headers.contains_key("x-actor") {
+    if header_text(headers, "x-actor")?.is_some() {
         meta.insert(
             "impersonated_by".into(),
             format!("{}:{}", principal.actor_kind, principal.subject).into(),
         );
     }
-    // An empty traceparent is no trace context: ignored like an absent one, as an empty optional
-    // header is by HTTP clients and the OpenAPI document's readers.
-    if let Some(tp) = header_text(headers, "traceparent")?.filter(|tp| !tp.is_empty()) {
+    if let Some(tp) = header_text(headers, "traceparent")? {
         // version-trace_id-parent_id-flags, lowercase hex of 2, 32, 16 and 2 digits (W3C).
         let lengths: Vec<usize> = tp.split('-').map(str::len).collect();
         let valid = lengths == [2, 32, 16, 2]
@@ -830,11 +836,33 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_traceparent_counts_as_absent_and_a_bad_one_is_refused() {
+    fn an_empty_optional_header_counts_as_absent_but_an_empty_idempotency_key_is_refused() {
+        let mut h = HeaderMap::new();
+        let p = principal("user", &[scope::IMPERSONATE]);
+        for name in [
+            "x-actor",
+            "traceparent",
+            "x-correlation-id",
+            "x-causation-id",
+            "x-tenant",
+        ] {
+            h.insert(name, "".parse().unwrap());
+        }
+        assert_eq!(metadata(&h, &p).unwrap(), json!({}));
+        assert_eq!(actor(&h, &p).unwrap().id, "alice");
+        assert_eq!(uuid_header(&h, "x-correlation-id").unwrap(), None);
+        assert_eq!(tenant_of(&p, &h).unwrap(), "t1");
+        h.insert("idempotency-key", "".parse().unwrap());
+        assert_eq!(
+            idempotency_key(&h, "t1").unwrap_err().code(),
+            "invalid_header"
+        );
+    }
+
+    #[test]
+    fn a_traceparent_must_be_a_w3c_trace_context() {
         let mut h = HeaderMap::new();
         let p = principal("user", &[]);
-        h.insert("traceparent", "".parse().unwrap());
-        assert_eq!(metadata(&h, &p).unwrap(), json!({}));
         let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
         h.insert("traceparent", tp.parse().unwrap());
         assert_eq!(metadata(&h, &p).unwrap()["traceparent"], tp);

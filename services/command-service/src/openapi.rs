@@ -159,7 +159,7 @@ fn command_operation(aggregate_type: &str, command: &str, body: &Value) -> Value
             param("X-Causation-Id", "header", json!({"type": "string", "format": "uuid"}), "Id of the event or command that caused this one"),
             param("X-Actor", "header", json!({"type": "string", "pattern": "^(user|agent|system):[\\u0021-\\u007e]{1,128}$"}), "Who the events are recorded as (needs the impersonate scope, else 403)"),
             tenant_header(),
-            param("traceparent", "header", json!({"type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"}), "W3C trace context, kept with the events (an empty value counts as absent)")
+            param("traceparent", "header", json!({"type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"}), "W3C trace context, kept with the events")
         ],
         "requestBody": {"required": required, "content": {"application/json": {"schema": body}}},
         "responses": with_common(json!({
@@ -452,7 +452,7 @@ pub fn document() -> Value {
     let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "eventfold command-service", "version": env!("CARGO_PKG_VERSION"),
-            "description": "The write side and the event store's reads. Every route but this document needs `Authorization: Bearer <JWT>` with the route's scope (commands:write for commands, events:read for reads); the tenant is the token's."},
+            "description": "The write side and the event store's reads. Every route but this document needs `Authorization: Bearer <JWT>` with the route's scope (commands:write for commands, events:read for reads); the tenant is the token's. An optional header sent with an empty value counts as absent, except Idempotency-Key (400 when empty)."},
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "servers": [{"url": "/"}],
         "tags": tags,
