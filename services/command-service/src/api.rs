@@ -315,6 +315,8 @@ impl Drop for InFlight {
     }
 }
 
+/// An aggregate id as commands write it; the reads check it too, so that an id no command can
+/// write (a NUL, which PostgreSQL refuses in text) is a 400 rather than a store error.
 fn check_aggregate_id(id: &str) -> Result<(), Problem> {
     if id.is_empty()
         || id.chars().count() > MAX_AGGREGATE_ID_CHARS
@@ -431,10 +433,11 @@ fn idempotency_key(headers: &HeaderMap, tenant: &str) -> Result<Option<Uuid>, Pr
         return Ok(None);
     };
     let key = key.trim().trim_matches('"');
-    if key.is_empty() || key.len() > 255 {
+    // Visible ASCII and inner spaces, as the OpenAPI document states (a tab was taken before).
+    if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
         return Err(Problem::bad_request(
             "invalid_header",
-            "Idempotency-Key has 1 to 255 characters",
+            "Idempotency-Key has 1 to 255 visible ASCII characters or spaces",
         ));
     }
     if let Ok(id) = Uuid::parse_str(key) {
@@ -536,6 +539,7 @@ async fn state(
     let Path((aggregate_type, aggregate_id)) = path.map_err(path_problem)?;
     let Query(q) = query.map_err(query_problem)?;
     let domain = api.domains.get(&aggregate_type)?;
+    check_aggregate_id(&aggregate_id)?;
     let tenant = tenant_of(&principal, &headers)?.to_owned();
     if let Some(v) = q.at_version
         && v < 1
@@ -583,6 +587,7 @@ async fn history(
     let Query(q) = query.map_err(query_problem)?;
     let Query(audit) = audit.map_err(query_problem)?;
     api.domains.get(&aggregate_type)?;
+    check_aggregate_id(&aggregate_id)?;
     let tenant = tenant_of(&principal, &headers)?;
     let limit = page_limit(q.limit)?;
     let filter = audit.filter()?;
@@ -747,6 +752,7 @@ async fn instance_state_machine(
 ) -> Result<Response, Problem> {
     let Path((aggregate_type, aggregate_id)) = path.map_err(path_problem)?;
     let domain = api.domains.get(&aggregate_type)?;
+    check_aggregate_id(&aggregate_id)?;
     let tenant = tenant_of(&principal, &headers)?.to_owned();
     let view = domain.state(tenant, aggregate_id, None, None).await?;
     let machine = eventfold_reference::registry::state_machine(&aggregate_type)
@@ -852,11 +858,13 @@ mod tests {
         assert_eq!(actor(&h, &p).unwrap().id, "alice");
         assert_eq!(uuid_header(&h, "x-correlation-id").unwrap(), None);
         assert_eq!(tenant_of(&p, &h).unwrap(), "t1");
-        h.insert("idempotency-key", "".parse().unwrap());
-        assert_eq!(
-            idempotency_key(&h, "t1").unwrap_err().code(),
-            "invalid_header"
-        );
+        for bad in ["", "a\tb"] {
+            h.insert("idempotency-key", bad.parse().unwrap());
+            assert_eq!(
+                idempotency_key(&h, "t1").unwrap_err().code(),
+                "invalid_header"
+            );
+        }
     }
 
     #[test]

@@ -131,7 +131,8 @@ fn categories(raw: &str) -> Result<Vec<String>, Problem> {
 /// store keeps the events of every type ever written.
 fn types(raw: &str) -> Result<Vec<String>, Problem> {
     let names = names(raw);
-    if names.is_empty() {
+    // A control character (a NUL, which PostgreSQL refuses in text) is in no type name.
+    if names.is_empty() || raw.chars().any(char::is_control) {
         return Err(Problem::bad_request(
             "invalid_types",
             "types names no event type (comma-separated, e.g. types=CrossReferenceDiscovered,CrossReferenceValidated)",
@@ -235,6 +236,8 @@ mod tests {
         assert_eq!(code("category=discovery,gossip"), "unknown_category");
         assert_eq!(code("category=,"), "unknown_category");
         assert_eq!(code("types="), "invalid_types");
+        assert_eq!(code("types=A%00B"), "invalid_types");
+        assert_eq!(code("actor=user:a%00b"), "invalid_actor");
         assert_eq!(code("types=%20,%20"), "invalid_types");
     }
 

@@ -157,7 +157,7 @@ fn command_operation(aggregate_type: &str, command: &str, body: &Value) -> Value
             param("Idempotency-Key", "header", json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\u0021-\\u007e]([\\u0020-\\u007e]*[\\u0021-\\u007e])?$"}), "Repeats return the first result and append nothing (1 to 255 visible ASCII characters)"),
             param("X-Correlation-Id", "header", json!({"type": "string", "format": "uuid"}), "Correlation id (default: the command id)"),
             param("X-Causation-Id", "header", json!({"type": "string", "format": "uuid"}), "Id of the event or command that caused this one"),
-            param("X-Actor", "header", json!({"type": "string", "pattern": "^(user|agent|system):[\\u0021-\\u007e]{1,128}$"}), "Who the events are recorded as (needs the impersonate scope, else 403)"),
+            param("X-Actor", "header", json!({"type": "string", "pattern": "^(user|agent|system):[\\u0020-\\u007e]{1,128}$"}), "Who the events are recorded as (needs the impersonate scope, else 403)"),
             tenant_header(),
             param("traceparent", "header", json!({"type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"}), "W3C trace context, kept with the events")
         ],
@@ -187,9 +187,9 @@ fn with_audit(mut params: Vec<Value>) -> Vec<Value> {
     params.extend([
         param("from", "query", json!({"type": "string", "format": "date-time"}), "Only events recorded at or after this time (recorded_at; 400 invalid_time)"),
         param("to", "query", json!({"type": "string", "format": "date-time"}), "Only events recorded before this time (exclusive; a from later than to is 422 invalid_time_range)"),
-        param("actor", "query", json!({"type": "string", "pattern": "^(user|agent|system):[\\u0021-\\u007e]{1,128}$"}), "Only events caused by this actor, e.g. user:alice (400 invalid_actor)"),
+        param("actor", "query", json!({"type": "string", "pattern": "^(user|agent|system):[^\\u0000-\\u001f\\u007f-\\u009f]{1,128}$"}), "Only events caused by this actor, e.g. user:alice (400 invalid_actor)"),
         param("category", "query", json!({"type": "string", "pattern": format!("^ *({0}) *(, *({0}) *)*$", categories.join("|"))}), &format!("Comma-separated categories, each one of: {} (400 unknown_category)", categories.join(", "))),
-        param("types", "query", json!({"type": "string", "pattern": "[^, ]"}), "Comma-separated event types, at least one (400 invalid_types)"),
+        param("types", "query", json!({"type": "string", "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^,\\s][^\\u0000-\\u001f\\u007f-\\u009f]*$"}), "Comma-separated event types, at least one, no control characters (400 invalid_types)"),
         param("as_stored", "query", json!({"type": "boolean", "default": false}), "Payloads as stored (schema_version = the stored version) instead of upcast to the latest"),
     ]);
     params
@@ -366,8 +366,8 @@ pub fn document() -> Value {
         param(
             "aggregate_id",
             "path",
-            json!({"type": "string", "minLength": 1}),
-            "Aggregate id",
+            json!({"type": "string", "minLength": 1, "maxLength": MAX_AGGREGATE_ID_CHARS, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"}),
+            "Aggregate id: 1 to 256 characters, no control characters (400 invalid_aggregate_id)",
         )
     };
     let ty = || {
@@ -391,14 +391,14 @@ pub fn document() -> Value {
         "parameters": [ty(), id(), tenant_header(),
             param("at_version", "query", int64(1), "State at this version (404 version_not_found past the last)"),
             param("as_of", "query", json!({"type": "string", "format": "date-time"}), "State as recorded at this time")],
-        "responses": with_common(json!({"200": ok("State"), "400": problem("invalid_query"), "404": problem("unknown_aggregate_type, aggregate_not_found or version_not_found")}), true)
+        "responses": with_common(json!({"200": ok("State"), "400": problem("invalid_query or invalid_aggregate_id"), "404": problem("unknown_aggregate_type, aggregate_not_found or version_not_found")}), true)
     }}));
     paths.insert("/v1/{aggregate_type}/{aggregate_id}/events".into(), json!({"get": {
         "operationId": "history", "summary": "An aggregate's events, paged by version",
         "parameters": with_audit(vec![ty(), id(), tenant_header(),
             param("after_version", "query", int64(i64::MIN), "Events after this version (below 0 counts as 0)"),
             limit()]),
-        "responses": with_common(json!({"200": ok("HistoryPage"), "400": problem("invalid_time, invalid_actor, unknown_category, invalid_types, invalid_query"), "422": problem("invalid_time_range: from is later than to"), "404": problem("unknown_aggregate_type, or aggregate_not_found (no event at all in the caller's tenant)")}), true)
+        "responses": with_common(json!({"200": ok("HistoryPage"), "400": problem("invalid_time, invalid_actor, unknown_category, invalid_types, invalid_query, invalid_aggregate_id"), "422": problem("invalid_time_range: from is later than to"), "404": problem("unknown_aggregate_type, or aggregate_not_found (no event at all in the caller's tenant)")}), true)
     }}));
     paths.insert("/v1/correlations/{correlation_id}/events".into(), json!({"get": {
         "operationId": "correlation", "summary": "All events of a correlation id, paged by position",
@@ -431,7 +431,7 @@ pub fn document() -> Value {
     paths.insert("/v1/{aggregate_type}/{aggregate_id}/state-machine".into(), json!({"get": {
         "operationId": "aggregateStateMachine", "summary": "The aggregate type's state machine as Mermaid, with this aggregate's current state marked (class `current`)",
         "parameters": [ty(), id(), tenant_header()],
-        "responses": with_common(json!({"200": ok("AggregateStateMachine"), "404": problem("unknown_aggregate_type, or aggregate_not_found in the caller's tenant")}), true)
+        "responses": with_common(json!({"200": ok("AggregateStateMachine"), "400": problem("invalid_aggregate_id"), "404": problem("unknown_aggregate_type, or aggregate_not_found in the caller's tenant")}), true)
     }}));
     paths.insert("/v1/stats".into(), json!({"get": {
         "operationId": "stats", "summary": "Event store statistics of the caller's tenant: totals by event type, category and aggregate type, first and last event, events per minute over the last hour",

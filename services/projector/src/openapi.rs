@@ -112,6 +112,8 @@ fn document(
 pub fn read_document() -> Value {
     let time = json!({"type": "string", "format": "date-time"});
     let text = json!({"type": "string"});
+    // PostgreSQL refuses a NUL in text, so a filter holding one is 400 bad_query.
+    let filter = json!({"type": "string", "pattern": "^[^\\u0000]*$"});
     let id = || {
         path(
             "id",
@@ -124,18 +126,18 @@ pub fn read_document() -> Value {
             "operationId": "listOpportunities",
             "summary": "The caller's tenant's opportunities, oldest first, filtered, paged by cursor",
             "parameters": [
-                query("status", text.clone(), "Only this status (e.g. created, validated, archived)"),
-                query("ai_solution_type", text.clone(), "Only this solution type"),
-                query("ai_solution_category", text.clone(), "Only this solution category"),
+                query("status", filter.clone(), "Only this status (e.g. created, validated, archived)"),
+                query("ai_solution_type", filter.clone(), "Only this solution type"),
+                query("ai_solution_category", filter.clone(), "Only this solution category"),
                 query("min_confidence", json!({"type": "number", "minimum": 0.0, "maximum": 1.0}), "Only a confidence_score at least this"),
-                query("tenant", text.clone(), "Must be the token's tenant when given (else 403 tenant_mismatch)"),
-                query("q", text.clone(), "Title contains this text (case-insensitive)"),
+                query("tenant", filter.clone(), "Must be the token's tenant when given (else 403 tenant_mismatch)"),
+                query("q", filter.clone(), "Title contains this text (case-insensitive)"),
                 query("created_from", time.clone(), "Created at or after"),
                 query("created_to", time.clone(), "Created before"),
                 query("limit", json!({"type": "integer", "minimum": 1, "maximum": 500}), "Page size (default 50)"),
-                query("after", json!({"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[^|]*[|]"}), "The `next` of the previous page (400 bad_cursor otherwise)")
+                query("after", filter.clone(), "The `next` of the previous page (422 bad_cursor for anything else)")
             ],
-            "responses": answers(json!({"200": ok("OpportunityPage"), "400": problem("bad_query (a bad value or an unknown parameter) or bad_cursor")}), "insufficient_scope or tenant_mismatch")
+            "responses": answers(json!({"200": ok("OpportunityPage"), "400": problem("bad_query: a bad value, or a NUL in a text parameter (unknown parameters are ignored)"), "422": problem("bad_cursor: after is not a next of this API")}), "insufficient_scope or tenant_mismatch")
         }},
         "/v1/read/opportunities/stats": {"get": {
             "operationId": "opportunityStats",
