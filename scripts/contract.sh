@@ -65,7 +65,7 @@ mkdir -p "$REPORT_DIR"
 run() {
   local name="$1" url="$2"
   step "schemathesis $SCHEMATHESIS_VERSION against $name ($url/openapi.json), tenant $tenant"
-  "$VENV/bin/st" --no-color --config-file "$EVENTFOLD_ROOT/tests/contract/schemathesis.toml" run "$url/openapi.json" \
+  SCHEMATHESIS_HOOKS="$EVENTFOLD_ROOT/tests/contract/hooks.py" "$VENV/bin/st" --no-color --config-file "$EVENTFOLD_ROOT/tests/contract/schemathesis.toml" run "$url/openapi.json" \
     --url "$url" -H "Authorization: Bearer $token" \
     --checks all --mode all --phases examples,coverage,fuzzing \
     --max-examples "${CONTRACT_EXAMPLES:-25}" ${CONTRACT_SEED:+--seed "$CONTRACT_SEED"} \

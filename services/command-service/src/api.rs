@@ -432,7 +432,11 @@ fn idempotency_key(headers: &HeaderMap, tenant: &str) -> Result<Option<Uuid>, Pr
     let Some(key) = raw_header_text(headers, "idempotency-key")? else {
         return Ok(None);
     };
-    let key = key.trim().trim_matches('"');
+    // A structured-header string arrives quoted; a key of quotes only is taken as it is.
+    let key = key.trim();
+    let key = Some(key.trim_matches('"'))
+        .filter(|k| !k.is_empty())
+        .unwrap_or(key);
     // Visible ASCII and inner spaces, as the OpenAPI document states (a tab was taken before).
     if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
         return Err(Problem::bad_request(
@@ -858,6 +862,8 @@ mod tests {
         assert_eq!(actor(&h, &p).unwrap().id, "alice");
         assert_eq!(uuid_header(&h, "x-correlation-id").unwrap(), None);
         assert_eq!(tenant_of(&p, &h).unwrap(), "t1");
+        h.insert("idempotency-key", "\"\"".parse().unwrap());
+        assert!(idempotency_key(&h, "t1").unwrap().is_some());
         for bad in ["", "a\tb"] {
             h.insert("idempotency-key", bad.parse().unwrap());
             assert_eq!(

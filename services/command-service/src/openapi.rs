@@ -189,7 +189,7 @@ fn with_audit(mut params: Vec<Value>) -> Vec<Value> {
         param("to", "query", json!({"type": "string", "format": "date-time"}), "Only events recorded before this time (exclusive; a from later than to is 422 invalid_time_range)"),
         param("actor", "query", json!({"type": "string", "pattern": "^(user|agent|system):[^\\u0000-\\u001f\\u007f-\\u009f]{1,128}$"}), "Only events caused by this actor, e.g. user:alice (400 invalid_actor)"),
         param("category", "query", json!({"type": "string", "pattern": format!("^ *({0}) *(, *({0}) *)*$", categories.join("|"))}), &format!("Comma-separated categories, each one of: {} (400 unknown_category)", categories.join(", "))),
-        param("types", "query", json!({"type": "string", "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^,\\s][^\\u0000-\\u001f\\u007f-\\u009f]*$"}), "Comma-separated event types, at least one, no control characters (400 invalid_types)"),
+        param("types", "query", json!({"type": "string", "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^,\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"}), "Comma-separated event types, at least one, no control characters (400 invalid_types)"),
         param("as_stored", "query", json!({"type": "boolean", "default": false}), "Payloads as stored (schema_version = the stored version) instead of upcast to the latest"),
     ]);
     params

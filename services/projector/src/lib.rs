@@ -340,7 +340,7 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
             auth.clone(),
             eventfold_auth::scope::ADMIN,
         )
-        .merge(openapi_route(openapi::admin_document())),
+        .merge(eventfold_runtime::openapi::route(openapi::admin_document())),
     };
     if registry.get("opportunities").is_some() {
         let live = state::watch_state(
@@ -357,7 +357,7 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
             auth,
             eventfold_auth::scope::READ_MODELS_READ,
         )
-        .merge(openapi_route(openapi::read_document()));
+        .merge(eventfold_runtime::openapi::route(openapi::read_document()));
     }
     let mut server = Server::bind(SERVICE, &settings.service, &ops, routes).await?;
     for p in registry.all().iter().cloned() {
@@ -373,18 +373,6 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
         server = server.with_worker(move |shutdown| worker.run(shutdown));
     }
     Ok(server)
-}
-
-/// `GET /openapi.json` answering `document`, without a token (the document is no secret).
-fn openapi_route(document: serde_json::Value) -> axum::Router {
-    let document = std::sync::Arc::new(document);
-    axum::Router::new().route(
-        "/openapi.json",
-        axum::routing::get(move || {
-            let document = document.clone();
-            async move { axum::Json((*document).clone()) }
-        }),
-    )
 }
 
 /// Everything one read model's consumer needs.

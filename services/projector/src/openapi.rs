@@ -5,7 +5,9 @@
 
 use serde_json::{Value, json};
 
-/// The codes of the projector's problem answers.
+use eventfold_runtime::openapi::{authenticated_answers, document, json_answer, problem_answer};
+
+/// The codes of the projector's own problem answers (authentication and limits are added).
 const PROBLEM_CODES: &[&str] = &[
     "bad_query",
     "bad_cursor",
@@ -20,42 +22,14 @@ const PROBLEM_CODES: &[&str] = &[
     "rebuilding",
     "read_model_not_ready",
     "store_unavailable",
-    "no_route",
-    "method_not_allowed",
-    "overloaded",
-    "request_timeout",
-    "insufficient_scope",
-    "missing_token",
-    "malformed_token",
-    "bad_signature",
-    "token_expired",
-    "token_not_yet_valid",
-    "wrong_issuer",
-    "wrong_audience",
-    "algorithm_refused",
-    "unknown_key",
-    "missing_claim",
-    "invalid_subject",
-    "missing_tenant",
-    "invalid_tenant",
-    "invalid_actor_kind",
-    "invalid_claim",
-    "jwks_unavailable",
-    "issuer_key",
 ];
 
 fn problem(description: &str) -> Value {
-    json!({
-        "description": description,
-        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    })
+    problem_answer(description)
 }
 
 fn ok(schema: &str) -> Value {
-    json!({
-        "description": "OK",
-        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
-    })
+    json_answer(schema)
 }
 
 fn query(name: &str, schema: Value, description: &str) -> Value {
@@ -66,46 +40,8 @@ fn path(name: &str, schema: Value, description: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": schema, "description": description})
 }
 
-/// The answers of every authenticated route besides its own: 401, 403 and 503.
-fn answers(mut own: Value, forbidden: &str) -> Value {
-    let r = own.as_object_mut().expect("an object");
-    r.insert("401".into(), json!({
-        "description": "No, a malformed, expired or otherwise refused bearer token (code names why)",
-        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
-        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    }));
-    r.insert("403".into(), problem(forbidden));
-    r.insert(
-        "503".into(),
-        problem("store_unavailable, read_model_not_ready (nothing consumed yet), overloaded or request_timeout"),
-    );
-    own
-}
-
-fn document(
-    title: &str,
-    description: &str,
-    paths: Value,
-    mut schemas: Value,
-    scopes: &str,
-) -> Value {
-    schemas["Problem"] = json!({"type": "object", "description": "RFC 9457 problem details with a machine-readable code",
-        "required": ["type", "title", "status", "detail", "code"], "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer", "minimum": 400, "maximum": 599},
-        "detail": {"type": "string"}, "code": {"type": "string", "enum": PROBLEM_CODES},
-        "pointer": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object"}}}});
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": title, "version": env!("CARGO_PKG_VERSION"), "description": description},
-        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
-        "servers": [{"url": "/"}],
-        "security": [{"bearer": []}],
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": scopes}},
-            "schemas": schemas
-        }
-    })
+fn answers(own: Value, forbidden: &str) -> Value {
+    authenticated_answers(own, forbidden)
 }
 
 /// The read API's document (`GET /v1/read/...`, scope `read-models:read`).
@@ -153,9 +89,7 @@ pub fn read_document() -> Value {
             "operationId": "getUser", "summary": "One user of the caller's tenant",
             "parameters": [id()],
             "responses": answers(json!({"200": ok("User"), "404": problem("unknown_user (also another tenant's)")}), "insufficient_scope")
-        }},
-        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "security": [],
-            "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+        }}
     });
     let count = json!({"type": "integer", "minimum": 0});
     let nullable_text = json!({"type": ["string", "null"]});
@@ -186,6 +120,7 @@ pub fn read_document() -> Value {
         "The opportunities read model of the caller's tenant (the token's). Needs `Authorization: Bearer <JWT>` with the scope read-models:read.",
         paths,
         schemas,
+        PROBLEM_CODES,
         "RS256 or EdDSA token of a trusted issuer with the scope read-models:read",
     )
 }
@@ -232,9 +167,7 @@ pub fn admin_document() -> Value {
             "operationId": "discardParked", "summary": "Discard one parked event that can never apply",
             "parameters": [name(), path("id", json!({"type": "integer", "format": "int64"}), "Parked event id")],
             "responses": answers(json!({"204": {"description": "Discarded"}, "404": problem("unknown_read_model or unknown_parked_event")}), "insufficient_scope")
-        }},
-        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "security": [],
-            "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+        }}
     });
     let count = json!({"type": "integer", "minimum": 0});
     let schemas = json!({
@@ -273,6 +206,7 @@ pub fn admin_document() -> Value {
         "Read models, filtered replays and parked events, on the admin listener only. Needs `Authorization: Bearer <JWT>` with the scope admin.",
         paths,
         schemas,
+        PROBLEM_CODES,
         "RS256 or EdDSA token of a trusted issuer with the scope admin",
     )
 }
@@ -282,16 +216,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_operation_has_answers_with_schemas_and_every_reference_resolves() {
+    fn every_reference_resolves_and_every_operation_has_answers() {
         for doc in [read_document(), admin_document()] {
-            let text = doc.to_string();
-            for (at, _) in text.match_indices("#/components/schemas/") {
-                let name: String = text[at + 21..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric())
-                    .collect();
-                assert!(doc["components"]["schemas"][&name].is_object(), "{name}");
-            }
+            assert_eq!(
+                eventfold_runtime::openapi::dangling_references(&doc),
+                Vec::<String>::new()
+            );
             for (p, item) in doc["paths"].as_object().unwrap() {
                 for (method, op) in item.as_object().unwrap() {
                     assert!(op["responses"].is_object(), "{method} {p}");
