@@ -218,12 +218,23 @@ fn integral_numbers_as_integers(value: &mut serde_json::Value) -> bool {
             }
             true
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |any, v| integral_numbers_as_integers(v) || any),
-        Value::Object(fields) => fields
-            .values_mut()
-            .fold(false, |any, v| integral_numbers_as_integers(v) || any),
+        // Every element is rewritten, so no short-circuiting `any`.
+        Value::Array(items) => {
+            items
+                .iter_mut()
+                .map(integral_numbers_as_integers)
+                .filter(|rewrote| *rewrote)
+                .count()
+                > 0
+        }
+        Value::Object(fields) => {
+            fields
+                .values_mut()
+                .map(integral_numbers_as_integers)
+                .filter(|rewrote| *rewrote)
+                .count()
+                > 0
+        }
         _ => false,
     }
 }
