@@ -575,6 +575,34 @@ mod tests {
         }
     }
 
+    /// The schema of `name` among the history's parameters.
+    fn history_parameter(doc: &Value, name: &str) -> jsonschema::Validator {
+        let params =
+            doc["paths"]["/v1/{aggregate_type}/{aggregate_id}/events"]["get"]["parameters"]
+                .as_array()
+                .unwrap();
+        let p = params.iter().find(|p| p["name"] == name).unwrap();
+        jsonschema::draft202012::new(&p["schema"]).unwrap()
+    }
+
+    #[test]
+    fn parameter_patterns_refuse_what_the_server_refuses() {
+        let doc = document();
+        let types = history_parameter(&doc, "types");
+        assert!(types.is_valid(&json!("CrossReferenceDiscovered, CrossReferenceValidated")));
+        for bad in ["", ",,", " , ", "A\u{0}B", "\u{0}"] {
+            assert!(!types.is_valid(&json!(bad)), "{bad:?}");
+        }
+        let id = history_parameter(&doc, "aggregate_id");
+        assert!(id.is_valid(&json!("GEN.1.1:JHN.1.1")));
+        assert!(!id.is_valid(&json!("a\u{0}b")));
+        assert!(!id.is_valid(&json!("x".repeat(257))));
+        let actor = history_parameter(&doc, "actor");
+        assert!(actor.is_valid(&json!("user:josé")));
+        assert!(!actor.is_valid(&json!("robot:x")));
+        assert!(!actor.is_valid(&json!("user:a\u{0}")));
+    }
+
     #[test]
     fn bounds_the_body_fields_as_the_domain_validates_them() {
         let doc = document();
