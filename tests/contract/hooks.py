@@ -21,3 +21,31 @@ def _describe_or_name(f):
 
 reflection.get_pretty_function_description = _describe_or_name
 lazy.get_pretty_function_description = _describe_or_name
+
+
+import uuid  # noqa: E402
+
+import schemathesis  # noqa: E402
+
+
+@schemathesis.hook
+def before_call(ctx, case, **kwargs):
+    """A positive case sending both `command_id` and `Idempotency-Key` names one command.
+
+    Each is well-formed alone, but two different commands in one request are refused with the
+    documented 422 command_id_mismatch, and random values nearly always differ: most commands
+    never reached their aggregate. Negative cases are left as generated; integration tests cover
+    the mismatch, replays and reuse.
+    """
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive:
+        return
+    # A case may be negative in one component only (the query's or the headers' values).
+    if any(info.mode.is_negative for info in meta.components.values()):
+        return
+    if "command_id" in (case.query or {}) and "Idempotency-Key" in (case.headers or {}):
+        # A fresh id: hypothesis draws the same few values again and again, and a reused id with
+        # another body is the documented 422 idempotency_key_reused rather than a new command.
+        command_id = str(uuid.uuid4())
+        case.query["command_id"] = command_id
+        case.headers["Idempotency-Key"] = command_id

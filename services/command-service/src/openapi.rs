@@ -125,12 +125,17 @@ fn with_common(mut responses: Value, unavailable: bool) -> Value {
     responses
 }
 
+/// An optional UUID header: the server reads an empty value as an absent header.
+fn optional_uuid() -> Value {
+    json!({"type": "string", "anyOf": [{"maxLength": 0}, {"format": "uuid"}]})
+}
+
 fn tenant_header() -> Value {
     param(
         "X-Tenant",
         "header",
-        json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}),
-        "Must repeat the token's tenant when sent (else 403 tenant_mismatch)",
+        json!({"type": "string", "pattern": "^$|^[A-Za-z0-9._-]{1,64}$"}),
+        "Must repeat the token's tenant when sent (else 403 tenant_mismatch); empty counts as absent",
     )
 }
 
@@ -155,11 +160,11 @@ fn command_operation(aggregate_type: &str, command: &str, body: &Value) -> Value
             param("expected_version", "query", int64(0), "Refuse with 409 unless the aggregate is at this version"),
             param("command_id", "query", json!({"type": "string", "format": "uuid"}), "Command id (alternative to Idempotency-Key; when both are sent they must name the same command, else 422 command_id_mismatch)"),
             param("Idempotency-Key", "header", json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\u0021-\\u007e]([\\u0020-\\u007e]*[\\u0021-\\u007e])?$"}), "Repeats return the first result and append nothing (1 to 255 visible ASCII characters)"),
-            param("X-Correlation-Id", "header", json!({"type": "string", "format": "uuid"}), "Correlation id (default: the command id)"),
-            param("X-Causation-Id", "header", json!({"type": "string", "format": "uuid"}), "Id of the event or command that caused this one"),
-            param("X-Actor", "header", json!({"type": "string", "pattern": "^(user|agent|system):[\\u0020-\\u007e]{1,128}$"}), "Who the events are recorded as (needs the impersonate scope, else 403)"),
+            param("X-Correlation-Id", "header", optional_uuid(), "Correlation id (default: the command id); empty counts as absent"),
+            param("X-Causation-Id", "header", optional_uuid(), "Id of the event or command that caused this one; empty counts as absent"),
+            param("X-Actor", "header", json!({"type": "string", "pattern": "^$|^(user|agent|system):[\\u0020-\\u007e]{1,128}$"}), "Who the events are recorded as (needs the impersonate scope, else 403); empty counts as absent"),
             tenant_header(),
-            param("traceparent", "header", json!({"type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"}), "W3C trace context, kept with the events")
+            param("traceparent", "header", json!({"type": "string", "pattern": "^$|^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"}), "W3C trace context, kept with the events; empty counts as absent")
         ],
         "requestBody": {"required": required, "content": {"application/json": {"schema": body}}},
         "responses": with_common(json!({
