@@ -64,12 +64,14 @@ mkdir -p "$REPORT_DIR"
 run() {
   local name="$1" url="$2"
   step "schemathesis $SCHEMATHESIS_VERSION against $name ($url/openapi.json), tenant $tenant"
-  SCHEMATHESIS_HOOKS="$EVENTFOLD_ROOT/tests/contract/hooks.py" "$VENV/bin/st" --no-color --config-file "$EVENTFOLD_ROOT/tests/contract/schemathesis.toml" run "$url/openapi.json" \
+  # Run in the report directory: schemathesis and hypothesis keep their caches in the working
+  # directory, and nothing is written inside the repository.
+  (cd "$REPORT_DIR" && SCHEMATHESIS_HOOKS="$EVENTFOLD_ROOT/tests/contract/hooks.py" "$VENV/bin/st" --no-color --config-file "$EVENTFOLD_ROOT/tests/contract/schemathesis.toml" run "$url/openapi.json" \
     --url "$url" -H "Authorization: Bearer $token" \
     --checks all --mode all --phases examples,coverage,fuzzing \
     --max-examples "${CONTRACT_EXAMPLES:-25}" ${CONTRACT_SEED:+--seed "$CONTRACT_SEED"} \
     --workers 2 --request-timeout 10 \
-    --report junit --report-junit-path "$REPORT_DIR/$name.junit.xml"
+    --report junit --report-junit-path "$REPORT_DIR/$name.junit.xml")
 }
 rc=0
 run command-service "$command_url" || rc=1
