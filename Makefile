@@ -65,6 +65,12 @@ faults: ## the fault suite against the real stack, one verdict table (FAULTS="F1
 faults-ci: ## the fault suite's CI subset ($(FAULTS_CI))
 	@scripts/faults.sh $(FAULTS_CI)
 
+# The contract fuzzer (scripts/contract.sh): schemathesis from PyPI, in a venv under the cache,
+# against the running command-service and the read API, from their own /openapi.json.
+.PHONY: contract
+contract: ## schemathesis against the command-service and the read API (starts and stops what is not running)
+	@scripts/contract.sh
+
 env: ## print the stack's addresses as export lines
 	@scripts/stack/stack.sh env
 

@@ -19,6 +19,8 @@ have perl || need+=(perl)
 [[ -f /usr/include/openssl/ssl.h ]] || need+=(libssl-dev)
 [[ -f /usr/include/zlib.h ]] || need+=(zlib1g-dev)
 have pkg-config || need+=(pkg-config)
+# `make contract` installs schemathesis from PyPI into a venv (python3 -m venv needs ensurepip).
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then

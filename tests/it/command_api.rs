@@ -521,3 +521,62 @@ async fn domain_refusals_are_422_with_a_code_and_odd_text_is_stored_byte_exact()
         .await;
     assert_eq!(history["events"][0]["payload"]["reasoning"], odd);
 }
+
+#[tokio::test]
+async fn a_nul_in_a_read_is_a_400_not_a_store_error() {
+    let api = Api::start(&[]).await;
+    // PostgreSQL refuses a NUL in text; each of these reached it and answered 503 before.
+    for path in [
+        "/v1/CrossReference/a%00b",
+        "/v1/CrossReference/a%00b/events",
+        "/v1/CrossReference/a%00b/state-machine",
+    ] {
+        problem(api.get(path).await, 400, "invalid_aggregate_id").await;
+    }
+    problem(
+        api.get("/v1/events?types=A%00B").await,
+        400,
+        "invalid_types",
+    )
+    .await;
+    problem(
+        api.get("/v1/events?actor=user:a%00b").await,
+        400,
+        "invalid_actor",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_integral_float_fills_an_integer_field_and_empty_optional_headers_are_absent() {
+    let api = Api::start(&[]).await;
+    let id = unique("contract");
+    let body = json!({"opportunity_id": id, "title": "Triage", "ai_solution_type": "nlp",
+        "market_size_estimate": 5000000.0});
+    let r = api
+        .http
+        .post(format!(
+            "{}/v1/Opportunity/{id}/commands/CreateOpportunity",
+            api.url
+        ))
+        .header("traceparent", "")
+        .header("x-correlation-id", "")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = api
+        .http
+        .post(format!(
+            "{}/v1/Opportunity/{id}/commands/ArchiveOpportunity?command_id={}",
+            api.url,
+            uuid::Uuid::now_v7()
+        ))
+        .header("idempotency-key", uuid::Uuid::now_v7().to_string())
+        .json(&json!({"reason": "duplicate"}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 422, "command_id_mismatch").await;
+}

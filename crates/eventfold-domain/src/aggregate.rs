@@ -7,7 +7,9 @@ use crate::upcast::{StoredEventError, Upcasters};
 use crate::{CommandError, DomainError, StateMachine};
 
 /// Event category, used for routing, filtering and retention (seed 000).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EventCategory {
     /// Processing lifecycle (verse processing, batches).
@@ -74,6 +76,15 @@ pub trait DomainEvent:
         payload: serde_json::Value,
     ) -> Result<Self, serde_json::Error>;
 
+    /// The JSON Schema of each event type's payload at the latest version, by type name, with
+    /// shared definitions added to `generator` (for the OpenAPI documents; none by default).
+    fn payload_schemas(
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Vec<(&'static str, schemars::Schema)> {
+        let _ = generator;
+        Vec::new()
+    }
+
     /// The steps that bring older payload versions of these events to the latest (none by default).
     fn upcasters() -> &'static Upcasters {
         Upcasters::empty()
@@ -99,14 +110,24 @@ pub trait DomainEvent:
 /// An aggregate as a Mealy machine: `decide` turns (state, command) into events, `apply` folds an
 /// event into the state. Both are pure; `decide` never panics on a bad transition.
 pub trait Aggregate:
-    Default + Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+    Default
+    + Clone
+    + std::fmt::Debug
+    + Serialize
+    + DeserializeOwned
+    + schemars::JsonSchema
+    + Send
+    + Sync
+    + 'static
 {
     /// Stable aggregate type name used in URLs, rows and topics, e.g. `CrossReference`.
     const TYPE: &'static str;
     /// Version of the serialized state; snapshots with another version are ignored.
     const STATE_VERSION: u32 = 1;
     /// The commands this aggregate accepts.
-    type Command: DeserializeOwned + std::fmt::Debug + Send;
+    /// Its JSON Schema is an externally tagged `oneOf`: one object per command, whose only
+    /// property is the command name and holds the body's schema.
+    type Command: DeserializeOwned + schemars::JsonSchema + std::fmt::Debug + Send;
     /// The events it emits.
     type Event: DomainEvent;
 
@@ -147,7 +168,10 @@ pub trait Aggregate:
 /// Reads a command of aggregate `A` from its name and JSON body.
 ///
 /// Commands are externally tagged enums (`{"DiscoverCrossReference": {...}}`); the name must be one
-/// of [`Aggregate::command_names`], and a field error names the field as a JSON pointer.
+/// of [`Aggregate::command_names`], and a field error names the field as a JSON pointer. A number
+/// with a zero fraction (`3.0`) is an integer to JSON Schema (and so to the OpenAPI document) but
+/// not to serde: a body serde refuses is read once more with such numbers as integers, so that
+/// an integer field takes them while a body read the first time keeps its numbers as sent.
 pub fn parse_command<A: Aggregate>(
     name: &str,
     body: serde_json::Value,
@@ -158,11 +182,61 @@ pub fn parse_command<A: Aggregate>(
             command: name.to_owned(),
         });
     };
-    let tagged = serde_json::json!({ *known: body });
-    serde_path_to_error::deserialize(tagged).map_err(|e| CommandError::InvalidBody {
-        pointer: body_pointer(e.path()),
-        message: e.into_inner().to_string(),
-    })
+    let mut tagged = serde_json::json!({ *known: body });
+    let first = match serde_path_to_error::deserialize(&tagged) {
+        Ok(command) => return Ok(command),
+        Err(e) => CommandError::InvalidBody {
+            pointer: body_pointer(e.path()),
+            message: e.into_inner().to_string(),
+        },
+    };
+    if integral_numbers_as_integers(&mut tagged)
+        && let Ok(command) = serde_path_to_error::deserialize(&tagged)
+    {
+        return Ok(command);
+    }
+    Err(first)
+}
+
+/// Rewrites every number with a zero fraction that fits an `i64` or `u64` (`3.0`, `-0.0`) as that
+/// integer, in place; true when it rewrote any.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let Some(f) = n.as_f64() else { return false };
+            // 2^63 and 2^64 are exact in f64; the bounds keep the casts below lossless.
+            if f.fract() != 0.0 || !f.is_finite() {
+                return false;
+            }
+            if (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) {
+                *value = Value::from(f as i64);
+            } else if (0.0..18_446_744_073_709_551_616.0).contains(&f) {
+                *value = Value::from(f as u64);
+            } else {
+                return false;
+            }
+            true
+        }
+        // Every element is rewritten, so no short-circuiting `any`.
+        Value::Array(items) => {
+            items
+                .iter_mut()
+                .map(integral_numbers_as_integers)
+                .filter(|rewrote| *rewrote)
+                .count()
+                > 0
+        }
+        Value::Object(fields) => {
+            fields
+                .values_mut()
+                .map(integral_numbers_as_integers)
+                .filter(|rewrote| *rewrote)
+                .count()
+                > 0
+        }
+        _ => false,
+    }
 }
 
 /// The RFC 6901 pointer of a deserialization path, relative to the command body: the first segment

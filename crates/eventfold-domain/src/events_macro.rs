@@ -64,6 +64,12 @@ macro_rules! domain_events {
                 Self::payload_from(event_type, payload)
             }
 
+            fn payload_schemas(
+                generator: &mut $crate::__schemars::SchemaGenerator,
+            ) -> Vec<(&'static str, $crate::__schemars::Schema)> {
+                vec![$((stringify!($variant), generator.subschema_for::<$variant>()),)+]
+            }
+
             $(
                 fn upcasters() -> &'static $crate::upcast::Upcasters {
                     $upcasters

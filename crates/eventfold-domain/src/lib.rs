@@ -15,5 +15,7 @@ pub mod upcast;
 
 pub use aggregate::{Aggregate, DomainEvent, EventCategory, parse_command};
 pub use error::{CommandError, DomainError};
+#[doc(hidden)]
+pub use schemars as __schemars;
 pub use state_machine::{StateMachine, Transition};
 pub use upcast::{KnownField, PreparedUpcast, StoredEventError, UpcastError, Upcaster, Upcasters};

@@ -59,12 +59,13 @@ pub struct Actor {
 
 impl Actor {
     /// Reads `<user|agent|system>:<id>` with an id of 1 to 128 characters (surrounding spaces
-    /// trimmed); `None` for anything else.
+    /// trimmed) and no control character; `None` for anything else.
     pub fn parse(raw: &str) -> Option<Self> {
         let (kind, id) = raw.split_once(':')?;
         let kind: ActorKind = kind.trim().parse().ok()?;
         let id = id.trim();
-        (!id.is_empty() && id.len() <= 128).then(|| Self {
+        let fits = (1..=128).contains(&id.chars().count()) && !id.chars().any(char::is_control);
+        fits.then(|| Self {
             kind,
             id: id.to_owned(),
         })

@@ -25,6 +25,40 @@ pub const MAX_JSON_DEPTH: usize = 16;
 /// within an Avro `long`.
 pub const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
 
+/// Every code a reference domain's rule answers with (HTTP 422), for the OpenAPI documents; a test
+/// reads the sources so a new rule cannot be missing here.
+pub const RULE_CODES: &[&str] = &[
+    "bayes_factor_out_of_range",
+    "confidence_out_of_range",
+    "duplicate_prophecy_id",
+    "empty_field",
+    "empty_override",
+    "empty_update",
+    "fractal_depth_out_of_range",
+    "invalid_email",
+    "invalid_language_tag",
+    "nesting_too_deep",
+    "no_phase",
+    "no_prophecies",
+    "non_finite_number",
+    "nul_in_string",
+    "number_out_of_range",
+    "phase_mismatch",
+    "probability_out_of_range",
+    "readings_identical",
+    "reference_out_of_range",
+    "self_reference",
+    "similarity_out_of_range",
+    "status_transition_not_allowed",
+    "status_unchanged",
+    "text_too_long",
+    "text_unchanged",
+    "time_range_inverted",
+    "too_many_items",
+    "typology_refs_mismatch",
+    "verse_mismatch",
+];
+
 /// Refuses a NUL character or more than `max` characters.
 pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<(), DomainError> {
     if value.contains('\0') {
@@ -192,6 +226,49 @@ fn child(parent: &str, key: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The string literal that starts at or after `at` in `text`.
+    fn literal_after(text: &str, at: usize) -> Option<&str> {
+        let start = at + text[at..].find('"')? + 1;
+        let end = start + text[start..].find('"')?;
+        Some(&text[start..end])
+    }
+
+    fn sources(dir: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn rule_codes_name_every_rule_in_the_sources() {
+        let mut texts = Vec::new();
+        sources(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut texts,
+        );
+        let mut found = std::collections::BTreeSet::new();
+        for text in &texts {
+            for (at, _) in text.match_indices("DomainError::rule(") {
+                found.insert(literal_after(text, at).unwrap().to_owned());
+            }
+            for (at, _) in text.match_indices("_out_of_range\"") {
+                let start = text[..at].rfind('"').unwrap() + 1;
+                found.insert(text[start..at + "_out_of_range".len()].to_owned());
+            }
+        }
+        found.retain(|c| {
+            !c.starts_with('_') && c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')
+        });
+        let listed: std::collections::BTreeSet<String> =
+            RULE_CODES.iter().map(|c| c.to_string()).collect();
+        assert_eq!(found, listed);
+    }
 
     fn code(r: Result<(), DomainError>) -> &'static str {
         r.expect_err("expected a rule error").code()

@@ -4,6 +4,7 @@
 use eventfold_domain::{
     Aggregate, DomainEvent, StateMachine, StoredEventError, Transition, Upcasters,
 };
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::Value;
 
 use crate::{
@@ -150,6 +151,56 @@ pub fn read_stored(
     )
 }
 
+/// The JSON Schemas of one aggregate type (2020-12, as OpenAPI 3.1 uses): each command's body,
+/// each event's payload at the latest schema version, and the folded state. Each is a `$ref` into
+/// the generator's definitions, which the caller takes once for every type.
+#[derive(Debug, Clone)]
+pub struct AggregateSchemas {
+    /// Per command name, in declaration order, the schema of its JSON body.
+    pub commands: Vec<(&'static str, Schema)>,
+    /// Per event type, in declaration order, the schema of its payload.
+    pub events: Vec<(&'static str, Schema)>,
+    /// The state as `GET /v1/{type}/{id}` answers it in `state`.
+    pub state: Schema,
+}
+
+struct Schemas<'g>(&'g mut SchemaGenerator);
+
+impl AggregateVisitor for Schemas<'_> {
+    type Output = AggregateSchemas;
+    fn visit<A: Aggregate>(self) -> AggregateSchemas {
+        let generator = self.0;
+        // The command enum is externally tagged: one object per command, whose only property is
+        // the command name holding the body. Inline it (every aggregate's enum is called
+        // `Command`) and keep only the bodies.
+        let tagged = A::Command::json_schema(generator);
+        let variants = tagged
+            .get("oneOf")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let commands = A::command_names()
+            .iter()
+            .filter_map(|name| {
+                let body = variants
+                    .iter()
+                    .find_map(|v| v.get("properties")?.get(*name))?;
+                Some((*name, Schema::try_from(body.clone()).ok()?))
+            })
+            .collect();
+        AggregateSchemas {
+            commands,
+            events: A::Event::payload_schemas(generator),
+            state: generator.subschema_for::<A>(),
+        }
+    }
+}
+
+/// The JSON Schemas of `aggregate_type`'s commands, events and state; `None` for an unknown name.
+pub fn schemas(aggregate_type: &str, generator: &mut SchemaGenerator) -> Option<AggregateSchemas> {
+    visit(aggregate_type, Schemas(generator))
+}
+
 /// One row of a state machine table: in `from`, `command` emits `events` and leads to `to`.
 pub(crate) const fn edge(
     from: &'static str,
@@ -168,6 +219,26 @@ pub(crate) const fn edge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn has_a_schema_for_every_command_and_event() {
+        let mut generator = SchemaGenerator::default();
+        for t in AGGREGATE_TYPES {
+            let s = schemas(t, &mut generator).unwrap();
+            let commands: Vec<&str> = s.commands.iter().map(|(n, _)| *n).collect();
+            let events: Vec<&str> = s.events.iter().map(|(n, _)| *n).collect();
+            assert_eq!(commands, command_names(t).unwrap(), "{t}");
+            assert_eq!(events, event_types(t).unwrap(), "{t}");
+        }
+        let definitions = generator.take_definitions(true);
+        for name in [
+            "DiscoverCrossReference",
+            "CrossReferenceDiscovered",
+            "CrossReference",
+        ] {
+            assert!(definitions.contains_key(name), "{name}");
+        }
+    }
 
     #[test]
     fn lists_the_seed_aggregates() {

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod limits;
+pub mod openapi;
 pub mod ops;
 pub mod problem;
 mod serve;

@@ -27,8 +27,9 @@ use crate::openapi;
 use crate::problem::Problem;
 use crate::stats::{self, StatsSettings};
 
-/// Longest aggregate id accepted, in bytes.
-pub const MAX_AGGREGATE_ID_BYTES: usize = 256;
+/// Longest aggregate id accepted, in characters (a limit the OpenAPI document can state; in bytes
+/// it could not).
+pub const MAX_AGGREGATE_ID_CHARS: usize = 256;
 /// Most events per page.
 pub const MAX_PAGE: i64 = 1000;
 const DEFAULT_PAGE: i64 = 100;
@@ -219,16 +220,7 @@ async fn command(
     })?;
     let body = json_body(&headers, &body)?;
     let tenant = tenant_of(&principal, &headers)?;
-    let command_id = match (query.command_id, idempotency_key(&headers, tenant)?) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(Problem::bad_request(
-                "invalid_header",
-                "Idempotency-Key and command_id name different commands",
-            ));
-        }
-        (Some(id), _) | (None, Some(id)) => id,
-        (None, None) => Uuid::now_v7(),
-    };
+    let command_id = command_id(query.command_id, idempotency_key(&headers, tenant)?)?;
     let meta = CommandMeta {
         command_id,
         correlation_id: uuid_header(&headers, "x-correlation-id")?.unwrap_or(command_id),
@@ -276,6 +268,21 @@ async fn command(
     Ok(response)
 }
 
+/// The command id `?command_id=` and `Idempotency-Key` name (a new one when neither is sent).
+/// Both are well-formed on their own when they disagree, so that is 422 `command_id_mismatch`,
+/// a rule between two parameters that the OpenAPI document states in words only.
+fn command_id(from_query: Option<Uuid>, from_key: Option<Uuid>) -> Result<Uuid, Problem> {
+    match (from_query, from_key) {
+        (Some(a), Some(b)) if a != b => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "command_id_mismatch",
+            "Idempotency-Key and command_id name different commands",
+        )),
+        (Some(id), _) | (None, Some(id)) => Ok(id),
+        (None, None) => Ok(Uuid::now_v7()),
+    }
+}
+
 /// Marks a command id as being handled here; a second request with it gets 409 until it is done.
 struct InFlight {
     set: Arc<Mutex<HashSet<Uuid>>>,
@@ -308,12 +315,17 @@ impl Drop for InFlight {
     }
 }
 
+/// An aggregate id as commands write it; the reads check it too, so that an id no command can
+/// write (a NUL, which PostgreSQL refuses in text) is a 400 rather than a store error.
 fn check_aggregate_id(id: &str) -> Result<(), Problem> {
-    if id.is_empty() || id.len() > MAX_AGGREGATE_ID_BYTES || id.chars().any(char::is_control) {
+    if id.is_empty()
+        || id.chars().count() > MAX_AGGREGATE_ID_CHARS
+        || id.chars().any(char::is_control)
+    {
         return Err(Problem::bad_request(
             "invalid_aggregate_id",
             format!(
-                "an aggregate id has 1 to {MAX_AGGREGATE_ID_BYTES} bytes and no control characters"
+                "an aggregate id has 1 to {MAX_AGGREGATE_ID_CHARS} characters and no control characters"
             ),
         ));
     }
@@ -385,7 +397,15 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Problem> {
     Ok(value)
 }
 
+/// An optional header's value; one sent empty counts as absent (as HTTP clients and OpenAPI tools
+/// send an optional header they have no value for). `Idempotency-Key` is read with
+/// [`raw_header_text`] instead: an empty key is refused rather than losing the idempotency.
 fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Problem> {
+    Ok(raw_header_text(headers, name)?.filter(|v| !v.trim().is_empty()))
+}
+
+/// A header's value as sent, empty included.
+fn raw_header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Problem> {
     headers
         .get(name)
         .map(|v| {
@@ -409,14 +429,19 @@ fn uuid_header(headers: &HeaderMap, name: &str) -> Result<Option<Uuid>, Problem>
 /// The command id named by `Idempotency-Key`: the key itself when it is a UUID, otherwise a
 /// UUID derived from the tenant and the key.
 fn idempotency_key(headers: &HeaderMap, tenant: &str) -> Result<Option<Uuid>, Problem> {
-    let Some(key) = header_text(headers, "idempotency-key")? else {
+    let Some(key) = raw_header_text(headers, "idempotency-key")? else {
         return Ok(None);
     };
-    let key = key.trim().trim_matches('"');
-    if key.is_empty() || key.len() > 255 {
+    // A structured-header string arrives quoted; a key of quotes only is taken as it is.
+    let key = key.trim();
+    let key = Some(key.trim_matches('"'))
+        .filter(|k| !k.is_empty())
+        .unwrap_or(key);
+    // Visible ASCII and inner spaces, as the OpenAPI document states (a tab was taken before).
+    if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
         return Err(Problem::bad_request(
             "invalid_header",
-            "Idempotency-Key has 1 to 255 characters",
+            "Idempotency-Key has 1 to 255 visible ASCII characters or spaces",
         ));
     }
     if let Ok(id) = Uuid::parse_str(key) {
@@ -458,16 +483,19 @@ fn actor(headers: &HeaderMap, principal: &Principal) -> Result<Actor, Problem> {
 /// subject when it acts for another actor.
 fn metadata(headers: &HeaderMap, principal: &Principal) -> Result<Value, Problem> {
     let mut meta = serde_json::Map::new();
-    if headers.contains_key("x-actor") {
+    if header_text(headers, "x-actor")?.is_some() {
         meta.insert(
             "impersonated_by".into(),
             format!("{}:{}", principal.actor_kind, principal.subject).into(),
         );
     }
     if let Some(tp) = header_text(headers, "traceparent")? {
-        let valid = tp.len() == 55
-            && tp.split('-').count() == 4
-            && tp.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+        // version-trace_id-parent_id-flags, lowercase hex of 2, 32, 16 and 2 digits (W3C).
+        let lengths: Vec<usize> = tp.split('-').map(str::len).collect();
+        let valid = lengths == [2, 32, 16, 2]
+            && tp
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c) || c == '-');
         if !valid {
             return Err(Problem::bad_request(
                 "invalid_header",
@@ -515,6 +543,7 @@ async fn state(
     let Path((aggregate_type, aggregate_id)) = path.map_err(path_problem)?;
     let Query(q) = query.map_err(query_problem)?;
     let domain = api.domains.get(&aggregate_type)?;
+    check_aggregate_id(&aggregate_id)?;
     let tenant = tenant_of(&principal, &headers)?.to_owned();
     if let Some(v) = q.at_version
         && v < 1
@@ -562,6 +591,7 @@ async fn history(
     let Query(q) = query.map_err(query_problem)?;
     let Query(audit) = audit.map_err(query_problem)?;
     api.domains.get(&aggregate_type)?;
+    check_aggregate_id(&aggregate_id)?;
     let tenant = tenant_of(&principal, &headers)?;
     let limit = page_limit(q.limit)?;
     let filter = audit.filter()?;
@@ -726,6 +756,7 @@ async fn instance_state_machine(
 ) -> Result<Response, Problem> {
     let Path((aggregate_type, aggregate_id)) = path.map_err(path_problem)?;
     let domain = api.domains.get(&aggregate_type)?;
+    check_aggregate_id(&aggregate_id)?;
     let tenant = tenant_of(&principal, &headers)?.to_owned();
     let view = domain.state(tenant, aggregate_id, None, None).await?;
     let machine = eventfold_reference::registry::state_machine(&aggregate_type)
@@ -748,6 +779,17 @@ async fn openapi_json() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_id_and_an_idempotency_key_that_disagree_are_unprocessable() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let p = command_id(Some(a), Some(b)).unwrap_err();
+        assert_eq!(p.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(p.code(), "command_id_mismatch");
+        assert_eq!(command_id(Some(a), Some(a)).unwrap(), a);
+        assert_eq!(command_id(None, Some(b)).unwrap(), b);
+        assert_eq!(command_id(Some(a), None).unwrap(), a);
+    }
 
     #[test]
     fn the_request_hash_ignores_key_order_but_not_values() {
@@ -801,6 +843,51 @@ mod tests {
         );
         h.insert("x-actor", "robot:x".parse().unwrap());
         assert_eq!(actor(&h, &proxy).unwrap_err().code(), "invalid_header");
+    }
+
+    #[test]
+    fn an_empty_optional_header_counts_as_absent_but_an_empty_idempotency_key_is_refused() {
+        let mut h = HeaderMap::new();
+        let p = principal("user", &[scope::IMPERSONATE]);
+        for name in [
+            "x-actor",
+            "traceparent",
+            "x-correlation-id",
+            "x-causation-id",
+            "x-tenant",
+        ] {
+            h.insert(name, "".parse().unwrap());
+        }
+        assert_eq!(metadata(&h, &p).unwrap(), json!({}));
+        assert_eq!(actor(&h, &p).unwrap().id, "alice");
+        assert_eq!(uuid_header(&h, "x-correlation-id").unwrap(), None);
+        assert_eq!(tenant_of(&p, &h).unwrap(), "t1");
+        h.insert("idempotency-key", "\"\"".parse().unwrap());
+        assert!(idempotency_key(&h, "t1").unwrap().is_some());
+        for bad in ["", "a\tb"] {
+            h.insert("idempotency-key", bad.parse().unwrap());
+            assert_eq!(
+                idempotency_key(&h, "t1").unwrap_err().code(),
+                "invalid_header"
+            );
+        }
+    }
+
+    #[test]
+    fn a_traceparent_must_be_a_w3c_trace_context() {
+        let mut h = HeaderMap::new();
+        let p = principal("user", &[]);
+        let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        h.insert("traceparent", tp.parse().unwrap());
+        assert_eq!(metadata(&h, &p).unwrap()["traceparent"], tp);
+        for bad in [
+            "null",
+            "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",
+            "0-00af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ] {
+            h.insert("traceparent", bad.parse().unwrap());
+            assert_eq!(metadata(&h, &p).unwrap_err().code(), "invalid_header");
+        }
     }
 
     #[test]

@@ -31,7 +31,10 @@ impl AuditQuery {
         if let (Some(f), Some(t)) = (from, to)
             && f > t
         {
-            return Err(Problem::bad_request(
+            // Each value is well-formed; only the two together break the rule (which the OpenAPI
+            // document cannot state for parameters), so 422 rather than 400.
+            return Err(Problem::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_time_range",
                 format!("from ({f}) is later than to ({t})"),
             )
@@ -128,7 +131,8 @@ fn categories(raw: &str) -> Result<Vec<String>, Problem> {
 /// store keeps the events of every type ever written.
 fn types(raw: &str) -> Result<Vec<String>, Problem> {
     let names = names(raw);
-    if names.is_empty() {
+    // A control character (a NUL, which PostgreSQL refuses in text) is in no type name.
+    if names.is_empty() || raw.chars().any(char::is_control) {
         return Err(Problem::bad_request(
             "invalid_types",
             "types names no event type (comma-separated, e.g. types=CrossReferenceDiscovered,CrossReferenceValidated)",
@@ -209,6 +213,15 @@ mod tests {
     }
 
     #[test]
+    fn a_from_after_its_to_is_unprocessable_not_malformed() {
+        let p = query("from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z")
+            .filter()
+            .unwrap_err();
+        assert_eq!(p.status(), axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(p.code(), "invalid_time_range");
+    }
+
+    #[test]
     fn bad_values_name_their_rule() {
         assert_eq!(code("from=yesterday"), "invalid_time");
         assert_eq!(code("to=2026-12-01"), "invalid_time");
@@ -223,6 +236,8 @@ mod tests {
         assert_eq!(code("category=discovery,gossip"), "unknown_category");
         assert_eq!(code("category=,"), "unknown_category");
         assert_eq!(code("types="), "invalid_types");
+        assert_eq!(code("types=A%00B"), "invalid_types");
+        assert_eq!(code("actor=user:a%00b"), "invalid_actor");
         assert_eq!(code("types=%20,%20"), "invalid_types");
     }
 

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod deleter;
 pub mod dlt;
 pub mod metrics;
+pub mod openapi;
 pub mod outbox;
 pub mod parked;
 pub mod publisher;
@@ -166,7 +167,8 @@ pub async fn build(settings: Settings) -> std::io::Result<Server> {
     let routes = Routes {
         public: axum::Router::new(),
         // The admin API needs a token with the admin scope.
-        admin: eventfold_auth::protect(admin::router(relay.pool.clone()), auth, scope::ADMIN),
+        admin: eventfold_auth::protect(admin::router(relay.pool.clone()), auth, scope::ADMIN)
+            .merge(eventfold_runtime::openapi::route(openapi::admin_document())),
     };
     let server = Server::bind(SERVICE, &settings.service, &ops, routes).await?;
     Ok(server.with_worker(move |shutdown| relay.run(shutdown)))

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod metrics;
 pub mod models;
 pub mod neo4j;
+pub mod openapi;
 pub mod parking;
 pub mod process;
 pub mod projection;
@@ -342,7 +343,8 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
             admin::router(registry.clone(), stores.clone()),
             auth.clone(),
             eventfold_auth::scope::ADMIN,
-        ),
+        )
+        .merge(eventfold_runtime::openapi::route(openapi::admin_document())),
     };
     if registry.get("opportunities").is_some() {
         let live = state::watch_state(
@@ -358,7 +360,8 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
             read_api::router(pool.clone(), live),
             auth,
             eventfold_auth::scope::READ_MODELS_READ,
-        );
+        )
+        .merge(eventfold_runtime::openapi::route(openapi::read_document()));
     }
     let mut server = Server::bind(SERVICE, &settings.service, &ops, routes).await?;
     for p in registry.all().iter().cloned() {

@@ -90,9 +90,8 @@ fn unavailable(e: sqlx::Error) -> Response {
     }
 }
 
-/// Filters and paging of the list.
+/// Filters and paging of the list; unknown parameters are ignored, as on every route.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Filter {
     status: Option<String>,
     ai_solution_type: Option<String>,
@@ -105,6 +104,23 @@ struct Filter {
     limit: Option<i64>,
     /// Cursor: the `next` of the previous page.
     after: Option<String>,
+}
+
+impl Filter {
+    /// The first text parameter holding a NUL character, by name.
+    fn with_nul(&self) -> Option<&'static str> {
+        [
+            ("status", &self.status),
+            ("ai_solution_type", &self.ai_solution_type),
+            ("ai_solution_category", &self.ai_solution_category),
+            ("tenant", &self.tenant),
+            ("q", &self.q),
+            ("after", &self.after),
+        ]
+        .into_iter()
+        .find(|(_, v)| v.as_deref().is_some_and(|v| v.contains('\0')))
+        .map(|(name, _)| name)
+    }
 }
 
 const COLUMNS: &str = "aggregate_id, tenant, opportunity_id, title, description, ai_solution_type, \
@@ -136,6 +152,14 @@ async fn list(
             "limit must be between 1 and 500",
         );
     }
+    if let Some(name) = f.with_nul() {
+        // PostgreSQL refuses a NUL in text: a 400 here, not a store error.
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("{name} contains a NUL character"),
+        );
+    }
     if f.min_confidence.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
         return problem(
             StatusCode::BAD_REQUEST,
@@ -146,9 +170,11 @@ async fn list(
     let after = match f.after.as_deref().map(parse_cursor) {
         None => None,
         Some(Some(c)) => Some(c),
+        // Any text is a well-formed `after`; only the server can tell a cursor it made, so an
+        // unreadable one is 422 (as the OpenAPI document says), not 400.
         Some(None) => {
             return problem(
-                StatusCode::BAD_REQUEST,
+                StatusCode::UNPROCESSABLE_ENTITY,
                 "bad_cursor",
                 "`after` is not a cursor from `next`",
             );
@@ -232,7 +258,12 @@ async fn user(State(r): State<Read>, principal: Principal, Path(id): Path<String
 /// The JSON row `sql` returns for `id` of `tenant`, or 404 `unknown_<what>` (also for another
 /// tenant's row).
 async fn by_id(r: &Read, sql: &str, id: &str, tenant: &str, what: &'static str) -> Response {
+    // No command writes an id with a control character (and PostgreSQL refuses a NUL in text).
+    let writable = !id.chars().any(char::is_control);
     let row = async {
+        if !writable {
+            return Ok(None);
+        }
         let mut tx = as_tenant(&r.pool, tenant).await?;
         sqlx::query_scalar::<_, Value>(sql)
             .bind(id)
@@ -297,6 +328,16 @@ async fn stats(State(r): State<Read>, principal: Principal) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_the_first_filter_holding_a_nul() {
+        let uri: axum::http::Uri = "/?status=open&q=a%00b".parse().unwrap();
+        let Query(f) = Query::<Filter>::try_from_uri(&uri).unwrap();
+        assert_eq!(f.with_nul(), Some("q"));
+        let uri: axum::http::Uri = "/?status=open&unknown=ignored".parse().unwrap();
+        let Query(f) = Query::<Filter>::try_from_uri(&uri).unwrap();
+        assert_eq!(f.with_nul(), None);
+    }
 
     #[test]
     fn a_cursor_round_trips_and_garbage_is_refused() {

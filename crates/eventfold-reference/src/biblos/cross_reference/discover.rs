@@ -7,7 +7,7 @@ use super::{CrossReference, CrossReferenceStatus, Event};
 use crate::fields::{self, MAX_NAME_CHARS, MAX_VECTOR_LEN};
 
 /// How a cross-reference was found (the seed's `discovery_method` values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DiscoveryMethod {
     /// Embedding similarity search.
@@ -21,28 +21,34 @@ pub enum DiscoveryMethod {
 }
 
 /// Records a newly discovered cross-reference from `source_ref` to `target_ref`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoverCrossReference {
     /// Verse the link starts from.
+    #[schemars(length(min = 1, max = MAX_NAME_CHARS))]
     pub source_ref: String,
     /// Verse the link points to; must differ from `source_ref`.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub target_ref: String,
     /// Kind of connection, e.g. `thematic`.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub connection_type: String,
     /// Confidence at discovery, `0..=1`.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub initial_confidence: f64,
     /// How it was found.
     pub discovery_method: DiscoveryMethod,
     /// Features the discovery model used (at most 4,096 finite numbers).
     #[serde(default)]
+    #[schemars(length(max = MAX_VECTOR_LEN))]
     pub feature_vector: Vec<f64>,
     /// Cosine similarity of the two verses, `-1..=1`.
+    #[schemars(range(min = -1.0, max = 1.0))]
     pub semantic_similarity: f64,
 }
 
 /// A cross-reference was discovered (seed `CrossReferenceDiscoveredEvent`; category discovery).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CrossReferenceDiscovered {
     /// Verse the link starts from.
     pub source_ref: String,

@@ -63,7 +63,9 @@ pub use validate::{
 use crate::registry::edge;
 
 /// Lifecycle status, as the seed stores it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CrossReferenceStatus {
     /// Not discovered yet (no events).
@@ -78,7 +80,7 @@ pub enum CrossReferenceStatus {
 }
 
 /// The state of one cross-reference, folded from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CrossReference {
     /// Lifecycle status.
     pub status: CrossReferenceStatus,
@@ -110,7 +112,7 @@ impl CrossReference {
 }
 
 /// A command to a cross-reference; the variant name is the command name in the URL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Command {
     /// See [`DiscoverCrossReference`].
     DiscoverCrossReference(DiscoverCrossReference),

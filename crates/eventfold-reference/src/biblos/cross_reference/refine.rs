@@ -8,7 +8,7 @@ use super::{CrossReference, Event};
 use crate::fields::{self, MAX_NAME_CHARS};
 
 /// What kind of refinement (the seed's `refinement_type` values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RefinementType {
     /// Mutual transformation analysis.
@@ -20,22 +20,25 @@ pub enum RefinementType {
 }
 
 /// Sets a new confidence and merges enrichments from an oracle engine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefineCrossReference {
     /// Kind of refinement.
     pub refinement_type: RefinementType,
     /// Which oracle or engine refined it.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub refinement_source: String,
     /// The new confidence, `0..=1`.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub new_confidence: f64,
     /// Open JSON the engine adds (merged into the state, later keys win).
     #[serde(default)]
+    #[schemars(extend("maxProperties" = crate::fields::MAX_ITEMS, "propertyNames" = {"minLength": 1, "maxLength": crate::fields::MAX_NAME_CHARS}))]
     pub enrichments: Map<String, Value>,
 }
 
 /// A cross-reference was refined (seed `CrossReferenceRefinedEvent`; category discovery).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CrossReferenceRefined {
     /// The seed's id of the cross-reference, `"{source_ref}:{target_ref}"`.
     pub cross_ref_id: String,

@@ -13,29 +13,36 @@ use crate::fields::{self, MAX_NAME_CHARS};
 pub const MAX_FRACTAL_DEPTH: u32 = 64;
 
 /// Records a typological connection between the cross-reference's two verses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentifyTypologicalConnection {
     /// The type (usually the earlier verse); one of the cross-reference's verses.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub type_ref: String,
     /// The antitype; the cross-reference's other verse.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub antitype_ref: String,
     /// Typology layer, e.g. `christological`.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub typology_layer: String,
     /// Relation, e.g. `prefiguration`.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub relation_type: String,
     /// Fractal depth, `1..=64`.
+    #[schemars(range(min = 1, max = MAX_FRACTAL_DEPTH))]
     pub fractal_depth: u32,
     /// Combined strength, `0..=1`.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub composite_strength: f64,
     /// Strength per layer, each `0..=1`.
     #[serde(default)]
+    #[schemars(extend("maxProperties" = crate::fields::MAX_ITEMS, "propertyNames" = {"minLength": 1, "maxLength": crate::fields::MAX_NAME_CHARS}, "additionalProperties" = {"type": "number", "minimum": 0.0, "maximum": 1.0}))]
     pub layer_strengths: BTreeMap<String, f64>,
 }
 
 /// A typological connection was identified (seed `TypologicalConnectionIdentifiedEvent`; category
 /// oracle).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TypologicalConnectionIdentified {
     /// The type.
     pub type_ref: String,

@@ -10,7 +10,7 @@ use super::{CrossReference, CrossReferenceStatus, Event};
 use crate::fields::{self, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 
 /// A validator's verdict (the seed's `validation_result` values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ValidationResult {
     /// Accepted: +0.1 and status `validated`.
@@ -58,22 +58,25 @@ pub fn confidence_after(
 }
 
 /// Records a validator's verdict on the cross-reference.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateCrossReference {
     /// Who validated, e.g. `theological_validator`.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub validator_agent: String,
     /// The verdict.
     pub validation_result: ValidationResult,
     /// Why (may be empty, at most 10,000 characters).
+    #[schemars(length(max = crate::fields::MAX_TEXT_CHARS))]
     pub reasoning: String,
     /// Named theological checks and whether each passed (at most 1,000).
     #[serde(default)]
+    #[schemars(extend("maxProperties" = crate::fields::MAX_ITEMS, "propertyNames" = {"minLength": 1, "maxLength": crate::fields::MAX_NAME_CHARS}))]
     pub theological_checks: BTreeMap<String, bool>,
 }
 
 /// A cross-reference was validated (seed `CrossReferenceValidatedEvent`; category validation).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CrossReferenceValidated {
     /// The seed's id of the cross-reference, `"{source_ref}:{target_ref}"`.
     pub cross_ref_id: String,
@@ -95,7 +98,7 @@ pub struct CrossReferenceValidated {
 
 /// One entry of [`CrossReference::validation_history`] (the seed's `validation_history`; the time
 /// is the event's `occurred_at`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ValidationRecord {
     /// Who validated.
     pub validator: String,

@@ -50,7 +50,7 @@ pub use septuagint::{DetectLXXDivergence, LXXDivergenceDetected};
 use crate::registry::edge;
 
 /// The oracle findings about one verse, folded from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VerseOracle {
     /// Whether any oracle result has been recorded.
     pub recorded: bool,
@@ -87,7 +87,7 @@ impl VerseOracle {
 }
 
 /// A command to a verse oracle; the variant name is the command name in the URL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Command {
     /// See [`CalculateNecessity`].
     CalculateNecessity(CalculateNecessity),

@@ -8,28 +8,34 @@ use super::{Event, VerseOracle};
 use crate::fields::{self, MAX_NAME_CHARS};
 
 /// Records a necessity calculated from this verse to another.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CalculateNecessity {
     /// The verse of this oracle, e.g. `ISA.7.14`.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub source_verse: String,
     /// The other verse, e.g. `MAT.1.23`.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub target_verse: String,
     /// Necessity score, `0..=1`.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub necessity_score: f64,
     /// Kind of necessity, e.g. `presuppositional`.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub necessity_type: String,
     /// Strength label, e.g. `strong`.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub necessity_strength: String,
     /// How many semantic gaps the source fills in the target.
     pub semantic_gaps_filled: u32,
     /// Presuppositions detected, each a non-empty name.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_ITEMS), inner(length(min = 1, max = crate::fields::MAX_NAME_CHARS)))]
     pub presuppositions_detected: Vec<String>,
 }
 
 /// A necessity was calculated (seed `NecessityCalculatedEvent`; category oracle).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NecessityCalculated {
     /// The verse of this oracle.
     pub source_verse: String,

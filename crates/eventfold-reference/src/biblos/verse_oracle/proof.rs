@@ -10,27 +10,34 @@ use super::{Event, VerseOracle};
 use crate::fields::{self, MAX_TEXT_CHARS};
 
 /// Records a prophetic proof computed for this verse.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComputePropheticProof {
     /// The prophecies combined, at least one, none twice.
+    #[schemars(length(min = 1, max = crate::fields::MAX_ITEMS), inner(length(min = 1, max = crate::fields::MAX_NAME_CHARS)))]
     pub prophecy_ids: Vec<String>,
     /// Probability of all of them by chance, `0..=1`.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub compound_probability: f64,
     /// Logarithm of that probability, at most 0.
+    #[schemars(range(max = 0.0))]
     pub log_probability: f64,
     /// Posterior probability, `0..=1`.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub bayesian_posterior: f64,
     /// Prior used, `0..=1`.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub prior_used: f64,
     /// Bayes factor, at least 0.
+    #[schemars(range(min = 0.0))]
     pub bayes_factor: f64,
     /// Reading of the result in words.
+    #[schemars(length(min = 1, max = crate::fields::MAX_TEXT_CHARS))]
     pub interpretation: String,
 }
 
 /// A prophetic proof was computed (seed `PropheticProofComputedEvent`; category oracle).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PropheticProofComputed {
     /// The prophecies combined.
     pub prophecy_ids: Vec<String>,

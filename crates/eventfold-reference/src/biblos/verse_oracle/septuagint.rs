@@ -8,28 +8,35 @@ use super::{Event, VerseOracle};
 use crate::fields::{self, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 
 /// Records an LXX/MT divergence of this verse.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DetectLXXDivergence {
     /// The verse of this oracle.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub verse_id: String,
     /// Kind of divergence, e.g. `lexical`.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub divergence_type: String,
     /// The Septuagint reading.
+    #[schemars(length(min = 1, max = crate::fields::MAX_TEXT_CHARS))]
     pub lxx_reading: String,
     /// The Masoretic reading.
+    #[schemars(length(min = 1, max = crate::fields::MAX_TEXT_CHARS))]
     pub mt_reading: String,
     /// Christological category, if any, e.g. `virgin_birth`.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_NAME_CHARS))]
     pub christological_category: Option<String>,
     /// Oldest manuscript witness, e.g. `Codex Vaticanus`.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub oldest_witness: String,
     /// Confidence in the manuscript evidence, `0..=1`.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub manuscript_confidence: f64,
 }
 
 /// An LXX divergence was detected (seed `LXXDivergenceDetectedEvent`; category oracle).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LXXDivergenceDetected {
     /// The verse.
     pub verse_id: String,

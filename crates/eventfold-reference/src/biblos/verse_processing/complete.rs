@@ -10,22 +10,25 @@ use super::{Event, Phase, PhaseOutcome, ProcessingStatus, VerseProcessing};
 use crate::fields;
 
 /// Completes the running phase.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteVerseProcessing {
     /// The running phase.
     pub phase: Phase,
     /// How long it took, in milliseconds.
+    #[schemars(range(max = crate::fields::MAX_SAFE_INTEGER))]
     pub duration_ms: u64,
     /// Results per agent: agent name → open JSON object.
     #[serde(default)]
+    #[schemars(extend("maxProperties" = crate::fields::MAX_ITEMS, "propertyNames" = {"minLength": 1, "maxLength": crate::fields::MAX_NAME_CHARS}))]
     pub agent_results: BTreeMap<String, Map<String, Value>>,
     /// Quality score, `0..=1`.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub quality_score: f64,
 }
 
 /// A phase run completed (seed `VerseProcessingCompletedEvent`; category processing).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VerseProcessingCompleted {
     /// Verse id.
     pub verse_id: String,

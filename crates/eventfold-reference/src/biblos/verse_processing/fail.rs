@@ -15,17 +15,20 @@ fn retryable_by_default() -> bool {
 }
 
 /// Records that the running phase failed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailVerseProcessing {
     /// The running phase.
     pub phase: Phase,
     /// Error class, e.g. `TimeoutError`.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub error_type: String,
     /// Error message.
+    #[schemars(length(min = 1, max = crate::fields::MAX_TEXT_CHARS))]
     pub error_message: String,
     /// Stack trace, at most 65,536 characters.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_STACK_TRACE_CHARS))]
     pub stack_trace: Option<String>,
     /// False for errors a retry cannot fix (bad input); defaults to true.
     #[serde(default = "retryable_by_default")]
@@ -33,7 +36,7 @@ pub struct FailVerseProcessing {
 }
 
 /// A phase run failed (seed `VerseProcessingFailedEvent`; category processing).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VerseProcessingFailed {
     /// Verse id.
     pub verse_id: String,

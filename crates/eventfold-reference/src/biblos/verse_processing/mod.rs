@@ -50,7 +50,19 @@ pub use start::{MAX_CHAPTER_OR_VERSE, StartVerseProcessing, VerseProcessingStart
 use crate::registry::edge;
 
 /// A pipeline phase (the seed's `phase` values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Morphology, syntax.
@@ -64,7 +76,9 @@ pub enum Phase {
 }
 
 /// Where the verse's current phase run stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ProcessingStatus {
     /// Never started (no events).
@@ -79,7 +93,7 @@ pub enum ProcessingStatus {
 }
 
 /// The result of a completed phase, as kept in the state (agent results stay in the event).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PhaseOutcome {
     /// How long the phase took.
     pub duration_ms: u64,
@@ -88,7 +102,7 @@ pub struct PhaseOutcome {
 }
 
 /// The last failure, as kept in the state (the stack trace stays in the event).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Failure {
     /// Phase that failed.
     pub phase: Phase,
@@ -103,7 +117,7 @@ pub struct Failure {
 }
 
 /// The processing state of one verse, folded from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VerseProcessing {
     /// Status of the current (or last) phase run.
     pub status: ProcessingStatus,
@@ -128,7 +142,7 @@ pub struct VerseProcessing {
 }
 
 /// A command to a verse's processing; the variant name is the command name in the URL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Command {
     /// See [`StartVerseProcessing`].
     StartVerseProcessing(StartVerseProcessing),

@@ -7,7 +7,7 @@ use super::{Event, VerseProcessing, VerseProcessingStarted};
 
 /// Restarts the failed phase (the body is `{}`); allowed even when the policy said `will_retry:
 /// false`, so an operator can retry by hand.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryVerseProcessing {}
 

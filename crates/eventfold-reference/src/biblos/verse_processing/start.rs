@@ -11,25 +11,30 @@ use crate::fields::{self, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 pub const MAX_CHAPTER_OR_VERSE: u32 = 999;
 
 /// Starts `phase` on the verse.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartVerseProcessing {
     /// Verse id, e.g. `GEN.1.1`.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub verse_id: String,
     /// Book, e.g. `GEN`.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub book: String,
     /// Chapter number, `1..=999`.
+    #[schemars(range(min = 1, max = MAX_CHAPTER_OR_VERSE))]
     pub chapter: u32,
     /// Verse number, `1..=999`.
+    #[schemars(range(min = 1, max = MAX_CHAPTER_OR_VERSE))]
     pub verse: u32,
     /// The verse text to process.
+    #[schemars(length(min = 1, max = crate::fields::MAX_TEXT_CHARS))]
     pub text_content: String,
     /// Phase to run.
     pub phase: Phase,
 }
 
 /// A phase run started (seed `VerseProcessingStartedEvent`; category processing).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VerseProcessingStarted {
     /// Verse id.
     pub verse_id: String,

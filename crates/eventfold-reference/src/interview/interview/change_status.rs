@@ -7,18 +7,19 @@ use super::{Event, Interview, InterviewStatus, STATUS_CHANGES};
 use crate::fields::{self, MAX_TEXT_CHARS};
 
 /// Moves the interview to `to_status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeInterviewStatus {
     /// The new status.
     pub to_status: InterviewStatus,
     /// Why, at most 10,000 characters.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_TEXT_CHARS))]
     pub reason: Option<String>,
 }
 
 /// The interview's status changed (seed 001 `InterviewStatusChanged`; category domain).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InterviewStatusChanged {
     /// Status before.
     pub from_status: InterviewStatus,

@@ -9,28 +9,33 @@ use super::{Event, Interview, InterviewStatus, language_tag};
 use crate::fields::{self, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 
 /// Creates the interview.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInterview {
     /// Project it belongs to.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub project_id: String,
     /// Title, at most 256 characters.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub title: String,
     /// Where it came from (file name, URL), at most 10,000 characters.
+    #[schemars(length(min = 1, max = crate::fields::MAX_TEXT_CHARS))]
     pub source: String,
     /// BCP 47 language tag, e.g. `en`.
     #[serde(default)]
+    #[schemars(extend("pattern" = crate::interview::interview::LANGUAGE_TAG_PATTERN))]
     pub language: Option<String>,
     /// When the interview took place (RFC 3339).
     #[serde(default)]
     pub started_at: Option<DateTime<Utc>>,
     /// Open metadata.
     #[serde(default)]
+    #[schemars(extend("maxProperties" = crate::fields::MAX_ITEMS, "propertyNames" = {"minLength": 1, "maxLength": crate::fields::MAX_NAME_CHARS}))]
     pub metadata: Map<String, Value>,
 }
 
 /// An interview was created (seed 001 `InterviewCreated`; category domain).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InterviewCreated {
     /// Project it belongs to.
     pub project_id: String,

@@ -48,7 +48,7 @@ pub use update_metadata::{InterviewMetadataUpdated, UpdateInterviewMetadata};
 use crate::registry::edge;
 
 /// Pipeline status of an interview.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InterviewStatus {
     /// Uploaded, not yet processed.
@@ -77,7 +77,7 @@ impl InterviewStatus {
 }
 
 /// The state of one interview, folded from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Interview {
     /// Pipeline status; `None` before creation.
     pub status: Option<InterviewStatus>,
@@ -96,7 +96,7 @@ pub struct Interview {
 }
 
 /// A command to an interview; the variant name is the command name in the URL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Command {
     /// See [`CreateInterview`].
     CreateInterview(CreateInterview),
@@ -218,6 +218,9 @@ impl Aggregate for Interview {
         MACHINE.clone()
     }
 }
+
+/// The JSON Schema pattern of [`language_tag`] (which also caps the length at 35).
+pub(crate) const LANGUAGE_TAG_PATTERN: &str = "^[A-Za-z][A-Za-z0-9-]{1,34}$";
 
 /// A BCP 47 language tag, loosely: 2 to 35 ASCII letters, digits and hyphens, starting with a
 /// letter.

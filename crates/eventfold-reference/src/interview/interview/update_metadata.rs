@@ -8,22 +8,25 @@ use super::{Event, Interview, language_tag};
 use crate::fields::{self, MAX_NAME_CHARS};
 
 /// Changes the given fields; absent fields keep their value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateInterviewMetadata {
     /// New title.
     #[serde(default)]
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub title: Option<String>,
     /// New BCP 47 language tag.
     #[serde(default)]
+    #[schemars(extend("pattern" = crate::interview::interview::LANGUAGE_TAG_PATTERN))]
     pub language: Option<String>,
     /// Metadata keys to set; a `null` value removes the key.
     #[serde(default)]
+    #[schemars(extend("maxProperties" = crate::fields::MAX_ITEMS, "propertyNames" = {"minLength": 1, "maxLength": crate::fields::MAX_NAME_CHARS}))]
     pub metadata_diff: Map<String, Value>,
 }
 
 /// The interview's metadata changed (seed 001 `InterviewMetadataUpdated`; category domain).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InterviewMetadataUpdated {
     /// New title, if changed.
     pub title: Option<String>,

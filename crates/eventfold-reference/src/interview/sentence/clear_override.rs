@@ -8,16 +8,17 @@ use super::{Event, Sentence};
 use crate::fields::{self, MAX_TEXT_CHARS};
 
 /// Clears the user's override.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClearAnalysisOverride {
     /// Why, at most 10,000 characters.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_TEXT_CHARS))]
     pub reason: Option<String>,
 }
 
 /// The user's override was cleared (seed 001 `AnalysisCleared`; category domain).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AnalysisCleared {
     /// Why.
     pub reason: Option<String>,

@@ -7,28 +7,33 @@ use super::{Event, Sentence};
 use crate::fields::{self, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 
 /// Creates the sentence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSentence {
     /// Interview it belongs to.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub interview_id: String,
     /// Position in the interview (0-based).
     pub index: u32,
     /// The text.
+    #[schemars(length(min = 1, max = crate::fields::MAX_TEXT_CHARS))]
     pub text: String,
     /// Speaker, if known.
     #[serde(default)]
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub speaker: Option<String>,
     /// Start offset in the recording, in milliseconds.
     #[serde(default)]
+    #[schemars(range(max = crate::fields::MAX_SAFE_INTEGER))]
     pub start_ms: Option<u64>,
     /// End offset in the recording, in milliseconds (not before `start_ms`).
     #[serde(default)]
+    #[schemars(range(max = crate::fields::MAX_SAFE_INTEGER))]
     pub end_ms: Option<u64>,
 }
 
 /// A sentence was created (seed 001 `SentenceCreated`; category domain).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SentenceCreated {
     /// Interview it belongs to.
     pub interview_id: String,

@@ -7,7 +7,9 @@ use super::{Event, Sentence};
 use crate::fields::{self, MAX_TEXT_CHARS};
 
 /// Who changed the text.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EditorType {
     /// A person (the default: the user edit API).
@@ -18,10 +20,11 @@ pub enum EditorType {
 }
 
 /// Replaces the sentence's text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditSentence {
     /// The new text.
+    #[schemars(length(min = 1, max = crate::fields::MAX_TEXT_CHARS))]
     pub new_text: String,
     /// Who changed it; defaults to `human`.
     #[serde(default)]
@@ -29,7 +32,7 @@ pub struct EditSentence {
 }
 
 /// The sentence's text was edited (seed 001 `SentenceEdited`; category domain).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SentenceEdited {
     /// Text before.
     pub old_text: String,

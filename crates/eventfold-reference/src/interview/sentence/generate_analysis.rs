@@ -9,34 +9,42 @@ use super::{Analysis, Event, Sentence};
 use crate::fields::{self, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 
 /// Records a machine analysis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateAnalysis {
     /// Model that produced it.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub model: String,
     /// Model version.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub model_version: String,
     /// Classification results (`function_type`, `structure_type`, `purpose`, ...).
+    #[schemars(extend("maxProperties" = crate::fields::MAX_ITEMS, "propertyNames" = {"minLength": 1, "maxLength": crate::fields::MAX_NAME_CHARS}))]
     pub classification: Map<String, Value>,
     /// Keywords.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_ITEMS), inner(length(min = 1, max = crate::fields::MAX_NAME_CHARS)))]
     pub keywords: Vec<String>,
     /// Topics.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_ITEMS), inner(length(min = 1, max = crate::fields::MAX_NAME_CHARS)))]
     pub topics: Vec<String>,
     /// Domain-specific keywords.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_ITEMS), inner(length(min = 1, max = crate::fields::MAX_NAME_CHARS)))]
     pub domain_keywords: Vec<String>,
     /// Confidence, `0..=1`.
     #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub confidence: Option<f64>,
     /// Reference to the raw model output.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_TEXT_CHARS))]
     pub raw_ref: Option<String>,
 }
 
 /// A machine analysis was generated (seed 001 `AnalysisGenerated`; category domain).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AnalysisGenerated {
     /// Model that produced it.
     pub model: String,

@@ -52,7 +52,7 @@ pub use override_analysis::{AnalysisOverridden, OverrideAnalysis};
 use crate::registry::edge;
 
 /// The latest machine analysis, as kept in the state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Analysis {
     /// Model that produced it.
     pub model: String,
@@ -73,7 +73,7 @@ pub struct Analysis {
 }
 
 /// The user's corrections, as kept in the state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AnalysisOverride {
     /// Corrected fields, accumulated over overrides (later wins).
     pub fields: Map<String, Value>,
@@ -82,7 +82,7 @@ pub struct AnalysisOverride {
 }
 
 /// The state of one sentence, folded from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Sentence {
     /// True once created.
     pub created: bool,
@@ -131,7 +131,7 @@ impl Sentence {
 }
 
 /// A command to a sentence; the variant name is the command name in the URL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Command {
     /// See [`CreateSentence`].
     CreateSentence(CreateSentence),

@@ -9,18 +9,20 @@ use super::{AnalysisOverride, Event, Sentence};
 use crate::fields::{self, MAX_TEXT_CHARS};
 
 /// Overrides analysis fields with the user's values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OverrideAnalysis {
     /// Field name (as in [`Sentence::effective_analysis`]) → corrected value; not empty.
+    #[schemars(extend("maxProperties" = crate::fields::MAX_ITEMS, "propertyNames" = {"minLength": 1, "maxLength": crate::fields::MAX_NAME_CHARS}))]
     pub fields_overridden: Map<String, Value>,
     /// Why, at most 10,000 characters.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_TEXT_CHARS))]
     pub note: Option<String>,
 }
 
 /// A user overrode the analysis (seed 001 `AnalysisOverridden`; category domain).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AnalysisOverridden {
     /// Field name → corrected value.
     pub fields_overridden: Map<String, Value>,

@@ -7,15 +7,16 @@ use super::{Event, Opportunity, OpportunityStatus};
 use crate::fields::{self, MAX_TEXT_CHARS};
 
 /// Retires the opportunity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveOpportunity {
     /// Why.
+    #[schemars(length(min = 1, max = crate::fields::MAX_TEXT_CHARS))]
     pub reason: String,
 }
 
 /// The opportunity was archived (schema version 1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpportunityArchived {
     /// Why.

@@ -9,27 +9,32 @@ use super::{
 use crate::fields::{self, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 
 /// Records a new opportunity; the category is derived from the solution type.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOpportunity {
     /// The seed's opportunity id (clients use it as the aggregate id too).
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub opportunity_id: String,
     /// Title, at most 256 characters.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub title: String,
     /// Description, at most 10,000 characters.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_TEXT_CHARS))]
     pub description: String,
     /// Kind of AI.
     pub ai_solution_type: AiSolutionType,
     /// Estimated market size, at most 2^53 − 1.
+    #[schemars(range(max = crate::fields::MAX_SAFE_INTEGER))]
     pub market_size_estimate: u64,
     /// Confidence in `0..=1`; the seed's 0.7 when absent.
     #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub confidence_score: Option<f64>,
 }
 
 /// An opportunity was created (seed 002 `OPPORTUNITY_CREATED`, schema version 2).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpportunityCreated {
     /// The seed's opportunity id.

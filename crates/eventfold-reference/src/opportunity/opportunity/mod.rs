@@ -52,7 +52,7 @@ pub use validate::{OpportunityValidated, ValidateOpportunity};
 use crate::registry::edge;
 
 /// The kind of AI a solution uses (v2 added `generative_ai` and `recommendation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AiSolutionType {
     /// Natural language processing.
@@ -81,7 +81,7 @@ pub const V1_SOLUTION_TYPES: &[&str] = &[
 ];
 
 /// The broad category of a solution, derived from its [`AiSolutionType`] (since v2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AiSolutionCategory {
     /// Text and language.
@@ -131,7 +131,9 @@ impl AiSolutionType {
 pub const DEFAULT_CONFIDENCE: f64 = 0.7;
 
 /// Lifecycle status of an opportunity.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OpportunityStatus {
     /// Not created yet.
@@ -146,7 +148,7 @@ pub enum OpportunityStatus {
 }
 
 /// The state of one opportunity, folded from its events (always at the latest schema).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Opportunity {
     /// Lifecycle status.
     pub status: OpportunityStatus,
@@ -171,7 +173,7 @@ pub struct Opportunity {
 }
 
 /// A command to an opportunity; the variant name is the command name in the URL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Command {
     /// See [`CreateOpportunity`].
     CreateOpportunity(CreateOpportunity),

@@ -144,6 +144,27 @@ fn parses_a_create_command_and_names_an_unknown_solution_type() {
     }
 }
 
+#[test]
+fn reads_an_integral_float_as_the_integer_json_schema_says_it_is() {
+    let body = json!({"opportunity_id": "123", "title": "AI Chatbot",
+        "description": "Answers support tickets", "ai_solution_type": "nlp",
+        "market_size_estimate": 1000000.0, "confidence_score": 0.8});
+    assert_eq!(
+        parse_command::<Opportunity>("CreateOpportunity", body.clone()).unwrap(),
+        Command::CreateOpportunity(create())
+    );
+    for bad in [json!(1000000.5), json!(-1.0), json!(1e20)] {
+        let mut body = body.clone();
+        body["market_size_estimate"] = bad;
+        match parse_command::<Opportunity>("CreateOpportunity", body) {
+            Err(eventfold_domain::CommandError::InvalidBody { pointer, .. }) => {
+                assert_eq!(pointer, "/market_size_estimate")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 fn solution_type() -> impl Strategy<Value = AiSolutionType> {
     prop::sample::select(AiSolutionType::ALL.to_vec())
 }

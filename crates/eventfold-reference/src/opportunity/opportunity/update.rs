@@ -7,25 +7,29 @@ use super::{Event, Opportunity};
 use crate::fields::{self, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 
 /// Changes the given fields; absent fields keep their value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOpportunity {
     /// New title.
     #[serde(default)]
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub title: Option<String>,
     /// New description.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_TEXT_CHARS))]
     pub description: Option<String>,
     /// New market size estimate.
     #[serde(default)]
+    #[schemars(range(max = crate::fields::MAX_SAFE_INTEGER))]
     pub market_size_estimate: Option<u64>,
     /// New confidence in `0..=1`.
     #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub confidence_score: Option<f64>,
 }
 
 /// An opportunity changed (seed 002 `OPPORTUNITY_UPDATED`, schema version 2); `None` = unchanged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpportunityUpdated {
     /// New title.

@@ -7,20 +7,23 @@ use super::{Event, Opportunity, OpportunityStatus};
 use crate::fields::{self, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 
 /// Records a reviewer's score.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateOpportunity {
     /// Who validated.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub validator_id: String,
     /// Score in `0..=1`.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub score: f64,
     /// Free comment.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_TEXT_CHARS))]
     pub comment: Option<String>,
 }
 
 /// A reviewer validated the opportunity (schema version 1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpportunityValidated {
     /// Who validated.

@@ -7,16 +7,17 @@ use super::{Event, User};
 use crate::fields::{self, MAX_TEXT_CHARS};
 
 /// Closes the account.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeactivateUser {
     /// Why.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_TEXT_CHARS))]
     pub reason: Option<String>,
 }
 
 /// The user was deactivated (schema version 1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserDeactivated {
     /// Why.

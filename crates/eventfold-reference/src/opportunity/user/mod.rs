@@ -47,7 +47,7 @@ pub use update_profile::{UpdateUserProfile, UserProfileUpdated};
 use crate::registry::edge;
 
 /// Which notifications a user wants (new in v2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPreferences {
     /// Notifications by email.
@@ -70,7 +70,7 @@ impl Default for UserPreferences {
 }
 
 /// How often notifications are sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Frequency {
     /// As they happen.
@@ -82,7 +82,7 @@ pub enum Frequency {
 }
 
 /// Where notifications go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// Email.
@@ -94,20 +94,24 @@ pub enum Channel {
 }
 
 /// Quiet hours (the seed only records whether they are on).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuietHours {
     /// On or off.
     pub enabled: bool,
 }
 
+/// Most notification channels (there are three kinds).
+pub const MAX_CHANNELS: usize = 3;
+
 /// How a user is notified (new in v2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationSettings {
     /// How often.
     pub frequency: Frequency,
     /// Where.
+    #[schemars(length(max = MAX_CHANNELS))]
     pub channels: Vec<Channel>,
     /// Quiet hours.
     pub quiet_hours: QuietHours,
@@ -125,7 +129,7 @@ impl Default for NotificationSettings {
 }
 
 /// The state of one user, folded from its events (always at the latest schema).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct User {
     /// Whether the user is registered and whether still active.
     pub status: UserStatus,
@@ -144,7 +148,9 @@ pub struct User {
 }
 
 /// Lifecycle status of a user.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum UserStatus {
     /// Not registered yet.
@@ -157,7 +163,7 @@ pub enum UserStatus {
 }
 
 /// A command to a user; the variant name is the command name in the URL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Command {
     /// See [`RegisterUser`].
     RegisterUser(RegisterUser),
@@ -300,6 +306,9 @@ impl Aggregate for User {
         MACHINE.clone()
     }
 }
+
+/// The JSON Schema pattern of [`email`]: one `@`, text on both sides, no Unicode white space.
+pub(crate) const EMAIL_PATTERN: &str = r"^[^@\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@[^@\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$";
 
 /// An email address, loosely: one `@` with text on both sides, no spaces, at most 256 characters.
 pub(crate) fn email(field: &str, value: &str) -> Result<(), DomainError> {

@@ -7,18 +7,22 @@ use super::{Event, NotificationSettings, User, UserPreferences, UserStatus, emai
 use crate::fields::{self, MAX_NAME_CHARS};
 
 /// Registers the user; preferences and settings default to the seed's values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterUser {
     /// The seed's user id.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub user_id: String,
     /// Email address.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS), extend("pattern" = crate::opportunity::user::EMAIL_PATTERN))]
     pub email: String,
     /// Display name.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_NAME_CHARS))]
     pub display_name: Option<String>,
     /// Expertise domains.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_ITEMS), inner(length(min = 1, max = crate::fields::MAX_NAME_CHARS)))]
     pub expertise_domains: Vec<String>,
     /// Notification preferences.
     #[serde(default)]
@@ -29,7 +33,7 @@ pub struct RegisterUser {
 }
 
 /// A user registered (seed 002 user event, schema version 2 = seed v1.1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserRegistered {
     /// The seed's user id.
@@ -53,7 +57,11 @@ impl User {
         fields::optional("/display_name", c.display_name.as_deref(), MAX_NAME_CHARS)?;
         fields::names("/expertise_domains", &c.expertise_domains)?;
         if let Some(s) = &c.notification_settings {
-            fields::count("/notification_settings/channels", s.channels.len(), 3)?;
+            fields::count(
+                "/notification_settings/channels",
+                s.channels.len(),
+                super::MAX_CHANNELS,
+            )?;
         }
         Ok(vec![Event::UserRegistered(UserRegistered {
             user_id: c.user_id.clone(),

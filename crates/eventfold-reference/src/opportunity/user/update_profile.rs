@@ -7,14 +7,16 @@ use super::{Event, NotificationSettings, User, UserPreferences};
 use crate::fields::{self, MAX_NAME_CHARS};
 
 /// Changes the given fields; absent fields keep their value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserProfile {
     /// New display name.
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_NAME_CHARS))]
     pub display_name: Option<String>,
     /// New expertise domains (replaces the list).
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_ITEMS), inner(length(min = 1, max = crate::fields::MAX_NAME_CHARS)))]
     pub expertise_domains: Option<Vec<String>>,
     /// New preferences.
     #[serde(default)]
@@ -25,7 +27,7 @@ pub struct UpdateUserProfile {
 }
 
 /// A user's profile changed (schema version 2 = seed v1.1); `None` = unchanged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserProfileUpdated {
     /// New display name.
@@ -43,6 +45,13 @@ impl User {
         fields::optional("/display_name", c.display_name.as_deref(), MAX_NAME_CHARS)?;
         if let Some(d) = &c.expertise_domains {
             fields::names("/expertise_domains", d)?;
+        }
+        if let Some(s) = &c.notification_settings {
+            fields::count(
+                "/notification_settings/channels",
+                s.channels.len(),
+                super::MAX_CHANNELS,
+            )?;
         }
         if *c == UpdateUserProfile::default() {
             return Err(DomainError::rule(
@@ -82,7 +91,7 @@ mod tests {
 
     use super::super::fixtures::*;
     use super::*;
-    use crate::opportunity::user::{Command, Frequency};
+    use crate::opportunity::user::{Channel, Command, Frequency};
 
     #[test]
     fn replaces_the_expertise_and_keeps_the_rest() {
@@ -115,6 +124,22 @@ mod tests {
             .outcome()
             .unwrap_err();
         assert_eq!(err.code(), "empty_update");
+    }
+
+    #[test]
+    fn refuses_more_channels_than_there_are_as_registration_does() {
+        let settings = NotificationSettings {
+            channels: vec![Channel::Email, Channel::Push, Channel::Sms, Channel::Email],
+            ..Default::default()
+        };
+        let err = given::<User>([registered()])
+            .when(Command::UpdateUserProfile(UpdateUserProfile {
+                notification_settings: Some(settings),
+                ..Default::default()
+            }))
+            .outcome()
+            .unwrap_err();
+        assert_eq!(err.code(), "too_many_items");
     }
 
     #[test]
