@@ -28,8 +28,12 @@ pub const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
 /// Every code a reference domain's rule answers with (HTTP 422), for the OpenAPI documents; a test
 /// reads the sources so a new rule cannot be missing here.
 pub const RULE_CODES: &[&str] = &[
+    "approval_needed",
     "bayes_factor_out_of_range",
     "confidence_out_of_range",
+    "coordinates_out_of_range",
+    "duplicate_edge_id",
+    "duplicate_node_id",
     "duplicate_prophecy_id",
     "empty_field",
     "empty_override",
@@ -38,6 +42,8 @@ pub const RULE_CODES: &[&str] = &[
     "invalid_email",
     "invalid_language_tag",
     "nesting_too_deep",
+    "no_approval_needed",
+    "no_nodes",
     "no_phase",
     "no_prophecies",
     "non_finite_number",
@@ -54,8 +60,10 @@ pub const RULE_CODES: &[&str] = &[
     "text_too_long",
     "text_unchanged",
     "time_range_inverted",
+    "timeout_out_of_range",
     "too_many_items",
     "typology_refs_mismatch",
+    "unknown_node",
     "verse_mismatch",
 ];
 

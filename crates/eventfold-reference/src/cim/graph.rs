@@ -23,7 +23,7 @@ use crate::fields::{self, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 use crate::registry::edge;
 
 /// A graph, folded from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Graph {
     /// Its id, once created.
     pub graph_id: Option<String>,
@@ -40,12 +40,14 @@ pub struct Graph {
 }
 
 /// Creates graph `graph_id`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGraph {
     /// The graph's id (the aggregate id).
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub graph_id: String,
     /// Name.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub name: String,
     /// The workflow that prepares it, if any.
     #[serde(default)]
@@ -53,7 +55,7 @@ pub struct CreateGraph {
 }
 
 /// A graph was created (seed `GraphEvent::Created`; category domain).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GraphCreated {
     /// Id.
     pub graph_id: String,
@@ -64,12 +66,14 @@ pub struct GraphCreated {
 }
 
 /// Adds a node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddNode {
     /// Node id, unique in the graph.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub node_id: String,
     /// Label.
+    #[schemars(length(max = crate::fields::MAX_TEXT_CHARS))]
     pub label: String,
     /// Open JSON metadata.
     #[serde(default)]
@@ -77,7 +81,7 @@ pub struct AddNode {
 }
 
 /// A node was added (seed `GraphNodeAdded`, schema v2; category domain).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GraphNodeAdded {
     /// The graph.
     pub graph_id: String,
@@ -90,19 +94,22 @@ pub struct GraphNodeAdded {
 }
 
 /// Connects two nodes of the graph.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectNodes {
     /// Edge id, unique in the graph.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub edge_id: String,
     /// Source node id.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub source: String,
     /// Target node id.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub target: String,
 }
 
 /// Two nodes were connected (seed `GraphEvent::EdgeConnected`; category domain).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GraphEdgeConnected {
     /// The graph.
     pub graph_id: String,
@@ -115,18 +122,20 @@ pub struct GraphEdgeConnected {
 }
 
 /// Places a node in conceptual space.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MapConceptualPoint {
     /// The node.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub node_id: String,
     /// Its coordinates (1 to 16 finite numbers).
+    #[schemars(length(min = 1, max = super::workflow::MAX_DIMENSIONS))]
     pub coordinates: Vec<f64>,
 }
 
 /// A node was placed in conceptual space (seed `GraphEvent::ConceptualPointMapped`; category
 /// domain).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConceptualPointMapped {
     /// The graph.
     pub graph_id: String,
@@ -137,7 +146,7 @@ pub struct ConceptualPointMapped {
 }
 
 /// A command to a graph; the variant name is the command name in the URL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Command {
     /// See [`CreateGraph`].
     CreateGraph(CreateGraph),

@@ -32,12 +32,14 @@ pub const MAX_APPROVAL_TIMEOUT_MS: u64 = 86_400_000;
 pub const MAX_DIMENSIONS: usize = 16;
 
 /// A node the workflow's graph must hold.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     /// Node id, unique in the graph.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub node_id: String,
     /// Label.
+    #[schemars(length(max = crate::fields::MAX_TEXT_CHARS))]
     pub label: String,
     /// Open JSON metadata (`GraphNodeAdded` v2).
     #[serde(default)]
@@ -45,29 +47,36 @@ pub struct NodeSpec {
 }
 
 /// An edge the workflow's graph must hold.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeSpec {
     /// Edge id, unique in the graph.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub edge_id: String,
     /// Source node id.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub source: String,
     /// Target node id.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub target: String,
 }
 
 /// A conceptual point the workflow maps onto a node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConceptSpec {
     /// The node.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub node_id: String,
     /// Its position in conceptual space (1 to 16 finite numbers).
+    #[schemars(length(min = 1, max = MAX_DIMENSIONS))]
     pub coordinates: Vec<f64>,
 }
 
 /// Where a workflow stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkflowStatus {
     /// Not started.
@@ -86,7 +95,7 @@ pub enum WorkflowStatus {
 }
 
 /// A workflow, folded from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Workflow {
     /// Where it stands.
     pub status: WorkflowStatus,
@@ -109,28 +118,34 @@ pub struct Workflow {
 }
 
 /// Starts a workflow over graph `graph_id`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartWorkflow {
     /// Name.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub name: String,
     /// The graph to prepare (a new `Graph` aggregate id).
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub graph_id: String,
     /// Nodes (1 to 1,000).
+    #[schemars(length(min = 1, max = crate::fields::MAX_ITEMS))]
     pub nodes: Vec<NodeSpec>,
     /// Edges (at most 1,000).
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_ITEMS))]
     pub edges: Vec<EdgeSpec>,
     /// Conceptual points (at most 1,000).
     #[serde(default)]
+    #[schemars(length(max = crate::fields::MAX_ITEMS))]
     pub concepts: Vec<ConceptSpec>,
     /// When set, the prepared workflow waits this long for `ApproveWorkflow`.
     #[serde(default)]
+    #[schemars(range(min = 1, max = MAX_APPROVAL_TIMEOUT_MS))]
     pub approval_timeout_ms: Option<u64>,
 }
 
 /// A workflow started (category processing).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorkflowStarted {
     /// Name.
     pub name: String,
@@ -147,56 +162,59 @@ pub struct WorkflowStarted {
 }
 
 /// Asks for an approval of the prepared workflow.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestWorkflowApproval {}
 
 /// The prepared workflow waits for an approval (category processing).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorkflowApprovalRequested {
     /// How long it waits.
     pub timeout_ms: u64,
 }
 
 /// Approves the prepared workflow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveWorkflow {
     /// Who approves.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub approver: String,
 }
 
 /// The workflow was approved, and is complete (category validation).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorkflowApproved {
     /// Who approved.
     pub approver: String,
 }
 
 /// Completes a prepared workflow that needs no approval.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteWorkflow {}
 
 /// The workflow completed (category processing).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorkflowCompleted {
     /// Its graph.
     pub graph_id: String,
 }
 
 /// Fails the workflow (a step was refused).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailWorkflow {
     /// The refused step.
+    #[schemars(length(min = 1, max = crate::fields::MAX_NAME_CHARS))]
     pub step: String,
     /// Why.
+    #[schemars(length(max = crate::fields::MAX_TEXT_CHARS))]
     pub reason: String,
 }
 
 /// The workflow failed (category processing).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorkflowFailed {
     /// The refused step.
     pub step: String,
@@ -205,19 +223,19 @@ pub struct WorkflowFailed {
 }
 
 /// Ends a workflow whose approval did not come in time.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeOutWorkflow {}
 
 /// Nobody approved in time (category processing).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorkflowTimedOut {
     /// The timeout that passed.
     pub timeout_ms: u64,
 }
 
 /// A command to a workflow; the variant name is the command name in the URL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Command {
     /// See [`StartWorkflow`].
     StartWorkflow(StartWorkflow),
