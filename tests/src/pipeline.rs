@@ -76,6 +76,9 @@ impl Pipeline {
             ("NEO4J_LABEL_SUFFIX", self.suffix.as_str()),
             ("PROJECTOR_STATE_POLL_MS", "200"),
             ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
+            // Process managers of this pipeline send to its own command service when a test says
+            // where (`extra`); otherwise to a closed port, never to the shared stack's service.
+            ("PROCESS_COMMAND_URL", "http://127.0.0.1:9"),
         ];
         pairs.extend_from_slice(extra);
         self.stack.service_env(&pairs).pairs()
