@@ -279,6 +279,9 @@ enum Answer {
 
 type Instance = (String, String);
 
+/// A command the command service applied: its id, HTTP status and answer.
+type Applied = (Uuid, u16, Value);
+
 impl Runtime {
     /// One round as the leader: react to the inbox, then send the due commands. The number of
     /// rows and commands handled (0 = idle, or not the leader).
@@ -512,24 +515,66 @@ impl Runtime {
             });
             groups[i].push(p);
         }
-        let results: Vec<Result<usize, sqlx::Error>> = futures::stream::iter(groups)
+        // Applied commands of a process manager that does not follow its steps are marked done
+        // together after the round (one statement); every other answer is recorded at once.
+        let batch_done = !self.process.tracks_steps();
+        let sent = groups.iter().map(Vec::len).sum::<usize>();
+        let results: Vec<Result<Vec<Applied>, sqlx::Error>> = futures::stream::iter(groups)
             .map(|group| async move {
-                let mut n = 0;
+                let mut done = Vec::new();
                 for p in group {
-                    let answer = self.send(&p).await;
-                    self.record(schema, &p, answer).await?;
-                    n += 1;
+                    match self.send(&p).await {
+                        Answer::Done(status, body) if batch_done => {
+                            self.crash_at("dispatch-after-send");
+                            done.push((p.command_id, status, body));
+                        }
+                        answer => self.record(schema, &p, answer).await?,
+                    }
                 }
-                Ok(n)
+                Ok(done)
             })
             .buffer_unordered(self.settings.concurrency)
             .collect()
             .await;
-        let mut total = 0;
+        let mut done = Vec::new();
+        let mut failed = None;
         for r in results {
-            total += r?;
+            match r {
+                Ok(d) => done.extend(d),
+                Err(e) => failed = Some(e),
+            }
         }
-        Ok(total)
+        self.mark_done(schema, &done).await?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(sent),
+        }
+    }
+
+    /// Marks applied commands done in one statement.
+    async fn mark_done(&self, schema: &str, done: &[Applied]) -> Result<(), sqlx::Error> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = done.iter().map(|d| d.0).collect();
+        let statuses: Vec<i32> = done.iter().map(|d| i32::from(d.1)).collect();
+        let outcomes: Vec<Value> = done.iter().map(|d| d.2.clone()).collect();
+        sqlx::query(&format!(
+            "UPDATE {schema}.commands c SET status = 'done', attempts = attempts + 1, \
+             http_status = u.status, outcome = u.outcome, finished_at = clock_timestamp() \
+             FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS u(id, status, outcome) \
+             WHERE c.command_id = u.id AND c.status = 'pending'"
+        ))
+        .bind(&ids)
+        .bind(&statuses)
+        .bind(&outcomes)
+        .execute(&self.pool)
+        .await?;
+        self.metrics
+            .commands
+            .with_label_values(&[self.process.name(), "done"])
+            .inc_by(done.len() as u64);
+        Ok(())
     }
 
     /// Posts `p` to the command service with its id as `Idempotency-Key`.
