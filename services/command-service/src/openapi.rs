@@ -11,7 +11,8 @@ use serde_json::{Map, Value, json};
 use crate::api::{MAX_AGGREGATE_ID_CHARS, MAX_PAGE};
 
 /// Every `code` a problem answer of this service can carry besides the domain rules' codes
-/// ([`RULE_CODES`]): request errors, authentication and the service's limits.
+/// ([`RULE_CODES`]) and those every listener shares (`eventfold_runtime::openapi::AUTH_CODES`,
+/// `SERVER_CODES`): request errors and the service's own refusals.
 pub const PROBLEM_CODES: &[&str] = &[
     "malformed_json",
     "invalid_body",
@@ -32,8 +33,6 @@ pub const PROBLEM_CODES: &[&str] = &[
     "aggregate_not_found",
     "version_not_found",
     "correlation_not_found",
-    "no_route",
-    "method_not_allowed",
     "version_conflict",
     "idempotency_key_in_flight",
     "payload_too_large",
@@ -44,28 +43,8 @@ pub const PROBLEM_CODES: &[&str] = &[
     "unserializable_state",
     "corrupt_event",
     "store_unavailable",
-    "overloaded",
-    "request_timeout",
     "tenant_mismatch",
     "impersonation_not_allowed",
-    "insufficient_scope",
-    "missing_token",
-    "malformed_token",
-    "bad_signature",
-    "token_expired",
-    "token_not_yet_valid",
-    "wrong_issuer",
-    "wrong_audience",
-    "algorithm_refused",
-    "unknown_key",
-    "missing_claim",
-    "invalid_subject",
-    "missing_tenant",
-    "invalid_tenant",
-    "invalid_actor_kind",
-    "invalid_claim",
-    "jwks_unavailable",
-    "issuer_key",
 ];
 
 /// Rules JSON Schema cannot state, common to every command body.
@@ -227,16 +206,22 @@ fn answer_schemas(states: &[(String, Value)], events: &[(String, u32)]) -> Map<S
         }))
         .collect();
     let events_array = json!({"type": "array", "items": {"$ref": "#/components/schemas/Event"}});
+    let mut problem = eventfold_runtime::openapi::problem_schema(&codes);
+    for (name, schema) in [
+        (
+            "parameter",
+            json!({"type": "string", "description": "The refused query parameter"}),
+        ),
+        ("current_version", json!({"type": "integer"})),
+        ("state", json!({"type": "string"})),
+        ("command", json!({"type": "string"})),
+        ("line", json!({"type": "integer"})),
+        ("column", json!({"type": "integer"})),
+    ] {
+        problem["properties"][name] = schema;
+    }
     let schemas = json!({
-        "Problem": {"type": "object", "description": "RFC 9457 problem details with a machine-readable code",
-            "required": ["type", "title", "status", "detail", "code"], "properties": {
-            "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer", "minimum": 400, "maximum": 599},
-            "detail": {"type": "string"}, "code": {"type": "string", "enum": codes},
-            "pointer": {"type": "string", "description": "RFC 6901 pointer of the refused field"},
-            "errors": {"type": "array", "items": {"type": "object", "properties": {"pointer": {"type": "string"}, "detail": {"type": "string"}}}},
-            "parameter": {"type": "string", "description": "The refused query parameter"},
-            "current_version": {"type": "integer"}, "state": {"type": "string"}, "command": {"type": "string"},
-            "line": {"type": "integer"}, "column": {"type": "integer"}}},
+        "Problem": problem,
         "Handled": {"type": "object", "required": ["command_id", "aggregate_type", "aggregate_id", "version", "event_ids", "correlation_id", "replayed"], "properties": {
             "command_id": uuid, "aggregate_type": {"type": "string", "enum": AGGREGATE_TYPES},
             "aggregate_id": {"type": "string"}, "version": {"type": "integer", "minimum": 1},
