@@ -26,29 +26,8 @@ fi
 
 command_url="${CONTRACT_COMMAND_URL:-$EVENTFOLD_COMMAND_URL}"
 read_url="${CONTRACT_READ_URL:-$EVENTFOLD_PROJECTOR_URL}"
-started=()
 if [[ -z "${CONTRACT_COMMAND_URL:-}${CONTRACT_READ_URL:-}" ]]; then
-  for p in postgres kafka neo4j registry command-service outbox-relay projector; do
-    process_running "$p" || started+=("$p")
-  done
-fi
-stop_started() {
-  local rc=$? p
-  if ((${#started[@]})); then
-    step "stopping what this run started: ${started[*]}"
-    for p in command-service outbox-relay projector; do
-      [[ " ${started[*]} " == *" $p "* ]] && "$STACK/services.sh" stop "$p"
-    done
-    for p in registry neo4j kafka postgres; do
-      [[ " ${started[*]} " == *" $p "* ]] && "$STACK/$p.sh" stop
-    done
-  fi
-  exit "$rc"
-}
-trap stop_started EXIT
-if ((${#started[@]})); then
-  step "starting the stack (not running: ${started[*]})"
-  "$STACK/stack.sh" up
+  use_stack
 fi
 cargo build --quiet -p eventfold-cli --bin eventfold
 

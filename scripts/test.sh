@@ -19,29 +19,8 @@ cargo check -p eventfold-tests --features testcontainers --tests --quiet
 step "helm chart: lint, kubeconform, rendered-manifest checks, bad-values tests"
 "$EVENTFOLD_ROOT/scripts/helm/check.sh"
 
-# Which processes of the stack are already up; only the others are stopped at the end.
-started=()
-for p in postgres kafka neo4j registry command-service outbox-relay projector; do
-  process_running "$p" || started+=("$p")
-done
-stop_started() {
-  local rc=$? p
-  if ((${#started[@]})); then
-    step "stopping what this run started: ${started[*]}"
-    for p in command-service outbox-relay projector; do
-      [[ " ${started[*]} " == *" $p "* ]] && "$STACK/services.sh" stop "$p"
-    done
-    for p in registry neo4j kafka postgres; do
-      [[ " ${started[*]} " == *" $p "* ]] && "$STACK/$p.sh" stop
-    done
-  fi
-  exit "$rc"
-}
-trap stop_started EXIT
-if ((${#started[@]})); then
-  step "starting the stack (not running: ${started[*]})"
-  "$STACK/stack.sh" up
-fi
+# Start what is not running; only that is stopped at the end.
+use_stack
 
 step "cargo build -p outbox-relay -p projector (tests start them as processes, to kill -9 them)"
 cargo build --quiet -p outbox-relay -p projector --bins

@@ -167,3 +167,32 @@ maven_copy_deps() {
     -DincludeScope=runtime -DoutputDirectory="$out" >&2
   touch "$out/.complete"
 }
+
+# use_stack: starts the parts of the local stack that are not running and, when the calling script
+# exits, stops exactly those parts again (keeping the script's exit code). Needs STACK and step().
+STACK_STARTED=()
+use_stack() {
+  local p
+  for p in postgres kafka neo4j registry command-service outbox-relay projector; do
+    process_running "$p" || STACK_STARTED+=("$p")
+  done
+  trap stop_started_stack EXIT
+  if ((${#STACK_STARTED[@]})); then
+    step "starting the stack (not running: ${STACK_STARTED[*]})"
+    "$STACK/stack.sh" up
+  fi
+}
+
+stop_started_stack() {
+  local rc=$? p
+  if ((${#STACK_STARTED[@]})); then
+    step "stopping what this run started: ${STACK_STARTED[*]}"
+    for p in command-service outbox-relay projector; do
+      [[ " ${STACK_STARTED[*]} " == *" $p "* ]] && "$STACK/services.sh" stop "$p"
+    done
+    for p in registry neo4j kafka postgres; do
+      [[ " ${STACK_STARTED[*]} " == *" $p "* ]] && "$STACK/$p.sh" stop
+    done
+  fi
+  exit "$rc"
+}

@@ -1,7 +1,7 @@
 """Loaded by schemathesis (SCHEMATHESIS_HOOKS, set by scripts/contract.sh).
 
 CPython 3.11 (Debian 12's python3) sometimes fails `ast.parse` with "SystemError: AST constructor
-recursion depth mismatch" (CPython issue 106905) when hypothesis parses its own sources to
+recursion depth mismatch" (a known CPython 3.11 bug in its AST validation) when hypothesis parses its own sources to
 describe a lambda for a strategy's repr. The description is cosmetic, so a failed one falls back
 to the function's name instead of ending the operation's tests with a runtime error.
 """
